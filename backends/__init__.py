@@ -1,0 +1,1 @@
+"""Storage backends: opaque bytes under opaque keys. Imports neither `agent` nor `crypto`."""

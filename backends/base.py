@@ -1,0 +1,112 @@
+"""The storage contract every backend implements (see docs/backends.md).
+
+A backend stores opaque bytes under validated keys. It knows nothing of repositories,
+encryption or chunks; the conformance suite in tests/backends/conformance.py proves each
+implementation keeps this contract.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterator
+
+from backends.errors import InvalidKey, InvalidRange
+
+_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+MAX_KEY_LENGTH = 512
+
+
+class PutMode(enum.Enum):
+    OVERWRITE = "overwrite"
+    CREATE = "create"  # fail with AlreadyExists when the key is present
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    range_reads: bool = True
+    conditional_put: bool = True
+    object_lock: bool = False
+    atomic_overwrite: bool = True
+    max_connections: int = 8
+    preferred_object_size: int = 16 << 20
+    max_object_size: int = 5 << 30
+
+
+def validate_key(key: str) -> str:
+    """Reject keys that could escape a directory, collide by case or confuse a provider."""
+    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or not _KEY_RE.match(key):
+        raise InvalidKey(f"invalid storage key {key!r}")
+    if any(part in (".", "..") for part in key.split("/")):
+        raise InvalidKey(f"invalid storage key {key!r}")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix is empty or a key, optionally ending in '/'."""
+    if prefix == "":
+        return prefix
+    validate_key(prefix.rstrip("/"))
+    return prefix
+
+
+class Backend(abc.ABC):
+    """Opaque key/value storage. Implementations must be safe to call from several threads."""
+
+    capabilities: Capabilities = Capabilities()
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where this backend stores data, with any secret removed (safe to print)."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes | memoryview, *, mode: PutMode = PutMode.OVERWRITE,
+            retain_until: datetime | None = None) -> None:
+        """Store `data` atomically: readers see the old object, the new one, or none; never a part."""
+
+    @abc.abstractmethod
+    def get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        """Read the object, or `length` bytes from `offset`; a range past the end raises InvalidRange."""
+
+    @abc.abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """Size and metadata; NotFound when absent."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`; never in-flight temporary uploads."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; absent keys are fine (idempotent)."""
+
+    def close(self) -> None:
+        """Release connections; the default has nothing to release."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_range(size: int, offset: int, length: int | None) -> int:
+    """Validate a range against an object size and return the resolved length."""
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError("offset and length must be non-negative")
+    end = size if length is None else offset + length
+    if offset > size or end > size:
+        raise InvalidRange(f"range {offset}+{length} past end of object ({size} bytes)")
+    return end - offset

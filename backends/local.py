@@ -1,0 +1,144 @@
+"""Local directory backend: a disk, or a NAS share mounted over NFS/SMB.
+
+Writes go to a dot-named temporary file in the destination directory, are fsynced, then renamed
+into place and the directory fsynced, so a crash or a dropped mount never leaves a partial
+object under its real name. CREATE uses link(2), which fails atomically when the name exists,
+even on NFS where O_EXCL on the final name is unreliable.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends.errors import AlreadyExists, BackendError, NotFound, PermissionDenied, QuotaExceeded
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _translate(exc: OSError, key: str) -> BackendError:
+    if exc.errno == errno.ENOENT:
+        return NotFound(key)
+    if exc.errno == errno.EEXIST:
+        return AlreadyExists(key)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"{key}: {exc.strerror}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return QuotaExceeded(f"{key}: {exc.strerror}")
+    return BackendError(f"{key}: {exc.strerror or exc}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some network filesystems refuse fsync on directories
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class LocalBackend(Backend):
+    capabilities = Capabilities(max_connections=4, preferred_object_size=16 << 20, max_object_size=1 << 40)
+
+    def __init__(self, root: str | os.PathLike, *, create: bool = True, durable: bool = True) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.durable = durable
+        if create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _translate(exc, str(self.root)) from exc
+
+    @classmethod
+    def from_url(cls, url, options) -> "LocalBackend":
+        return cls(url.path, create=False)
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        path = self._path(key)
+        tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(6)}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if mode is PutMode.CREATE:
+                os.link(tmp, path)
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
+            if self.durable:
+                _fsync_dir(path.parent)
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise _translate(exc, key) from exc
+
+    def get(self, key, *, offset=0, length=None) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                n = check_range(size, offset, length)
+                return os.pread(f.fileno(), n, offset) if n else b""
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+
+    def head(self, key) -> ObjectInfo:
+        try:
+            st = self._path(key).stat()
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+
+    def list(self, prefix="") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        # walk only the directory the prefix points into, not the whole repository
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root / base if base else self.root
+        if not start.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                key = rel_dir + name
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+
+    def delete(self, key) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _translate(exc, key) from exc

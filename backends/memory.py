@@ -1,0 +1,66 @@
+"""In-memory backend: for tests and dry runs; the reference behaviour of the contract."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Iterator
+
+from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends.errors import AlreadyExists, NotFound
+
+
+class MemoryBackend(Backend):
+    capabilities = Capabilities(max_connections=16)
+
+    def __init__(self, name: str = "memory") -> None:
+        self._name = name
+        self._objects: dict[str, tuple[bytes, datetime]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url, options) -> "MemoryBackend":
+        return cls(url.netloc or "memory")
+
+    @property
+    def location(self) -> str:
+        return f"memory://{self._name}"
+
+    def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        validate_key(key)
+        blob = bytes(data)
+        with self._lock:
+            if mode is PutMode.CREATE and key in self._objects:
+                raise AlreadyExists(key)
+            self._objects[key] = (blob, datetime.now(timezone.utc))
+
+    def get(self, key, *, offset=0, length=None) -> bytes:
+        validate_key(key)
+        with self._lock:
+            try:
+                blob, _ = self._objects[key]
+            except KeyError:
+                raise NotFound(key) from None
+        n = check_range(len(blob), offset, length)
+        return blob[offset:offset + n]
+
+    def head(self, key) -> ObjectInfo:
+        validate_key(key)
+        with self._lock:
+            try:
+                blob, mtime = self._objects[key]
+            except KeyError:
+                raise NotFound(key) from None
+        return ObjectInfo(key, len(blob), mtime)
+
+    def list(self, prefix="") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        with self._lock:
+            items = sorted((k, len(v[0]), v[1]) for k, v in self._objects.items() if k.startswith(prefix))
+        for key, size, mtime in items:
+            yield ObjectInfo(key, size, mtime)
+
+    def delete(self, key) -> None:
+        validate_key(key)
+        with self._lock:
+            self._objects.pop(key, None)

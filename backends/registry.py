@@ -1,0 +1,81 @@
+"""Repository URL -> backend. Cloud SDKs are imported only when their scheme is used.
+
+Each backend class offers `from_url(url: SplitResult, options: dict[str, str])`. Adding a
+backend is one line here plus one optional extra in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+
+from backends.base import Backend
+from backends.errors import BackendError
+
+# scheme -> (module:class, pip extra or None)
+_SCHEMES: dict[str, tuple[str, str | None]] = {
+    "file": ("backends.local:LocalBackend", None),
+    "memory": ("backends.memory:MemoryBackend", None),
+    "s3": ("backends.s3:S3Backend", "s3"),
+    "gs": ("backends.gcs:GCSBackend", "gcs"),
+    "sftp": ("backends.sftp:SFTPBackend", "sftp"),
+    "smb": ("backends.smb:SMBBackend", "smb"),
+}
+
+_SECRET_QUERY_KEYS = {"password", "secret", "token", "key", "access_key", "secret_key", "sas", "sig"}
+
+
+class BackendUnavailable(BackendError):
+    """The backend's optional dependencies are not installed."""
+
+
+def redact_url(url: str) -> str:
+    """Drop passwords and secret query values so a URL can be printed or logged."""
+    parts = urlsplit(url)
+    if not parts.scheme or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}{':***' if ':' in userinfo else ''}@{host}"
+    query = "&".join(
+        f"{k}={'***' if k.lower() in _SECRET_QUERY_KEYS else v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _split(url: str) -> SplitResult:
+    parts = urlsplit(url)
+    if not parts.scheme or len(parts.scheme) == 1:
+        path = os.path.abspath(os.path.expanduser(url))
+        return SplitResult("file", "", path, "", "")
+    return parts
+
+
+def open_backend(url: str) -> Backend:
+    """Instantiate the backend for `url` (a path, file://, memory://, s3://, gs://, sftp://, smb://)."""
+    parts = _split(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        from backends.local import LocalBackend
+
+        return LocalBackend(parts.path, create=False)
+    try:
+        target, extra = _SCHEMES[scheme]
+    except KeyError:
+        known = ", ".join(sorted(s + "://" for s in _SCHEMES))
+        raise BackendError(f"unknown repository scheme {scheme!r} in {redact_url(url)}; known: {known}") from None
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("backends."):
+            raise BackendUnavailable(f"the {scheme}:// backend is not part of this build") from None
+        hint = f"pip install 'agent[{extra}]'" if extra else "reinstall agent"
+        raise BackendUnavailable(
+            f"the {scheme}:// backend needs the Python package {exc.name!r}; install it with: {hint}"
+        ) from None
+    cls = getattr(module, class_name)
+    return cls.from_url(parts, dict(parse_qsl(parts.query)))

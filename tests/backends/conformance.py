@@ -1,0 +1,129 @@
+"""The one contract every backend passes, against a real server for each.
+
+A backend test module subclasses `Conformance` and provides a `backend` fixture that yields a
+fresh, empty backend. Keys are namespaced per test so servers can be shared within a session.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from backends.base import Backend, ObjectInfo, PutMode
+from backends.errors import AlreadyExists, InvalidKey, InvalidRange, NotFound
+
+
+class Conformance:
+    #: objects above this size exercise multipart / resumable / session uploads
+    large_object_size = 12 << 20
+
+    def test_put_get_roundtrip(self, backend: Backend):
+        backend.put("data/aa/obj1", b"0123456789abcdef")
+        assert backend.get("data/aa/obj1") == b"0123456789abcdef"
+
+    def test_empty_object(self, backend: Backend):
+        backend.put("empty", b"")
+        assert backend.get("empty") == b""
+        assert backend.head("empty").size == 0
+
+    def test_ranged_get(self, backend: Backend):
+        backend.put("r", b"0123456789abcdef")
+        assert backend.get("r", offset=4, length=6) == b"456789"
+        assert backend.get("r", offset=10) == b"abcdef"
+        assert backend.get("r", offset=0, length=1) == b"0"
+        assert backend.get("r", offset=15, length=1) == b"f"
+
+    def test_range_past_end(self, backend: Backend):
+        backend.put("r", b"0123")
+        with pytest.raises(InvalidRange):
+            backend.get("r", offset=2, length=5)
+        with pytest.raises(InvalidRange):
+            backend.get("r", offset=5)
+
+    def test_get_missing(self, backend: Backend):
+        with pytest.raises(NotFound):
+            backend.get("nope/missing")
+        with pytest.raises(FileNotFoundError):  # NotFound is also a FileNotFoundError
+            backend.get("nope/missing", offset=1, length=1)
+
+    def test_head(self, backend: Backend):
+        backend.put("h/x", b"abc")
+        info = backend.head("h/x")
+        assert isinstance(info, ObjectInfo)
+        assert (info.key, info.size) == ("h/x", 3)
+        with pytest.raises(NotFound):
+            backend.head("h/y")
+
+    def test_overwrite(self, backend: Backend):
+        backend.put("o", b"first")
+        backend.put("o", b"second!", mode=PutMode.OVERWRITE)
+        assert backend.get("o") == b"second!"
+
+    def test_create_refuses_existing(self, backend: Backend):
+        backend.put("c", b"one", mode=PutMode.CREATE)
+        with pytest.raises(AlreadyExists):
+            backend.put("c", b"two", mode=PutMode.CREATE)
+        assert backend.get("c") == b"one"
+
+    def test_list_prefix(self, backend: Backend):
+        for key in ("data/00/a", "data/00/b", "data/01/c", "index/x", "snapshots/y"):
+            backend.put(key, key.encode())
+        assert sorted(i.key for i in backend.list("data/")) == ["data/00/a", "data/00/b", "data/01/c"]
+        assert sorted(i.key for i in backend.list("data/00/")) == ["data/00/a", "data/00/b"]
+        assert {i.key: i.size for i in backend.list("index/")} == {"index/x": 7}
+        assert sorted(i.key for i in backend.list("")) == sorted(
+            ["data/00/a", "data/00/b", "data/01/c", "index/x", "snapshots/y"])
+        assert list(backend.list("nothing/")) == []
+
+    def test_list_many_pages(self, backend: Backend):
+        keys = [f"many/{i:04d}" for i in range(120)]
+        for key in keys:
+            backend.put(key, b"x")
+        assert sorted(i.key for i in backend.list("many/")) == keys
+
+    def test_delete_idempotent(self, backend: Backend):
+        backend.put("d", b"x")
+        backend.delete("d")
+        with pytest.raises(NotFound):
+            backend.get("d")
+        backend.delete("d")
+        assert [i.key for i in backend.list("d")] == []
+
+    def test_invalid_keys(self, backend: Backend):
+        for key in ("", "/abs", "a/../b", "UPPER", "a//b", "sp ace", "a/./b", "trailing/"):
+            with pytest.raises(InvalidKey):
+                backend.put(key, b"x")
+
+    def test_binary_payload_exact(self, backend: Backend):
+        payload = bytes(range(256)) * 64 + b"\r\n--boundary\n\x00"
+        backend.put("bin", payload)
+        assert backend.get("bin") == payload
+
+    def test_large_object(self, backend: Backend):
+        payload = os.urandom(self.large_object_size + 12345)
+        backend.put("big/blob", payload)
+        assert backend.head("big/blob").size == len(payload)
+        mid = len(payload) // 2 + 3
+        assert backend.get("big/blob", offset=mid, length=1000) == payload[mid:mid + 1000]
+        assert backend.get("big/blob") == payload
+
+    def test_concurrent_puts(self, backend: Backend):
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for i in range(5):
+                    backend.put(f"conc/{n}-{i}", bytes([n, i]) * 100)
+            except BaseException as exc:  # noqa: BLE001 - surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(list(backend.list("conc/"))) == 20
+        assert backend.get("conc/3-4") == bytes([3, 4]) * 100
