@@ -127,3 +127,30 @@ class Conformance:
         assert errors == []
         assert len(list(backend.list("conc/"))) == 20
         assert backend.get("conc/3-4") == bytes([3, 4]) * 100
+
+    def test_create_race_one_winner(self, backend: Backend):
+        if not backend.capabilities.conditional_put:
+            pytest.skip("backend declares no conditional put")
+        barrier = threading.Barrier(6)
+        wins: list[int] = []
+        losses: list[int] = []
+        others: list[BaseException] = []
+
+        def race(n: int) -> None:
+            barrier.wait()
+            try:
+                backend.put("race/one", str(n).encode(), mode=PutMode.CREATE)
+                wins.append(n)
+            except AlreadyExists:
+                losses.append(n)
+            except BaseException as exc:  # noqa: BLE001
+                others.append(exc)
+
+        threads = [threading.Thread(target=race, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert others == []
+        assert len(wins) == 1 and len(losses) == 5
+        assert backend.get("race/one") == str(wins[0]).encode()
