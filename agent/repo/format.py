@@ -1,0 +1,92 @@
+"""Repository config: a plaintext part anyone can read (format version, repo id) and a sealed
+part (chunker and pack parameters) only key holders can read."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+
+from crypto import aead
+from crypto.errors import AuthenticationFailed
+from agent.errors import CorruptObject, RepositoryNotFound, UnsupportedFormat
+
+FORMAT_NAME = "agent-repository"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    """FastCDC parameters; the seed comes from the master key, never from here."""
+
+    min_size: int = 128 << 10
+    avg_size: int = 512 << 10
+    max_size: int = 2 << 20
+
+    def validate(self) -> "ChunkerParams":
+        if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 16 << 20):
+            raise UnsupportedFormat("repository config has invalid chunker parameters")
+        return self
+
+
+@dataclass(frozen=True)
+class RepoParams:
+    chunker: ChunkerParams = field(default_factory=ChunkerParams)
+    pack_size: int = 16 << 20
+    compression: str = "zstd"
+    compression_level: int = 3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RepoParams":
+        return cls(
+            chunker=ChunkerParams(**d["chunker"]).validate(),
+            pack_size=int(d["pack_size"]),
+            compression=str(d.get("compression", "zstd")),
+            compression_level=int(d.get("compression_level", 3)),
+        )
+
+
+def _config_ad(repo_id: str) -> bytes:
+    return b"agent config v1\x00" + repo_id.encode()
+
+
+def encode_config(repo_id: str, params: RepoParams, encryption_key: bytes, created: str) -> bytes:
+    sealed = aead.seal(encryption_key, json.dumps(params.to_dict()).encode(), _config_ad(repo_id))
+    doc = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "id": repo_id,
+        "created": created,
+        "sealed": base64.b64encode(sealed).decode(),
+    }
+    return json.dumps(doc, indent=1).encode()
+
+
+def read_plain_config(raw: bytes) -> dict:
+    """The readable part; refuses what is not a repository or is of a newer format."""
+    try:
+        doc = json.loads(raw)
+        name, version, repo_id = doc["format"], int(doc["version"]), str(doc["id"])
+    except (ValueError, KeyError, TypeError):
+        raise RepositoryNotFound("the object named 'config' is not an agent repository config") from None
+    if name != FORMAT_NAME:
+        raise RepositoryNotFound("the object named 'config' is not an agent repository config")
+    if version > FORMAT_VERSION:
+        raise UnsupportedFormat(
+            f"repository format version {version} is newer than this agent supports ({FORMAT_VERSION}); "
+            "upgrade agent to use it"
+        )
+    if version < 1 or len(repo_id) != 32:
+        raise UnsupportedFormat(f"repository format version {version} is not supported")
+    return doc
+
+
+def open_config(doc: dict, encryption_key: bytes) -> RepoParams:
+    try:
+        raw = aead.open_(encryption_key, base64.b64decode(doc["sealed"]), _config_ad(doc["id"]))
+        return RepoParams.from_dict(json.loads(raw))
+    except (AuthenticationFailed, ValueError, KeyError, TypeError):
+        raise CorruptObject("the repository config failed authentication: it was modified or damaged") from None

@@ -1,0 +1,35 @@
+"""The only place that builds storage keys. Names are random or hashes of ciphertext: never content."""
+
+from __future__ import annotations
+
+CONFIG = "config"
+KEYS = "keys/"
+DATA = "data/"
+INDEX = "index/"
+SNAPSHOTS = "snapshots/"
+LOCKS = "locks/"
+
+
+def key_file(key_id: str) -> str:
+    return f"{KEYS}{key_id}"
+
+
+def pack(pack_id: str) -> str:
+    return f"{DATA}{pack_id[:2]}/{pack_id}"
+
+
+def index_segment(segment_id: str) -> str:
+    return f"{INDEX}{segment_id}"
+
+
+def snapshot(snapshot_id: str) -> str:
+    return f"{SNAPSHOTS}{snapshot_id}"
+
+
+def lock(lock_id: str) -> str:
+    return f"{LOCKS}{lock_id}"
+
+
+def name_of(key: str) -> str:
+    """The id part of a key (its last path element)."""
+    return key.rsplit("/", 1)[-1]

@@ -1,0 +1,128 @@
+"""Repository locks: sealed lock records under locks/.
+
+Backups take shared locks; check, prune and key removal take exclusive ones. A lock that was not
+refreshed for STALE_AFTER, or whose process is gone on this very host, is stale and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from backends.base import Backend, PutMode
+from backends.errors import BackendError, NotFound
+from agent.errors import CorruptObject, RepositoryLocked
+from agent.repo import layout
+from agent.repo.envelope import Envelope
+
+STALE_AFTER = timedelta(minutes=30)
+REFRESH_EVERY = 300.0
+_KIND = b"lock"
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    id: str
+    host: str
+    pid: int
+    time: datetime
+    exclusive: bool
+    command: str
+
+    def is_stale(self, now: datetime) -> bool:
+        if now - self.time > STALE_AFTER:
+            return True
+        if self.host == socket.gethostname():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
+
+class Lock:
+    """A held lock; refreshed by a background thread until released."""
+
+    def __init__(self, backend: Backend, envelope: Envelope, exclusive: bool, command: str) -> None:
+        self._backend, self._env = backend, envelope
+        self.exclusive, self.command = exclusive, command
+        self.id = secrets.token_hex(16)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _write(self) -> None:
+        doc = {"host": socket.gethostname(), "pid": os.getpid(), "exclusive": self.exclusive,
+               "command": self.command, "time": datetime.now(timezone.utc).isoformat()}
+        self._backend.put(layout.lock(self.id), self._env.seal_object(_KIND, json.dumps(doc).encode()),
+                          mode=PutMode.OVERWRITE)
+
+    def acquire(self) -> "Lock":
+        self._write()
+        now = datetime.now(timezone.utc)
+        for other in list_locks(self._backend, self._env):
+            if other.id == self.id or other.is_stale(now):
+                continue
+            if self.exclusive or other.exclusive:
+                self._backend.delete(layout.lock(self.id))
+                kind = "an exclusive" if other.exclusive else "a"
+                raise RepositoryLocked(
+                    f"the repository is locked: {kind} lock held by {other.command!r} (pid {other.pid} on "
+                    f"{other.host}, since {other.time.astimezone().isoformat(timespec='seconds')})")
+        self._thread = threading.Thread(target=self._refresh, name="lock-refresh", daemon=True)
+        self._thread.start()
+        return self
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(REFRESH_EVERY):
+            try:
+                self._write()
+            except BackendError:
+                pass  # next refresh retries; the lock only goes stale after STALE_AFTER
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            self._backend.delete(layout.lock(self.id))
+        except BackendError:
+            pass
+
+    def __enter__(self) -> "Lock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def list_locks(backend: Backend, env: Envelope) -> list[LockInfo]:
+    out = []
+    for info in backend.list(layout.LOCKS):
+        lock_id = layout.name_of(info.key)
+        try:
+            raw = env.open_object(_KIND, backend.get(info.key), f"lock {lock_id[:8]}")
+            d = json.loads(raw)
+            out.append(LockInfo(lock_id, d["host"], int(d["pid"]), datetime.fromisoformat(d["time"]),
+                                bool(d["exclusive"]), str(d.get("command", ""))))
+        except NotFound:
+            continue  # released while we listed
+        except (CorruptObject, ValueError, KeyError):
+            continue  # unreadable lock records do not block anyone
+    return out
+
+
+def remove_stale(backend: Backend, env: Envelope, *, all_locks: bool = False) -> int:
+    now = datetime.now(timezone.utc)
+    n = 0
+    for lk in list_locks(backend, env):
+        if all_locks or lk.is_stale(now):
+            backend.delete(layout.lock(lk.id))
+            n += 1
+    return n

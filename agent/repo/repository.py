@@ -1,0 +1,293 @@
+"""Repository: opens the format over a backend for the engine (backup, restore, check).
+
+It owns the backend; upper layers get blobs, packs, index and snapshots, never raw keys. Backend
+errors become agent errors here, with messages that say what to do.
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import socket
+from datetime import datetime, timezone
+
+from backends.base import Backend, PutMode
+from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, PermissionDenied,
+                             QuotaExceeded, TransientError)
+from crypto import keys as keyfiles
+from crypto.errors import UnsupportedSuite, WrongPassphrase as _WrongPassphrase
+from crypto.ids import object_id
+from crypto.kdf import KdfParams
+from crypto.keys import MasterKey
+from agent.errors import (AgentError, CorruptObject, RepositoryExists, RepositoryNotFound, StorageError,
+                          UnsupportedFormat, UsageError, WrongPassphrase)
+from agent.repo import layout
+from agent.repo.cache import ObjectCache
+from agent.repo.envelope import BlobType, Envelope
+from agent.repo.format import RepoParams, encode_config, open_config, read_plain_config
+from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segment_into
+from agent.repo.locks import Lock
+from agent.repo.packs import PackEntry, header_location, parse_header
+from agent.repo.snapshots import Snapshot
+
+_INDEX_KIND = b"index"
+_SNAPSHOT_KIND = b"snapshot"
+
+
+def storage_error(exc: BackendError, what: str) -> AgentError:
+    """One translation of backend failures into user-facing errors."""
+    if isinstance(exc, AuthError):
+        return StorageError(f"{what}: the storage rejected the credentials ({exc})",
+                            hint="check the backend credentials")
+    if isinstance(exc, PermissionDenied):
+        return StorageError(f"{what}: permission denied ({exc})", hint="check access rights on the repository")
+    if isinstance(exc, QuotaExceeded):
+        return StorageError(f"{what}: the storage is full or over quota ({exc})",
+                            hint="free space or raise the quota; the next run resumes where this one stopped")
+    if isinstance(exc, TransientError):
+        return StorageError(f"{what}: the storage kept failing ({exc})",
+                            hint="check the network and the provider's status; the next run resumes")
+    if isinstance(exc, (NotFound, InvalidRange)):
+        return CorruptObject(f"{what}: object missing or truncated ({exc})")
+    return StorageError(f"{what}: {exc}")
+
+
+class Repository:
+    def __init__(self, backend: Backend, master: MasterKey, config: dict, params: RepoParams, key_id: str,
+                 cache: ObjectCache | None = None) -> None:
+        self._backend = backend
+        self.master = master
+        self.id: str = config["id"]
+        self.params = params
+        self.key_id = key_id
+        self.envelope = Envelope(master, self.id, params.compression_level)
+        self.cache = cache if cache is not None else ObjectCache.for_repo(self.id)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self._backend.location
+
+    @property
+    def capabilities(self):
+        return self._backend.capabilities
+
+    @classmethod
+    def init(cls, backend: Backend, passphrase: bytes, *, params: RepoParams | None = None,
+             kdf: KdfParams | None = None, cache: ObjectCache | None = None) -> "Repository":
+        params = params or RepoParams()
+        try:
+            backend.head(layout.CONFIG)
+            raise RepositoryExists(f"a repository already exists at {backend.location}")
+        except NotFound:
+            pass
+        except BackendError as exc:
+            raise storage_error(exc, f"cannot reach {backend.location}") from None
+        master = MasterKey.generate()
+        repo_id = secrets.token_hex(16)
+        created = datetime.now(timezone.utc).isoformat()
+        key_id = secrets.token_hex(16)
+        keyfile = keyfiles.wrap(master, passphrase, repo_id, kdf or KdfParams(), _key_meta("initial key"))
+        try:
+            # the key first, the config last: a half-initialised repository has no config and is not one
+            backend.put(layout.key_file(key_id), keyfile, mode=PutMode.CREATE)
+            backend.put(layout.CONFIG, encode_config(repo_id, params, master.encryption_key, created),
+                        mode=PutMode.CREATE)
+        except AlreadyExists:
+            raise RepositoryExists(f"a repository already exists at {backend.location}") from None
+        except BackendError as exc:
+            raise storage_error(exc, f"cannot create the repository at {backend.location}") from None
+        config = read_plain_config(backend.get(layout.CONFIG))
+        return cls(backend, master, config, params, key_id, cache)
+
+    @classmethod
+    def open(cls, backend: Backend, passphrase: bytes, *, cache: ObjectCache | None = None) -> "Repository":
+        try:
+            raw = backend.get(layout.CONFIG)
+        except NotFound:
+            raise RepositoryNotFound(f"no repository at {backend.location}") from None
+        except BackendError as exc:
+            raise storage_error(exc, f"cannot read the repository at {backend.location}") from None
+        config = read_plain_config(raw)
+        master, key_id = cls._unlock(backend, passphrase, config["id"])
+        params = open_config(config, master.encryption_key)
+        return cls(backend, master, config, params, key_id, cache)
+
+    @staticmethod
+    def _unlock(backend: Backend, passphrase: bytes, repo_id: str) -> tuple[MasterKey, str]:
+        try:
+            infos = list(backend.list(layout.KEYS))
+        except BackendError as exc:
+            raise storage_error(exc, "cannot list the repository keys") from None
+        if not infos:
+            raise CorruptObject("the repository has no key files; it cannot be opened")
+        for info in infos:
+            key_id = layout.name_of(info.key)
+            try:
+                return keyfiles.unwrap(backend.get(info.key), passphrase, repo_id), key_id
+            except _WrongPassphrase:
+                continue
+            except UnsupportedSuite as exc:
+                raise UnsupportedFormat(f"key file {key_id[:8]}: {exc}") from None
+            except BackendError as exc:
+                raise storage_error(exc, f"cannot read key file {key_id[:8]}") from None
+        raise WrongPassphrase("wrong passphrase: no key of this repository opens with it")
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def lock(self, *, exclusive: bool, command: str) -> Lock:
+        try:
+            return Lock(self._backend, self.envelope, exclusive, command).acquire()
+        except BackendError as exc:
+            raise storage_error(exc, "cannot write a lock") from None
+
+    # ---- keys ------------------------------------------------------------------------------
+    def list_keys(self) -> list[dict]:
+        out = []
+        for info in self._backend.list(layout.KEYS):
+            key_id = layout.name_of(info.key)
+            meta = keyfiles.read_meta(self._backend.get(info.key))
+            out.append({"id": key_id, "current": key_id == self.key_id, **{k: meta.get(k) for k in
+                        ("created", "host", "user", "label")}})
+        return out
+
+    def add_key(self, passphrase: bytes, *, label: str = "", kdf: KdfParams | None = None) -> str:
+        key_id = secrets.token_hex(16)
+        data = keyfiles.wrap(self.master, passphrase, self.id, kdf or KdfParams(), _key_meta(label))
+        self._put(layout.key_file(key_id), data, "cannot store the new key", mode=PutMode.CREATE)
+        return key_id
+
+    def remove_key(self, key_id: str) -> None:
+        ids = [layout.name_of(i.key) for i in self._backend.list(layout.KEYS)]
+        matches = [k for k in ids if k.startswith(key_id)]
+        if len(matches) != 1:
+            raise UsageError(f"key id {key_id!r} matches {len(matches)} keys; `agent key list` shows them")
+        if matches[0] == self.key_id:
+            raise UsageError("refusing to remove the key this session was opened with; open with another key first")
+        self._backend.delete(layout.key_file(matches[0]))
+
+    # ---- packs -----------------------------------------------------------------------------
+    def _put(self, key: str, data: bytes, what: str, mode: PutMode = PutMode.CREATE) -> None:
+        try:
+            self._backend.put(key, data, mode=mode)
+        except AlreadyExists:
+            pass  # content-addressed: the same name holds the same bytes
+        except BackendError as exc:
+            raise storage_error(exc, what) from None
+
+    def write_pack(self, pack_id: str, data: bytes) -> None:
+        self._put(layout.pack(pack_id), data, f"cannot upload pack {pack_id[:16]}")
+
+    def read_pack_range(self, pack_id: str, offset: int, length: int) -> bytes:
+        try:
+            data = self._backend.get(layout.pack(pack_id), offset=offset, length=length)
+        except BackendError as exc:
+            raise storage_error(exc, f"cannot read pack {pack_id[:16]}") from None
+        if len(data) != length:
+            raise CorruptObject(f"pack {pack_id[:16]} is truncated")
+        return data
+
+    def read_pack(self, pack_id: str) -> bytes:
+        try:
+            return self._backend.get(layout.pack(pack_id))
+        except BackendError as exc:
+            raise storage_error(exc, f"cannot read pack {pack_id[:16]}") from None
+
+    def list_packs(self) -> dict[str, int]:
+        try:
+            return {layout.name_of(i.key): i.size for i in self._backend.list(layout.DATA)}
+        except BackendError as exc:
+            raise storage_error(exc, "cannot list packs") from None
+
+    def read_pack_header(self, pack_id: str, size: int) -> list[PackEntry]:
+        tail = self.read_pack_range(pack_id, max(0, size - 65536), min(size, 65536))
+        off, hlen = header_location(size, tail)
+        start = off - (size - len(tail))
+        sealed = tail[start:start + hlen] if start >= 0 else self.read_pack_range(pack_id, off, hlen)
+        return parse_header(self.envelope, sealed, off, pack_id)
+
+    def delete_pack(self, pack_id: str) -> None:
+        self._backend.delete(layout.pack(pack_id))
+
+    # ---- index -----------------------------------------------------------------------------
+    def list_index_segments(self) -> list[str]:
+        return [layout.name_of(i.key) for i in self._backend.list(layout.INDEX)]
+
+    def _get_cached(self, kind: str, key: str, name: str) -> bytes:
+        data = self.cache.get(kind, name)
+        if data is None:
+            try:
+                data = self._backend.get(key)
+            except BackendError as exc:
+                raise storage_error(exc, f"cannot read {kind} {name[:16]}") from None
+            if object_id(data) != name:
+                raise CorruptObject(f"{kind} {name[:16]} does not match its name (damaged or truncated)")
+            self.cache.put(kind, name, data)
+        return data
+
+    def load_index(self) -> ChunkIndex:
+        index = ChunkIndex()
+        names = self.list_index_segments()
+        superseded: set[str] = set()
+        decoded = []
+        for name in names:
+            sealed = self._get_cached("index", layout.index_segment(name), name)
+            plain = self.envelope.decompress(self.envelope.open_object(_INDEX_KIND, sealed, f"index segment {name[:16]}"))
+            sup, packs, etab = decode_segment(plain, name)
+            superseded.update(sup)
+            decoded.append((name, packs, etab))
+        for name, packs, etab in decoded:
+            if name not in superseded:
+                load_segment_into(index, packs, etab)
+        self.cache.prune("index", set(names))
+        return index
+
+    def write_index_segment(self, packs: list[tuple[str, int, list[PackEntry]]], supersedes=()) -> tuple[str, int]:
+        plain = encode_segment(packs, supersedes)
+        sealed = self.envelope.seal_object(_INDEX_KIND, self.envelope.compress(plain))
+        name = object_id(sealed)
+        self._put(layout.index_segment(name), sealed, "cannot upload an index segment")
+        self.cache.put("index", name, sealed)
+        return name, len(sealed)
+
+    def delete_index_segment(self, name: str) -> None:
+        self._backend.delete(layout.index_segment(name))
+
+    # ---- snapshots -------------------------------------------------------------------------
+    def save_snapshot(self, snap: Snapshot) -> str:
+        sealed = self.envelope.seal_object(_SNAPSHOT_KIND, self.envelope.compress(snap.to_json()))
+        name = object_id(sealed)
+        self._put(layout.snapshot(name), sealed, "cannot upload the snapshot manifest")
+        self.cache.put("snapshots", name, sealed)
+        snap.id = name
+        return name
+
+    def list_snapshots(self) -> list[Snapshot]:
+        try:
+            names = [layout.name_of(i.key) for i in self._backend.list(layout.SNAPSHOTS)]
+        except BackendError as exc:
+            raise storage_error(exc, "cannot list snapshots") from None
+        out = []
+        for name in names:
+            sealed = self._get_cached("snapshots", layout.snapshot(name), name)
+            raw = self.envelope.decompress(self.envelope.open_object(_SNAPSHOT_KIND, sealed, f"snapshot {name[:8]}"))
+            out.append(Snapshot.from_json(raw, name))
+        self.cache.prune("snapshots", set(names))
+        return sorted(out, key=lambda s: s.time)
+
+    def delete_snapshot(self, name: str) -> None:
+        self._backend.delete(layout.snapshot(name))
+
+    # ---- blobs -----------------------------------------------------------------------------
+    def open_blob(self, btype: BlobType, cid: bytes, sealed: bytes, raw_length: int) -> bytes:
+        return self.envelope.open(btype, cid, sealed, raw_length)
+
+
+def _key_meta(label: str) -> dict:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    return {"created": datetime.now(timezone.utc).isoformat(), "host": socket.gethostname(), "user": user,
+            "label": label}

@@ -1,0 +1,113 @@
+"""Snapshot manifests and how `--at`, `latest` and id prefixes pick one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from agent.errors import CorruptObject, SnapshotNotFound, UsageError
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Snapshot:
+    time: datetime  # UTC
+    host: str
+    source: dict  # path, kind, size, identity
+    size: int
+    digest: str  # keyed BLAKE3 over the chunk-list records
+    chunk_list: list[str]  # META blob ids, in order
+    tags: list[str] = field(default_factory=list)
+    parent: str | None = None
+    partition_table: dict | None = None
+    stats: dict = field(default_factory=dict)
+    agent_version: str = ""
+    id: str = ""  # set when stored or loaded
+
+    @property
+    def source_path(self) -> str:
+        return self.source.get("path", "")
+
+    def to_json(self) -> bytes:
+        doc = {
+            "version": MANIFEST_VERSION,
+            "time": self.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "host": self.host,
+            "source": self.source,
+            "size": self.size,
+            "digest": self.digest,
+            "chunk_list": self.chunk_list,
+            "tags": self.tags,
+            "parent": self.parent,
+            "partition_table": self.partition_table,
+            "stats": self.stats,
+            "agent_version": self.agent_version,
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, snapshot_id: str) -> "Snapshot":
+        try:
+            d = json.loads(raw)
+            if int(d["version"]) > MANIFEST_VERSION:
+                raise CorruptObject(f"snapshot {snapshot_id[:8]} was written by a newer agent; upgrade to read it")
+            return cls(
+                time=datetime.fromisoformat(d["time"].replace("Z", "+00:00")),
+                host=str(d["host"]), source=dict(d["source"]), size=int(d["size"]), digest=str(d["digest"]),
+                chunk_list=[str(x) for x in d["chunk_list"]], tags=list(d.get("tags") or []),
+                parent=d.get("parent"), partition_table=d.get("partition_table"), stats=dict(d.get("stats") or {}),
+                agent_version=str(d.get("agent_version", "")), id=snapshot_id,
+            )
+        except (ValueError, KeyError, TypeError):
+            raise CorruptObject(f"snapshot {snapshot_id[:8]} has a malformed manifest") from None
+
+    def summary(self) -> dict:
+        """The machine-readable listing fields (stable names: scripts rely on them)."""
+        return {
+            "id": self.id,
+            "short_id": self.id[:8],
+            "time": self.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "host": self.host,
+            "source": self.source_path,
+            "size": self.size,
+            "tags": self.tags,
+            "parent": self.parent,
+            "new_bytes": self.stats.get("new_bytes"),
+            "stored_bytes": self.stats.get("stored_bytes"),
+        }
+
+
+def filter_snapshots(snaps: list[Snapshot], *, host: str | None = None, source: str | None = None,
+                     tags: list[str] | None = None) -> list[Snapshot]:
+    out = [s for s in snaps if (host is None or s.host == host) and (source is None or s.source_path == source)]
+    if tags:
+        out = [s for s in out if set(tags) <= set(s.tags)]
+    return sorted(out, key=lambda s: s.time)
+
+
+def resolve(snaps: list[Snapshot], ref: str) -> Snapshot:
+    """`latest` or a unique id prefix."""
+    if not snaps:
+        raise SnapshotNotFound("the repository has no matching snapshot")
+    if ref == "latest":
+        return max(snaps, key=lambda s: s.time)
+    matches = [s for s in snaps if s.id.startswith(ref.lower())]
+    if not matches:
+        raise SnapshotNotFound(f"no snapshot with id {ref!r}")
+    if len(matches) > 1:
+        raise UsageError(f"snapshot id prefix {ref!r} is ambiguous ({len(matches)} matches); give more characters")
+    return matches[0]
+
+
+def pick_at(snaps: list[Snapshot], at: datetime) -> Snapshot:
+    """Newest snapshot at or before `at`; several hosts or sources must be told apart first."""
+    groups = {(s.host, s.source_path) for s in snaps}
+    if len(groups) > 1:
+        names = ", ".join(f"{h}:{p}" for h, p in sorted(groups))
+        raise UsageError(f"snapshots of several machines or sources match ({names}); choose with --host and --source")
+    eligible = [s for s in snaps if s.time <= at]
+    if not eligible:
+        raise SnapshotNotFound(f"no snapshot at or before {at.astimezone().isoformat(timespec='seconds')}")
+    return max(eligible, key=lambda s: s.time)

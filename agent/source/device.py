@@ -1,0 +1,177 @@
+"""Open what is being backed up: a block device or an image file.
+
+Reports size, identity (so `--at` and parents match the same disk), data extents (holes of sparse
+files are skipped without reading them), and whether a block device is mounted read-write.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from agent.errors import SourceError
+
+_BLKGETSIZE64 = 0x80081272
+#: holes smaller than this are read (the kernel returns zeros without disk I/O); skipping tiny
+#: holes would restart the chunker on every fragment of an ext4 image and ruin deduplication
+HOLE_MIN = 1 << 20
+
+
+@dataclass
+class Source:
+    path: str
+    fd: int
+    kind: str  # "block" or "file"
+    size: int
+    identity: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.fd, length, offset)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def data_extents(self) -> Iterator[tuple[int, int]]:
+        """(start, end) ranges holding data; everything else reads as zeros and is a hole."""
+        if self.kind != "file":
+            yield 0, self.size
+            return
+        pos = 0
+        cur_start: int | None = None
+        cur_end = 0
+        while pos < self.size:
+            try:
+                start = os.lseek(self.fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # no more data: the rest is a hole
+                    break
+                if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):  # filesystem without hole support
+                    yield 0, self.size
+                    return
+                raise
+            end = min(os.lseek(self.fd, start, os.SEEK_HOLE), self.size)
+            if cur_start is not None and start - cur_end < HOLE_MIN:
+                cur_end = end
+            else:
+                if cur_start is not None:
+                    yield cur_start, cur_end
+                cur_start, cur_end = start, end
+            pos = end
+        if cur_start is not None:
+            yield cur_start, min(cur_end, self.size)
+
+    def current_size(self) -> int:
+        return _size_of(self.fd, self.kind)
+
+    def same_object(self) -> bool:
+        """False when the path now names another file or device (replaced mid-backup)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == (self.identity.get("st_dev"), self.identity.get("st_ino"))
+
+
+def _size_of(fd: int, kind: str) -> int:
+    if kind == "block":
+        buf = fcntl.ioctl(fd, _BLKGETSIZE64, b"\0" * 8)
+        return struct.unpack("Q", buf)[0]
+    return os.fstat(fd).st_size
+
+
+def open_source(path: str) -> Source:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0))
+    except PermissionError:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # O_NOATIME needs ownership
+        except PermissionError:
+            raise SourceError(f"permission denied reading {path}",
+                              hint="run as root, or add the user to the 'disk' group for block devices") from None
+    except FileNotFoundError:
+        raise SourceError(f"{path} does not exist", hint="check the device or image path (lsblk lists disks)") from None
+    except IsADirectoryError:
+        raise SourceError(f"{path} is a directory; agent backs up whole disks, partitions or image files") from None
+    except OSError as exc:
+        raise SourceError(f"cannot open {path}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if stat.S_ISBLK(st.st_mode):
+        kind = "block"
+    elif stat.S_ISREG(st.st_mode):
+        kind = "file"
+    else:
+        os.close(fd)
+        raise SourceError(f"{path} is neither a block device nor a regular file")
+    identity = {"st_dev": st.st_dev, "st_ino": st.st_ino}
+    src = Source(os.path.abspath(path), fd, kind, _size_of(fd, kind), identity)
+    if kind == "block":
+        identity.update(_block_identity(st.st_rdev))
+        mounted = mounts_of(st.st_rdev)
+        rw = [m for m in mounted if m[1] == "rw"]
+        if rw:
+            src.warnings.append(
+                f"{path} (or a partition of it) is mounted read-write at {', '.join(m[0] for m in rw)}: the image may "
+                "be inconsistent. Use a filesystem freeze or an LVM snapshot (see docs/backup.md, snapshot hooks)")
+    return src
+
+
+def _block_identity(rdev: int) -> dict:
+    major, minor = os.major(rdev), os.minor(rdev)
+    ident: dict = {"major": major, "minor": minor}
+    sysdir = Path(f"/sys/dev/block/{major}:{minor}")
+    for name in ("device/serial", "device/wwid", "device/model"):
+        try:
+            ident[name.split("/")[-1]] = (sysdir / name).read_text().strip()
+        except OSError:
+            pass
+    by_id = Path("/dev/disk/by-id")
+    if by_id.is_dir():
+        names = sorted(p.name for p in by_id.iterdir() if _rdev_of(p) == rdev)
+        if names:
+            ident["by_id"] = names
+    return ident
+
+
+def _rdev_of(p: Path) -> int | None:
+    try:
+        return os.stat(p).st_rdev
+    except OSError:
+        return None
+
+
+def mounts_of(rdev: int) -> list[tuple[str, str]]:
+    """(mount point, 'rw'|'ro') for the device and its partitions, from /proc/self/mountinfo."""
+    major, minor = os.major(rdev), os.minor(rdev)
+    devs = {f"{major}:{minor}"}
+    sysdir = Path(f"/sys/dev/block/{major}:{minor}")
+    try:
+        for child in sysdir.iterdir():
+            dev_file = child / "dev"
+            if dev_file.is_file():
+                devs.add(dev_file.read_text().strip())
+    except OSError:
+        pass
+    out = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 5 and parts[2] in devs:
+            opts = parts[5].split(",")
+            out.append((parts[4], "rw" if "rw" in opts else "ro"))
+    return out

@@ -1,0 +1,19 @@
+"""Refuse writes, so verifying or restoring from a repository can never modify it."""
+
+from __future__ import annotations
+
+from backends.base import PutMode, validate_key
+from backends.errors import PermissionDenied
+from backends.middleware.wrapper import Middleware
+
+
+class ReadOnlyBackend(Middleware):
+    """put and delete raise PermissionDenied (after key validation); reads pass through."""
+
+    def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        validate_key(key)
+        raise PermissionDenied(f"repository opened read-only: refusing to write {key!r}")
+
+    def delete(self, key) -> None:
+        validate_key(key)
+        raise PermissionDenied(f"repository opened read-only: refusing to delete {key!r}")

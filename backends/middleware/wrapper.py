@@ -1,0 +1,47 @@
+"""The delegating base every middleware extends.
+
+A middleware is itself a Backend, so layers stack in any order and the conformance suite can
+test each stack; it forwards everything it does not change to `inner`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from backends.base import Backend, Capabilities, ObjectInfo, PutMode
+
+
+class Middleware(Backend):
+    """Forwards every call to `inner`; subclasses override only what they change."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return self.inner.capabilities
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        self.inner.put(key, data, mode=mode, retain_until=retain_until)
+
+    def get(self, key, *, offset=0, length=None) -> bytes:
+        return self.inner.get(key, offset=offset, length=length)
+
+    def head(self, key) -> ObjectInfo:
+        return self.inner.head(key)
+
+    def list(self, prefix="") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, key) -> None:
+        self.inner.delete(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
