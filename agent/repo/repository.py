@@ -26,7 +26,7 @@ from agent.repo.cache import ObjectCache
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.format import RepoParams, encode_config, open_config, read_plain_config
 from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segment_into
-from agent.repo.locks import Lock
+from agent.repo.locks import Lock, remove_stale
 from agent.repo.packs import PackEntry, header_location, parse_header
 from agent.repo.snapshots import Snapshot
 
@@ -142,6 +142,9 @@ class Repository:
         except BackendError as exc:
             raise storage_error(exc, "cannot write a lock") from None
 
+    def remove_locks(self, *, all_locks: bool = False) -> int:
+        return remove_stale(self._backend, self.envelope, all_locks=all_locks)
+
     # ---- keys ------------------------------------------------------------------------------
     def list_keys(self) -> list[dict]:
         out = []
@@ -166,6 +169,11 @@ class Repository:
         if matches[0] == self.key_id:
             raise UsageError("refusing to remove the key this session was opened with; open with another key first")
         self._backend.delete(layout.key_file(matches[0]))
+
+    def replace_key(self, old_id: str, new_id: str) -> None:
+        """Drop `old_id` once `new_id` (already stored) opens the repository: the order keeps one valid key."""
+        self._backend.delete(layout.key_file(old_id))
+        self.key_id = new_id
 
     # ---- packs -----------------------------------------------------------------------------
     def _put(self, key: str, data: bytes, what: str, mode: PutMode = PutMode.CREATE) -> None:

@@ -1,0 +1,62 @@
+"""`agent check`: verify the repository's structure, and optionally its data."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from agent.cli.context import JSON_HELP, AppContext, app_context
+
+
+def _percent(value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    from agent.errors import UsageError
+
+    try:
+        p = float(value.rstrip("%"))
+    except ValueError:
+        raise UsageError(f"--read-data-subset takes a percentage like 10%, not {value!r}") from None
+    if not 0 < p <= 100:
+        raise UsageError("--read-data-subset must be between 0% and 100%")
+    return p / 100
+
+
+def check(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    read_data: bool = typer.Option(False, "--read-data", help="Download and authenticate every pack."),
+    read_data_subset: Optional[str] = typer.Option(None, "--read-data-subset", help="Download a random share of the "
+                                                   "packs, e.g. 10%."),
+) -> None:
+    """Check that every snapshot's chunks are indexed and every indexed pack exists with the right size."""
+    from agent.check import run_check
+
+    app: AppContext = app_context(ctx, json_output)
+    with app.repository() as repo:
+        lock = repo.lock(exclusive=False, command="check")
+        try:
+            with app.progress("check") as listener:
+                rep = run_check(repo, read_data=read_data, subset=_percent(read_data_subset), listener=listener)
+        finally:
+            lock.release()
+    if app.settings.json:
+        app.emit_json(rep.to_dict())
+    else:
+        for w in rep.warnings:
+            app.warn(w)
+        for e in rep.errors:
+            app.out.print(f"[red]error:[/] {e}")
+        for snap_id, ranges in rep.affected.items():
+            spans = ", ".join(f"{o}..{o + n}" for o, n in ranges[:5]) + (" ..." if len(ranges) > 5 else "")
+            app.out.print(f"  snapshot {snap_id[:8]} is affected at image bytes {spans}")
+        read = f", {rep.packs_read} read and authenticated" if rep.packs_read else ""
+        verdict = "no errors" if rep.ok else f"{len(rep.errors)} error(s)"
+        app.out.print(f"checked {rep.snapshots} snapshot(s), {rep.packs} pack(s){read}: {verdict}")
+    if not rep.ok:
+        raise typer.Exit(14)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)

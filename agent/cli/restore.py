@@ -1,0 +1,58 @@
+"""`agent restore`: write a snapshot to an image file or a disk."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from agent.cli import units
+from agent.cli.context import JSON_HELP, AppContext, app_context
+
+
+def restore(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    snapshot: Optional[str] = typer.Argument(None, help="Snapshot id (unique prefix) or 'latest'."),
+    to: str = typer.Option(..., "--to", help="Target image file or block device."),
+    at: Optional[str] = typer.Option(None, "--at", help="Newest snapshot at or before this time: a date (end of "
+                                     "that day, local time), a timestamp, or yesterday / 3d / 12h."),
+    host: Optional[str] = typer.Option(None, "--host", help="Choose among the snapshots of this host."),
+    source: Optional[str] = typer.Option(None, "--source", help="Choose among the snapshots of this source path."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a target that already holds data."),
+    ignore_errors: bool = typer.Option(False, "--ignore-errors", help="Write zeros where data is damaged and list "
+                                       "those ranges, instead of stopping."),
+) -> None:
+    """Restore a snapshot (by id, 'latest', or --at) to --to."""
+    from agent.errors import UsageError
+    from agent.repo.snapshots import filter_snapshots, pick_at, resolve
+    from agent.restore import RestoreOptions, run_restore
+    from agent.timespec import parse_instant
+
+    app: AppContext = app_context(ctx, json_output)
+    if snapshot and at:
+        raise UsageError("give a snapshot id or --at, not both")
+    with app.repository() as repo:
+        snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source)
+        snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")
+        app.info(f"restoring snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
+                 f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
+        with app.progress("restore") as listener:
+            res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors), listener)
+    if app.settings.json:
+        app.emit_json({"snapshot_id": res.snapshot_id, "target": res.target, "size": res.size,
+                       "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes,
+                       "duration_s": res.duration_s, "damaged_ranges": [list(r) for r in res.damaged]})
+    else:
+        app.out.print(f"restored {units.size(res.size)} to {res.target} in {res.duration_s:.1f} s "
+                      f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")
+        if res.damaged:
+            app.out.print(f"[red]{len(res.damaged)} damaged range(s) were written as zeros:[/]")
+            for off, n in res.damaged:
+                app.out.print(f"  bytes {off}..{off + n}")
+    if res.damaged:
+        raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("restore")(restore)

@@ -1,0 +1,88 @@
+"""Settings from flags and AGENT_* environment variables (flags win). Secrets are read from files,
+commands, the environment or a prompt; never from argv, and never logged."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from crypto.kdf import KdfParams
+from agent.errors import UsageError
+
+
+@dataclass
+class Settings:
+    repo: str | None = None
+    passphrase_file: str | None = None
+    passphrase_command: str | None = None
+    json: bool = False
+    debug: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def resolve(cls, **flags) -> "Settings":
+        env = os.environ
+        return cls(
+            repo=flags.get("repo") or env.get("AGENT_REPO") or None,
+            passphrase_file=flags.get("passphrase_file") or env.get("AGENT_PASSPHRASE_FILE") or None,
+            passphrase_command=flags.get("passphrase_command") or env.get("AGENT_PASSPHRASE_COMMAND") or None,
+            json=bool(flags.get("json")),
+            debug=bool(flags.get("debug")),
+            quiet=bool(flags.get("quiet")),
+        )
+
+    def require_repo(self) -> str:
+        if not self.repo:
+            raise UsageError("no repository given", hint="pass --repo or set AGENT_REPO")
+        return self.repo
+
+
+def read_secret_file(path: str, what: str) -> bytes:
+    p = Path(path).expanduser()
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{what} file {p} does not exist") from None
+    except PermissionError:
+        raise UsageError(f"cannot read the {what} file {p}: permission denied") from None
+    return data.rstrip(b"\r\n")
+
+
+def run_secret_command(command: str, what: str) -> bytes:
+    try:
+        out = subprocess.run(shlex.split(command), capture_output=True, check=False, timeout=120)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"the {what} command could not run ({exc.__class__.__name__})") from None
+    if out.returncode != 0:
+        raise UsageError(f"the {what} command failed with exit status {out.returncode}")
+    return out.stdout.rstrip(b"\r\n")
+
+
+def passphrase_from_settings(s: Settings) -> bytes | None:
+    """The passphrase from a configured source, or None when the caller should prompt."""
+    if s.passphrase_file:
+        secret = read_secret_file(s.passphrase_file, "passphrase")
+    elif s.passphrase_command:
+        secret = run_secret_command(s.passphrase_command, "passphrase")
+    elif os.environ.get("AGENT_PASSPHRASE"):
+        secret = os.environ["AGENT_PASSPHRASE"].encode()
+    else:
+        return None
+    if not secret:
+        raise UsageError("the configured passphrase is empty")
+    return secret
+
+
+def kdf_params() -> KdfParams:
+    """Argon2id cost for new key files; AGENT_KDF='time,memory_kib,parallelism' (tests use a cheap one)."""
+    spec = os.environ.get("AGENT_KDF")
+    if not spec:
+        return KdfParams()
+    try:
+        t, m, p = (int(x) for x in spec.split(","))
+    except ValueError:
+        raise UsageError("AGENT_KDF must be 'time,memory_kib,parallelism'") from None
+    return KdfParams(time_cost=t, memory_kib=m, parallelism=p)
