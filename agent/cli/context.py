@@ -30,7 +30,9 @@ def app_context(ctx, json_output: bool = False) -> "AppContext":
 @dataclass
 class AppContext:
     settings: Settings
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    # wide when piped, so tables in logs and mails do not wrap
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True,
+                                                         width=None if sys.stdout.isatty() else 200))
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
 
     # ---- output -------------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+"""Shared fixtures: run the real `agent` command in a subprocess against a temporary repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+AGENT = [sys.executable, "-m", "agent"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out.strip().splitlines()[-1])
+
+
+class Cli:
+    """`agent` with AGENT_REPO, a passphrase file, a cheap KDF and a private cache."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.repo = tmp / "repo"
+        self.passfile = tmp / "passphrase"
+        self.passfile.write_text("correct horse battery staple\n")
+        self.passfile.chmod(0o600)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+        self.env.update(AGENT_REPO=str(self.repo), AGENT_PASSPHRASE_FILE=str(self.passfile), AGENT_KDF="1,8,1",
+                        AGENT_CACHE_DIR=str(tmp / "cache"))
+
+    def __call__(self, *args: str, check: bool = True, env: dict | None = None, timeout: float = 300) -> Result:
+        proc = subprocess.run([*AGENT, *args], capture_output=True, text=True, env={**self.env, **(env or {})},
+                              timeout=timeout)
+        res = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"agent {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return res
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([*AGENT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    return Cli(tmp_path)
