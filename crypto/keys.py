@@ -76,12 +76,14 @@ def read_meta(keyfile: bytes) -> dict:
 def unwrap(keyfile: bytes, passphrase: bytes, repo_id: str) -> MasterKey:
     try:
         doc = json.loads(keyfile)
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
         if doc.get("version") != 1:
             raise UnsupportedSuite(f"key file version {doc.get('version')!r} is not supported")
         params = KdfParams.from_dict(doc["kdf"])
         salt = base64.b64decode(doc["salt"], validate=True)
         sealed = base64.b64decode(doc["data"], validate=True)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UnsupportedSuite(f"malformed key file: {exc.__class__.__name__}") from None
     kek = derive(passphrase, salt, params)
     try:

@@ -60,7 +60,7 @@ class Snapshot:
                 parent=d.get("parent"), partition_table=d.get("partition_table"), stats=dict(d.get("stats") or {}),
                 agent_version=str(d.get("agent_version", "")), id=snapshot_id,
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise CorruptObject(f"snapshot {snapshot_id[:8]} has a malformed manifest") from None
 
     def summary(self) -> dict:

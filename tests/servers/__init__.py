@@ -1,0 +1,1 @@
+"""Real servers started as subprocesses on loopback for the backend tests (one module each)."""

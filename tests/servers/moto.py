@@ -1,0 +1,53 @@
+"""moto_server as a session fixture: a real S3 (and IAM) endpoint on loopback.
+
+Tests isolate themselves with a fresh bucket each, so one server serves the whole session.
+IAM enforcement is a global switch in moto, so tests that turn it on start their own server
+with `start_moto()`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import urllib.request
+from typing import Iterator
+
+import pytest
+
+from tests.servers.process import ServerProcess
+
+INSTALL_HINT = "pip install 'moto[s3,iam]' flask flask-cors boto3"
+
+
+def _moto_server_binary() -> str:
+    local = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    binary = local if os.path.exists(local) else shutil.which("moto_server")
+    try:
+        import moto.server  # noqa: F401  - the server needs flask as well as moto
+    except ImportError:
+        binary = None
+    if not binary:
+        pytest.skip(f"moto_server is not installed; install it with: {INSTALL_HINT}")
+    return binary
+
+
+def start_moto(env: dict[str, str] | None = None) -> ServerProcess:
+    """A private moto_server (for tests that flip global switches such as IAM checking)."""
+    return ServerProcess([_moto_server_binary(), "-H", "127.0.0.1", "-p", "{port}"], env=env)
+
+
+def moto_api(endpoint: str, path: str, body: bytes = b"") -> None:
+    """POST to moto's control API, e.g. ("/moto-api/reset") or ("/moto-api/reset-auth", b"0")."""
+    req = urllib.request.Request(endpoint + path, data=body, method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(req, timeout=10).close()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = start_moto()
+    try:
+        yield server.url
+    finally:
+        server.stop()
