@@ -45,6 +45,7 @@ class BackupOptions:
     workers: int = max(2, os.cpu_count() or 2)
     uploads: int = 4
     checkpoint_bytes: int = 256 << 20
+    lock_wait: float = 0.0  # seconds to wait for a running prune
 
 
 @dataclass
@@ -245,7 +246,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
         for w in src.warnings:
             listener(Warning(w))
         table = _partition_table(src)
-        with repo.lock(exclusive=False, command="backup"):
+        with repo.lock(exclusive=False, command="backup", wait=opts.lock_wait) as lock:
             index = repo.load_index()
             recovered = adopt_orphan_packs(repo, index, listener)
             earlier = filter_snapshots(repo.list_snapshots(), host=host, source=src.path)
@@ -284,6 +285,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 stats=stats,
                 agent_version=__version__,
             )
+            lock.ensure_valid()
             snap_id = repo.save_snapshot(snap)
     listener(Finished("backup"))
     return BackupResult(snap_id, src.path, src.size, pipe.read_bytes, pipe.zero_bytes, pipe.new_bytes,

@@ -36,6 +36,7 @@ class RestoreOptions:
     force: bool = False
     ignore_errors: bool = False
     workers: int = 4
+    lock_wait: float = 1800.0
 
 
 @dataclass
@@ -150,6 +151,12 @@ def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOpti
                 listener: Listener = ignore) -> RestoreResult:
     opts = opts or RestoreOptions()
     t0 = time.monotonic()
+    with repo.lock(exclusive=False, command="restore", wait=opts.lock_wait):
+        return _restore(repo, snap, target, opts, listener, t0)
+
+
+def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions, listener: Listener,
+             t0: float) -> RestoreResult:
     index = repo.load_index()
     blobs: dict[bytes, _Blob] = {}
     zero_runs: list[tuple[int, int]] = []

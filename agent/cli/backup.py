@@ -17,13 +17,14 @@ def backup(
     tag: List[str] = typer.Option([], "--tag", help="Tag for the snapshot (repeatable)."),
     host: Optional[str] = typer.Option(None, "--host", help="Record this host name instead of the machine's."),
     time: Optional[str] = typer.Option(None, "--time", help="Record the snapshot under this time (imports, tests)."),
+    lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for a running prune to finish."),
 ) -> None:
     """Back up SOURCE; only chunks the repository lacks are uploaded."""
     from agent.backup import BackupOptions, run_backup
     from agent.timespec import parse_instant
 
     app: AppContext = app_context(ctx, json_output)
-    opts = BackupOptions(tags=list(tag), host=host, time=parse_instant(time) if time else None)
+    opts = BackupOptions(tags=list(tag), host=host, time=parse_instant(time) if time else None, lock_wait=lock_wait)
     with app.repository() as repo, app.progress("backup") as listener:
         res = run_backup(repo, source, opts, listener)
     summary = {

@@ -34,6 +34,7 @@ class AppContext:
     out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True,
                                                          width=None if sys.stdout.isatty() else 200))
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+    accounting: object | None = None  # backends.middleware.Accounting of this invocation's backend
 
     # ---- output -------------------------------------------------------------------------------
     def info(self, message: str) -> None:
@@ -93,10 +94,11 @@ class AppContext:
         return first.encode()
 
     def backend(self):
-        from backends.middleware import compose
+        from backends.middleware import Accounting, compose
         from backends.registry import open_backend
 
-        return compose(open_backend(self.settings.require_repo()))
+        self.accounting = Accounting()
+        return compose(open_backend(self.settings.require_repo()), accounting=self.accounting)
 
     @contextmanager
     def repository(self) -> Iterator["Repository"]:  # noqa: F821 - imported lazily

@@ -10,8 +10,11 @@ import typer
 
 from agent.cli import backup as backup_cmd
 from agent.cli import check as check_cmd
+from agent.cli import doctor as doctor_cmd
+from agent.cli import forget as forget_cmd
 from agent.cli import init as init_cmd
 from agent.cli import key as key_cmd
+from agent.cli import prune as prune_cmd
 from agent.cli import restore as restore_cmd
 from agent.cli import snapshots as snapshots_cmd
 from agent.cli import unlock as unlock_cmd
@@ -48,7 +51,8 @@ def main(
     ctx.obj = AppContext(settings)
 
 
-for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, check_cmd, unlock_cmd):
+for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, check_cmd, forget_cmd, prune_cmd, unlock_cmd,
+               doctor_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
 

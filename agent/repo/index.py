@@ -147,6 +147,38 @@ class ChunkIndex:
     def freeze(self) -> None:
         self._merge()
 
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row numbers of many ids at once (an array of V32), -1 where unknown; vectorised for prune."""
+        self._merge()
+        if not len(ids) or not len(self._keys):
+            return np.full(len(ids), -1, dtype=np.int64)
+        raw = np.ascontiguousarray(ids).view(np.uint8).reshape(-1, 32)
+        keys = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel().astype("<u8")
+        rest = np.ascontiguousarray(raw[:, 8:]).view("V24").ravel()
+        rows = np.searchsorted(self._keys, keys)
+        out = np.full(len(ids), -1, dtype=np.int64)
+        # a 64-bit key prefix almost never repeats; resolve the rare duplicates one by one
+        for step in range(4):
+            cand = rows + step
+            ok = cand < len(self._keys)
+            hit = np.zeros(len(ids), dtype=bool)
+            hit[ok] = (self._keys[cand[ok]] == keys[ok]) & (self._cols["rest"][cand[ok]] == rest[ok])
+            out[hit & (out < 0)] = cand[hit & (out < 0)]
+        return out
+
+    def column(self, name: str) -> np.ndarray:
+        """A per-row column (pack, offset, length, raw, type), aligned with rows_of()."""
+        self._merge()
+        return self._cols[name]
+
+    def row_ids(self) -> np.ndarray:
+        """All chunk ids as an (n, 32) uint8 array, aligned with the columns."""
+        self._merge()
+        out = np.empty((len(self._keys), 32), dtype=np.uint8)
+        out[:, :8] = self._keys.astype(">u8").view(np.uint8).reshape(-1, 8)
+        out[:, 8:] = self._cols["rest"].view(np.uint8).reshape(-1, 24)
+        return out
+
 
 def encode_segment(packs: list[tuple[str, int, list[PackEntry]]], supersedes: Iterable[str] = ()) -> bytes:
     """Plaintext of an index segment: superseded segment ids, packs (id, size), then entries."""
@@ -157,6 +189,30 @@ def encode_segment(packs: list[tuple[str, int, list[PackEntry]]], supersedes: It
         ptab[n] = (bytes.fromhex(pack_id), size)
         rows.extend((e.id, n, e.offset, e.length, e.raw_length, e.type) for e in entries)
     etab = np.array(rows, dtype=SEG_DTYPE)
+    head = _MAGIC + struct.pack("<III", len(sup), len(ptab), len(etab))
+    return head + b"".join(bytes.fromhex(s) for s in sup) + ptab.tobytes() + etab.tobytes()
+
+
+def encode_segment_rows(index: ChunkIndex, rows: np.ndarray, extra: list[tuple[str, int, list[PackEntry]]],
+                        supersedes: Iterable[str]) -> bytes:
+    """A segment holding the given index rows plus extra packs, built column-wise (prune: no
+    Python object per chunk)."""
+    sup = list(supersedes)
+    pack_col = index.column("pack")[rows]
+    used_packs, new_no = np.unique(pack_col, return_inverse=True)
+    names = [index.pack_ids[int(i)] for i in used_packs] + [p for p, _, _ in extra]
+    sizes = [index.pack_sizes[int(i)] for i in used_packs] + [s for _, s, _ in extra]
+    ptab = np.zeros(len(names), dtype=PACK_DTYPE)
+    for n, (name, size) in enumerate(zip(names, sizes)):
+        ptab[n] = (bytes.fromhex(name), size)
+    etab = np.zeros(len(rows), dtype=SEG_DTYPE)
+    etab["id"] = np.ascontiguousarray(index.row_ids()[rows]).view("V32").ravel()
+    etab["pack"] = new_no
+    for f in ("offset", "length", "raw", "type"):
+        etab[f] = index.column(f)[rows]
+    extra_rows = [(e.id, len(used_packs) + n, e.offset, e.length, e.raw_length, e.type)
+                  for n, (_, _, entries) in enumerate(extra) for e in entries]
+    etab = np.concatenate([etab, np.array(extra_rows, dtype=SEG_DTYPE)]) if extra_rows else etab
     head = _MAGIC + struct.pack("<III", len(sup), len(ptab), len(etab))
     return head + b"".join(bytes.fromhex(s) for s in sup) + ptab.tobytes() + etab.tobytes()
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -56,6 +58,7 @@ class Lock:
         self.id = secrets.token_hex(16)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.refreshed = 0.0
 
     def _write(self) -> None:
         doc = {"host": socket.gethostname(), "pid": os.getpid(), "exclusive": self.exclusive,
@@ -63,28 +66,53 @@ class Lock:
         self._backend.put(layout.lock(self.id), self._env.seal_object(_KIND, json.dumps(doc).encode()),
                           mode=PutMode.OVERWRITE)
 
-    def acquire(self) -> "Lock":
-        self._write()
+    def acquire(self, wait: float = 0.0) -> "Lock":
+        """Take the lock, waiting up to `wait` seconds for conflicting locks to go away.
+
+        Write our record first, then list: of two racing processes the later lister always sees
+        the other's record, so two conflicting holders can never both proceed.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            self._write()
+            conflict = self._conflict()
+            if conflict is None:
+                break
+            self._backend.delete(layout.lock(self.id))
+            if time.monotonic() >= deadline:
+                kind = "an exclusive" if conflict.exclusive else "a"
+                raise RepositoryLocked(
+                    f"the repository is locked: {kind} lock held by {conflict.command!r} (pid {conflict.pid} on "
+                    f"{conflict.host}, since {conflict.time.astimezone().isoformat(timespec='seconds')})")
+            time.sleep(min(max(0.0, deadline - time.monotonic()), random.uniform(0.2, 2.0)))
+        self.refreshed = time.monotonic()
+        self._thread = threading.Thread(target=self._refresh, name="lock-refresh", daemon=True)
+        self._thread.start()
+        return self
+
+    def _conflict(self) -> LockInfo | None:
         now = datetime.now(timezone.utc)
         for other in list_locks(self._backend, self._env):
             if other.id == self.id or other.is_stale(now):
                 continue
             if self.exclusive or other.exclusive:
-                self._backend.delete(layout.lock(self.id))
-                kind = "an exclusive" if other.exclusive else "a"
-                raise RepositoryLocked(
-                    f"the repository is locked: {kind} lock held by {other.command!r} (pid {other.pid} on "
-                    f"{other.host}, since {other.time.astimezone().isoformat(timespec='seconds')})")
-        self._thread = threading.Thread(target=self._refresh, name="lock-refresh", daemon=True)
-        self._thread.start()
-        return self
+                return other
+        return None
 
     def _refresh(self) -> None:
         while not self._stop.wait(REFRESH_EVERY):
             try:
                 self._write()
+                self.refreshed = time.monotonic()
             except BackendError:
                 pass  # next refresh retries; the lock only goes stale after STALE_AFTER
+
+    def ensure_valid(self) -> None:
+        """Raise if our lock may have looked stale to others (e.g. the machine slept): a prune could
+        have run meanwhile, so the caller must not publish anything that relies on what it read."""
+        if time.monotonic() - self.refreshed > STALE_AFTER.total_seconds() - 60:
+            raise RepositoryLocked("this run's lock was not refreshed in time (suspended or cut off from the "
+                                   "storage); stopping without writing a snapshot. Run the backup again.")
 
     def release(self) -> None:
         self._stop.set()

@@ -136,9 +136,9 @@ class Repository:
     def close(self) -> None:
         self._backend.close()
 
-    def lock(self, *, exclusive: bool, command: str) -> Lock:
+    def lock(self, *, exclusive: bool, command: str, wait: float = 0.0) -> Lock:
         try:
-            return Lock(self._backend, self.envelope, exclusive, command).acquire()
+            return Lock(self._backend, self.envelope, exclusive, command).acquire(wait)
         except BackendError as exc:
             raise storage_error(exc, "cannot write a lock") from None
 
@@ -252,7 +252,9 @@ class Repository:
         return index
 
     def write_index_segment(self, packs: list[tuple[str, int, list[PackEntry]]], supersedes=()) -> tuple[str, int]:
-        plain = encode_segment(packs, supersedes)
+        return self.write_index_plain(encode_segment(packs, supersedes))
+
+    def write_index_plain(self, plain: bytes) -> tuple[str, int]:
         sealed = self.envelope.seal_object(_INDEX_KIND, self.envelope.compress(plain))
         name = object_id(sealed)
         self._put(layout.index_segment(name), sealed, "cannot upload an index segment")

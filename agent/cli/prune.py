@@ -1,0 +1,72 @@
+"""`agent prune`: delete data no snapshot references, repack mostly-unused packs."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from agent.cli import units
+from agent.cli.context import JSON_HELP, AppContext, app_context
+
+# typical object-store request prices (USD per 1000), for a rough estimate only
+_PRICE_PUT, _PRICE_GET = 0.005, 0.0004
+
+
+def prune(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    max_unused: str = typer.Option("5%", "--max-unused", help="Tolerate this share of unused space in packs "
+                                   "before repacking."),
+    max_repack: Optional[str] = typer.Option(None, "--max-repack", help="Repack at most this much live data per run "
+                                             "(e.g. 2GiB)."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report what would be freed; change nothing."),
+    lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for running backups to finish."),
+) -> None:
+    """Remove unreferenced data (after `agent forget`)."""
+    from agent.errors import UsageError
+    from agent.maintenance import run_prune
+
+    app: AppContext = app_context(ctx, json_output)
+    try:
+        unused = float(max_unused.rstrip("%")) / 100
+    except ValueError:
+        raise UsageError(f"--max-unused takes a percentage like 5%, not {max_unused!r}") from None
+    with app.repository() as repo, app.progress("prune") as listener:
+        res = run_prune(repo, max_unused=unused, max_repack=parse_size(max_repack) if max_repack else None,
+                        dry_run=dry_run, lock_wait=lock_wait, listener=listener)
+        ops = app.accounting.snapshot().operations if app.accounting else {}
+    if app.settings.json:
+        app.emit_json({**res.to_dict(), "requests": dict(ops)})
+    else:
+        print_prune(app, res)
+        if ops:
+            writes = ops.get("put", 0) + ops.get("delete", 0) + ops.get("list", 0)
+            reads = ops.get("get", 0) + ops.get("head", 0)
+            cost = writes / 1000 * _PRICE_PUT + reads / 1000 * _PRICE_GET
+            app.out.print(f"requests: {writes} write/list/delete, {reads} read (about ${cost:.4f} at typical "
+                          "object-store prices)")
+
+
+def print_prune(app: AppContext, res) -> None:
+    verb = "would free" if res.dry_run else "freed"
+    app.out.print(f"{verb} {units.size(res.bytes_freed)} of {units.size(res.bytes_before)}: "
+                  f"{res.packs_deleted} pack(s) deleted, {res.packs_repacked} repacked into {res.packs_written}, "
+                  f"unused space {units.size(res.unused_before)} -> {units.size(res.unused_after)}")
+
+
+def parse_size(text: str) -> int:
+    from agent.errors import UsageError
+
+    t = text.strip().lower().replace(" ", "")
+    mult = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30,
+            "t": 1 << 40, "tib": 1 << 40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+    num = t.rstrip("kmgtib")
+    try:
+        return int(float(num) * mult[t[len(num):]])
+    except (ValueError, KeyError):
+        raise UsageError(f"cannot read the size {text!r}; use forms like 500MiB or 2GiB") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prune")(prune)

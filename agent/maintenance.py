@@ -1,0 +1,193 @@
+"""forget and prune: the only code that deletes from a repository.
+
+Concurrency: prune holds an exclusive lock; backups hold shared locks and re-check theirs before
+writing a snapshot, so a prune never runs while a backup could still reference what it deletes
+(docs/retention.md). Crash safety: new packs, then the new index that supersedes the old segments,
+then deletions; an interruption at any point leaves a repository that checks clean, and the next
+prune finishes the job.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.errors import UsageError
+from agent.progress import Listener, Warning, ignore
+from agent.repo.chunklist import DATA
+from agent.repo.envelope import BlobType
+from agent.repo.index import encode_segment_rows
+from agent.repo.packs import PackBuilder, PackEntry, read_pack_bytes
+from agent.repo.repository import Repository
+from agent.repo.snapshots import Snapshot
+from agent.retention import Decision, Policy, apply, group_key
+from agent.snapshot_data import load_chunk_list
+
+
+@dataclass
+class ForgetResult:
+    groups: dict[tuple, list[Decision]]
+
+    @property
+    def keep(self) -> list[Snapshot]:
+        return [d.snapshot for ds in self.groups.values() for d in ds if d.keep]
+
+    @property
+    def remove(self) -> list[Snapshot]:
+        return [d.snapshot for ds in self.groups.values() for d in ds if not d.keep]
+
+
+def plan_forget(snaps: list[Snapshot], policy: Policy, *, group_by: tuple[str, ...] = ("host", "source"),
+                allow_empty: bool = False) -> ForgetResult:
+    if policy.is_empty():
+        raise UsageError("no retention policy given", hint="e.g. --keep-daily 7 --keep-weekly 4 --keep-monthly 12")
+    groups: dict[tuple, list[Snapshot]] = defaultdict(list)
+    for s in snaps:
+        groups[group_key(s, group_by)].append(s)
+    decided = {k: apply(v, policy) for k, v in sorted(groups.items())}
+    if not allow_empty:
+        empty = [k for k, ds in decided.items() if ds and not any(d.keep for d in ds)]
+        if empty:
+            names = ", ".join(":".join(k) for k in empty)
+            raise UsageError(f"the policy would remove every snapshot of {names}",
+                             hint="check the policy, or add --allow-empty if that is intended")
+    return ForgetResult(decided)
+
+
+def forget(repo: Repository, result: ForgetResult) -> None:
+    for s in result.remove:
+        repo.delete_snapshot(s.id)
+
+
+@dataclass
+class PruneResult:
+    packs_before: int = 0
+    packs_deleted: int = 0
+    packs_repacked: int = 0
+    packs_written: int = 0
+    bytes_before: int = 0
+    bytes_freed: int = 0
+    bytes_written: int = 0
+    unused_before: int = 0
+    unused_after: int = 0
+    segments_replaced: int = 0
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
+
+
+def _mark(repo: Repository, index, snaps: list[Snapshot]) -> np.ndarray:
+    """One byte per indexed chunk: 1 where some snapshot uses it (vectorised, bounded per chunk)."""
+    used = np.zeros(len(index), dtype=np.uint8)
+    for snap in snaps:
+        meta_ids = np.frombuffer(b"".join(bytes.fromhex(h) for h in snap.chunk_list), dtype="V32")
+        rows = index.rows_of(meta_ids)
+        if (rows < 0).any():
+            raise UsageError(f"snapshot {snap.id[:8]} references metadata missing from the index; run "
+                             "`agent check` before pruning")
+        used[rows] = 1
+        for group in load_chunk_list(repo, index, snap):
+            data = group[group["kind"] == DATA]
+            rows = index.rows_of(data["id"])
+            if (rows < 0).any():
+                raise UsageError(f"snapshot {snap.id[:8]} references chunks missing from the index; run "
+                                 "`agent check` before pruning")
+            used[rows] = 1
+    return used
+
+
+def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | None = None, dry_run: bool = False,
+              lock_wait: float = 0.0, listener: Listener = ignore) -> PruneResult:
+    res = PruneResult(dry_run=dry_run)
+    with repo.lock(exclusive=True, command="prune", wait=lock_wait):
+        index = repo.load_index()
+        segments = repo.list_index_segments()
+        stored = repo.list_packs()
+        snaps = repo.list_snapshots()
+        used = _mark(repo, index, snaps)
+
+        pack_col = index.column("pack").astype(np.int64)
+        length = index.column("length").astype(np.int64)
+        npacks = len(index.pack_ids)
+        live_bytes = np.bincount(pack_col, weights=length * used, minlength=npacks)
+        all_bytes = np.bincount(pack_col, weights=length, minlength=npacks)
+        sizes = np.array(index.pack_sizes, dtype=np.int64)
+        res.packs_before = len(stored)
+        res.bytes_before = int(sum(stored.values()))
+
+        orphans = [p for p in stored if not index.has_pack(p)]  # left by crashed runs: no snapshot uses them
+        dead = [i for i in range(npacks) if live_bytes[i] == 0]
+        partial = [i for i in range(npacks) if 0 < live_bytes[i] < all_bytes[i]]
+        unused_total = int((all_bytes - live_bytes).sum())
+        res.unused_before = unused_total
+        remaining_unused = int(sum(all_bytes[i] - live_bytes[i] for i in partial))
+        total_after = int(sum(sizes[i] for i in range(npacks) if live_bytes[i] > 0))
+        repack: list[int] = []
+        budget = max_repack if max_repack is not None else float("inf")
+        for i in sorted(partial, key=lambda i: all_bytes[i] - live_bytes[i], reverse=True):
+            if total_after == 0 or remaining_unused / total_after <= max_unused:
+                break
+            if live_bytes[i] > budget:
+                continue
+            budget -= live_bytes[i]
+            repack.append(i)
+            remaining_unused -= int(all_bytes[i] - live_bytes[i])
+        res.unused_after = remaining_unused
+        res.packs_deleted = len(dead) + len(orphans)
+        res.packs_repacked = len(repack)
+        res.bytes_freed = int(sum(sizes[i] for i in dead + repack) + sum(stored[p] for p in orphans))
+        if dry_run:
+            return res
+
+        # 1. copy live blobs out of packs being repacked (sealed bytes move as they are)
+        new_packs: list[tuple[str, int, list[PackEntry]]] = []
+        builders = {BlobType.DATA: PackBuilder(), BlobType.META: PackBuilder()}
+        repack_set = set(repack)
+        live_rows = np.nonzero(used)[0]
+        by_pack: dict[int, list[int]] = defaultdict(list)
+        for r in live_rows[np.isin(pack_col[live_rows], list(repack_set))]:
+            by_pack[int(pack_col[r])].append(int(r))
+        ids = index.row_ids()
+        for i in repack:
+            pack_id = index.pack_ids[i]
+            data = repo.read_pack(pack_id)
+            entries = {e.id: e for e in read_pack_bytes(repo.envelope, data, pack_id)}
+            for r in by_pack[i]:
+                e = entries[ids[r].tobytes()]
+                b = builders[BlobType(e.type)]
+                b.add(e.type, e.id, data[e.offset:e.offset + e.length], e.raw_length)
+                if len(b) >= repo.params.pack_size:
+                    new_packs.append(_write(repo, b))
+                    builders[BlobType(e.type)] = PackBuilder()
+        for b in builders.values():
+            if b.count:
+                new_packs.append(_write(repo, b))
+        res.packs_written = len(new_packs)
+        res.bytes_written = sum(size for _, size, _ in new_packs)
+
+        # 2. one index for everything that stays, superseding every old segment
+        gone = set(dead) | repack_set
+        keep_rows = np.nonzero(~np.isin(pack_col, list(gone)))[0]
+        if gone or orphans or len(segments) > 1:
+            repo.write_index_plain(encode_segment_rows(index, keep_rows, new_packs, segments))
+            for name in segments:
+                repo.delete_index_segment(name)
+            res.segments_replaced = len(segments)
+        # 3. only now delete packs nothing refers to
+        for i in sorted(gone):
+            repo.delete_pack(index.pack_ids[i])
+        for p in orphans:
+            repo.delete_pack(p)
+    for w in res.warnings:
+        listener(Warning(w))
+    return res
+
+
+def _write(repo: Repository, builder: PackBuilder) -> tuple[str, int, list[PackEntry]]:
+    pack_id, data, entries = builder.finish(repo.envelope)
+    repo.write_pack(pack_id, data)
+    return pack_id, len(data), entries
