@@ -56,7 +56,9 @@ def _verify_pack(repo: Repository, pack_id: str) -> str | None:
 
 
 def run_check(repo: Repository, *, read_data: bool = False, subset: float | None = None,
-              listener: Listener = ignore, seed: int | None = None) -> CheckReport:
+              part: tuple[int, int] | None = None, listener: Listener = ignore, seed: int | None = None) -> CheckReport:
+    """`subset` reads a random share of the packs (a different one each run); `part=(n, t)` reads the
+    n-th of t fixed slices, so t nightly runs cover every pack."""
     rep = CheckReport()
     index = repo.load_index()
     stored = repo.list_packs()
@@ -74,9 +76,12 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
                             "indexes and reuses them")
 
     # read data first, so snapshot ranges can be attributed to damaged packs below
-    if read_data or subset is not None:
+    if read_data or subset is not None or part is not None:
         packs = sorted(set(index.pack_ids) & set(stored))
-        if subset is not None:
+        if part is not None:
+            n, t = part
+            packs = [p for p in packs if int(p[:8], 16) % t == n - 1]
+        elif subset is not None:
             rng = random.Random(seed)
             k = max(1, round(len(packs) * subset)) if packs else 0
             packs = sorted(rng.sample(packs, min(k, len(packs))))

@@ -16,14 +16,13 @@ import numpy as np
 
 from agent.errors import UsageError
 from agent.progress import Listener, Warning, ignore
-from agent.repo.chunklist import DATA
 from agent.repo.envelope import BlobType
 from agent.repo.index import encode_segment_rows
 from agent.repo.packs import PackBuilder, PackEntry, read_pack_bytes
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.retention import Decision, Policy, apply, group_key
-from agent.snapshot_data import load_chunk_list
+from agent.snapshot_data import mark_used
 
 
 @dataclass
@@ -80,26 +79,6 @@ class PruneResult:
         return {k: v for k, v in vars(self).items()}
 
 
-def _mark(repo: Repository, index, snaps: list[Snapshot]) -> np.ndarray:
-    """One byte per indexed chunk: 1 where some snapshot uses it (vectorised, bounded per chunk)."""
-    used = np.zeros(len(index), dtype=np.uint8)
-    for snap in snaps:
-        meta_ids = np.frombuffer(b"".join(bytes.fromhex(h) for h in snap.chunk_list), dtype="V32")
-        rows = index.rows_of(meta_ids)
-        if (rows < 0).any():
-            raise UsageError(f"snapshot {snap.id[:8]} references metadata missing from the index; run "
-                             "`agent check` before pruning")
-        used[rows] = 1
-        for group in load_chunk_list(repo, index, snap):
-            data = group[group["kind"] == DATA]
-            rows = index.rows_of(data["id"])
-            if (rows < 0).any():
-                raise UsageError(f"snapshot {snap.id[:8]} references chunks missing from the index; run "
-                                 "`agent check` before pruning")
-            used[rows] = 1
-    return used
-
-
 def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | None = None, dry_run: bool = False,
               lock_wait: float = 0.0, listener: Listener = ignore) -> PruneResult:
     res = PruneResult(dry_run=dry_run)
@@ -108,7 +87,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         segments = repo.list_index_segments()
         stored = repo.list_packs()
         snaps = repo.list_snapshots()
-        used = _mark(repo, index, snaps)
+        used = mark_used(repo, index, snaps)
 
         pack_col = index.column("pack").astype(np.int64)
         length = index.column("length").astype(np.int64)

@@ -7,8 +7,8 @@ from typing import Iterator
 import numpy as np
 
 from crypto.ids import keyed_hasher
-from agent.errors import CorruptObject
-from agent.repo.chunklist import Extent, decode_group, extents
+from agent.errors import CorruptObject, UsageError
+from agent.repo.chunklist import DATA, Extent, decode_group, extents
 from agent.repo.envelope import BlobType
 from agent.repo.index import ChunkIndex
 from agent.repo.repository import Repository
@@ -38,3 +38,23 @@ def load_chunk_list(repo: Repository, index: ChunkIndex, snap: Snapshot) -> list
 
 def snapshot_extents(repo: Repository, index: ChunkIndex, snap: Snapshot) -> Iterator[Extent]:
     return extents(load_chunk_list(repo, index, snap))
+
+
+def mark_used(repo: Repository, index, snaps: list[Snapshot]) -> np.ndarray:
+    """One byte per indexed chunk: 1 where some snapshot uses it (vectorised, bounded per chunk)."""
+    used = np.zeros(len(index), dtype=np.uint8)
+    for snap in snaps:
+        meta_ids = np.frombuffer(b"".join(bytes.fromhex(h) for h in snap.chunk_list), dtype="V32")
+        rows = index.rows_of(meta_ids)
+        if (rows < 0).any():
+            raise UsageError(f"snapshot {snap.id[:8]} references metadata missing from the index; run "
+                             "`agent check` before pruning")
+        used[rows] = 1
+        for group in load_chunk_list(repo, index, snap):
+            data = group[group["kind"] == DATA]
+            rows = index.rows_of(data["id"])
+            if (rows < 0).any():
+                raise UsageError(f"snapshot {snap.id[:8]} references chunks missing from the index; run "
+                                 "`agent check` before pruning")
+            used[rows] = 1
+    return used

@@ -105,3 +105,15 @@ def test_prune_killed_anywhere_is_finished_by_the_next(cli, tmp_path, kill_after
     assert cli("check", "--read-data").code == 0
     _restores_all(cli, tmp_path, copies)
     assert cli("prune", "--max-unused", "0%", "--json").json()["packs_deleted"] == 0
+
+
+def test_stats_reports_dedup_per_source(cli, tmp_path):
+    cli("init")
+    copies = _nights(cli, tmp_path, 3, mib=4)
+    st = cli("stats", "--json").json()
+    assert st["snapshots"] == 3 and st["logical_bytes"] == 3 * (4 << 20)
+    assert st["stored_bytes"] < st["logical_bytes"] and st["dedup_ratio"] > 1.2
+    [group] = st["groups"]
+    assert group["snapshots"] == 3 and group["latest_size"] == 4 << 20
+    assert group["unique_raw_bytes"] == st["raw_bytes"]
+    assert len(copies) == 3

@@ -9,10 +9,20 @@ import typer
 from agent.cli.context import JSON_HELP, AppContext, app_context
 
 
-def _percent(value: Optional[str]) -> Optional[float]:
+def _subset(value: Optional[str]) -> tuple[Optional[float], Optional[tuple[int, int]]]:
+    """`10%` (random share, different each run) or `n/t` (the n-th of t fixed slices)."""
     if value is None:
-        return None
+        return None, None
     from agent.errors import UsageError
+
+    if "/" in value:
+        try:
+            n, t = (int(x) for x in value.split("/"))
+        except ValueError:
+            raise UsageError(f"--read-data-subset takes 10% or n/t (e.g. 3/20), not {value!r}") from None
+        if not 1 <= n <= t:
+            raise UsageError("--read-data-subset n/t needs 1 <= n <= t")
+        return None, (n, t)
 
     try:
         p = float(value.rstrip("%"))
@@ -20,7 +30,7 @@ def _percent(value: Optional[str]) -> Optional[float]:
         raise UsageError(f"--read-data-subset takes a percentage like 10%, not {value!r}") from None
     if not 0 < p <= 100:
         raise UsageError("--read-data-subset must be between 0% and 100%")
-    return p / 100
+    return p / 100, None
 
 
 def check(
@@ -28,7 +38,7 @@ def check(
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
     read_data: bool = typer.Option(False, "--read-data", help="Download and authenticate every pack."),
     read_data_subset: Optional[str] = typer.Option(None, "--read-data-subset", help="Download a random share of the "
-                                                   "packs, e.g. 10%."),
+                                                   "packs (10%: different each run) or the n-th of t slices (3/20)."),
 ) -> None:
     """Check that every snapshot's chunks are indexed and every indexed pack exists with the right size."""
     from agent.check import run_check
@@ -38,7 +48,8 @@ def check(
         lock = repo.lock(exclusive=False, command="check")
         try:
             with app.progress("check") as listener:
-                rep = run_check(repo, read_data=read_data, subset=_percent(read_data_subset), listener=listener)
+                share, part = _subset(read_data_subset)
+                rep = run_check(repo, read_data=read_data, subset=share, part=part, listener=listener)
         finally:
             lock.release()
     if app.settings.json:

@@ -316,7 +316,9 @@ def doctor(
         _render(app, report)
     failed = report.failed
     if failed is not None:
-        app.err.print(f"error: check '{failed.name}' failed: {failed.detail}", markup=False, highlight=False)
+        where = report.location or report.url
+        app.err.print(f"error: check '{failed.name}' failed on {where}: {failed.detail}", markup=False,
+                      highlight=False)
         app.err.print(f"hint: {failed.hint}", markup=False, highlight=False)
         raise typer.Exit(EXIT_FAILED)
 

@@ -17,6 +17,7 @@ from agent.cli import key as key_cmd
 from agent.cli import prune as prune_cmd
 from agent.cli import restore as restore_cmd
 from agent.cli import snapshots as snapshots_cmd
+from agent.cli import stats as stats_cmd
 from agent.cli import unlock as unlock_cmd
 from agent.cli.context import AppContext
 from agent.config import Settings
@@ -51,8 +52,8 @@ def main(
     ctx.obj = AppContext(settings)
 
 
-for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, check_cmd, forget_cmd, prune_cmd, unlock_cmd,
-               doctor_cmd):
+for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, check_cmd, forget_cmd, prune_cmd, stats_cmd,
+               unlock_cmd, doctor_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
 
