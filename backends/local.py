@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
-from backends.errors import AlreadyExists, BackendError, NotFound, PermissionDenied, QuotaExceeded
+from backends.errors import AlreadyExists, BackendError, NotFound, PermissionDenied, QuotaExceeded, Unsupported
 
 _TMP_PREFIX = ".tmp-"
 
@@ -69,6 +69,8 @@ class LocalBackend(Backend):
 
     def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
         path = self._path(key)
+        if retain_until is not None:  # file modes are no lock: a silent "yes" would be a lie
+            raise Unsupported(f"{self.root}: a local directory has no object lock; retain_until cannot be honoured")
         tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(6)}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
-from backends.errors import AlreadyExists, NotFound
+from backends.errors import AlreadyExists, NotFound, Unsupported
 
 
 class MemoryBackend(Backend):
@@ -28,6 +28,8 @@ class MemoryBackend(Backend):
 
     def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
         validate_key(key)
+        if retain_until is not None:
+            raise Unsupported("memory:// has no object lock; retain_until cannot be honoured")
         blob = bytes(data)
         with self._lock:
             if mode is PutMode.CREATE and key in self._objects:

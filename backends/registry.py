@@ -21,6 +21,9 @@ _SCHEMES: dict[str, tuple[str, str | None]] = {
     "gs": ("backends.gcs:GCSBackend", "gcs"),
     "sftp": ("backends.sftp:SFTPBackend", "sftp"),
     "smb": ("backends.smb:SMBBackend", "smb"),
+    "gdrive": ("backends.gdrive:GDriveBackend", "gdrive"),
+    "dropbox": ("backends.dropbox.backend:DropboxBackend", "dropbox"),
+    "onedrive": ("backends.onedrive.backend:OneDriveBackend", "onedrive"),
 }
 
 _SECRET_QUERY_KEYS = {"password", "secret", "token", "key", "access_key", "secret_key", "sas", "sig"}
@@ -40,10 +43,15 @@ def redact_url(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}{':***' if ':' in userinfo else ''}@{host}"
-    query = "&".join(
-        f"{k}={'***' if k.lower() in _SECRET_QUERY_KEYS else v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
+    query = "&".join(f"{k}={_redact_value(k, v)}" for k, v in parse_qsl(parts.query, keep_blank_values=True))
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redact_value(name: str, value: str) -> str:
+    """A secret option's value, or a nested URL's password (?endpoint=https://key:secret@host)."""
+    if name.lower() in _SECRET_QUERY_KEYS:
+        return "***"
+    return redact_url(value) if "://" in value else value
 
 
 def _split(url: str) -> SplitResult:

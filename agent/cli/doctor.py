@@ -30,8 +30,8 @@ LATENCY_ROUNDS = 5
 EXIT_FAILED = 17  # StorageError's exit code: the target is not usable as it is
 
 
-class _Stop(Exception):
-    """A check failed; the later ones would only repeat its error."""
+class _ContractBroken(Exception):
+    """The target answered, but not as the storage contract requires (other bytes, no refusal)."""
 
 
 @dataclass
@@ -106,10 +106,10 @@ class Probe:
         started = time.perf_counter()
         try:
             detail, status, hint = fn(), "ok", ""
-        except (BackendError, _Stop) as exc:
+        except (BackendError, _ContractBroken) as exc:
             detail, status = str(exc) or type(exc).__name__, "failed"
             hint = ("the target does not keep the storage contract: do not use it for backups"
-                    if isinstance(exc, _Stop) else _hint(exc))
+                    if isinstance(exc, _ContractBroken) else _hint(exc))
         self.report.checks.append(Check(name, status, detail, round(time.perf_counter() - started, 4), hint))
 
     def skip(self, name: str, why: str) -> None:
@@ -171,23 +171,23 @@ def run_probe(backend, report: Report, size: int) -> None:
 
     def read() -> str:
         if backend.get(keys["small"]) != small:
-            raise _Stop("read back different bytes than were written")
+            raise _ContractBroken("read back different bytes than were written")
         return f"{units.size(SMALL)} read back intact"
 
     def ranged() -> str:
         offset, length = RANGE
         if backend.get(keys["small"], offset=offset, length=length) != small[offset:offset + length]:
-            raise _Stop(f"a ranged read of {length} bytes at {offset} returned other bytes")
+            raise _ContractBroken(f"a ranged read of {length} bytes at {offset} returned other bytes")
         try:
             backend.get(keys["small"], offset=SMALL - 10, length=20)
         except InvalidRange:
             return f"{length} bytes at offset {offset} intact; a range past the end is refused"
-        raise _Stop("a range past the end of the object was not refused")
+        raise _ContractBroken("a range past the end of the object was not refused")
 
     def listing() -> str:
         found = {i.key: i.size for i in backend.list(probe.base)}
         if found != probe.created:
-            raise _Stop(f"listing {probe.base} showed {sorted(found)}, expected {sorted(probe.created)}")
+            raise _ContractBroken(f"listing {probe.base} showed {sorted(found)}, expected {sorted(probe.created)}")
         return f"{len(found)} probe object(s) listed with their sizes"
 
     def create() -> str:
@@ -196,9 +196,9 @@ def run_probe(backend, report: Report, size: int) -> None:
             backend.put(key, b"second", mode=PutMode.CREATE)
         except AlreadyExists:
             if backend.get(key) != b"first":
-                raise _Stop("a refused CREATE changed the object") from None
+                raise _ContractBroken("a refused CREATE changed the object") from None
             return "a second CREATE of the same key is refused (AlreadyExists)"
-        raise _Stop("a second CREATE of the same key succeeded: two writers could overwrite each other")
+        raise _ContractBroken("a second CREATE of the same key succeeded: two writers could overwrite each other")
 
     def latency() -> str:
         rounds = []
@@ -219,7 +219,7 @@ def run_probe(backend, report: Report, size: int) -> None:
         same = backend.get(key) == bulk
         down = time.perf_counter() - started
         if not same:
-            raise _Stop(f"{units.size(size)} read back different bytes than were written")
+            raise _ContractBroken(f"{units.size(size)} read back different bytes than were written")
         report.throughput = {"bytes": size, "upload_s": round(up, 4), "download_s": round(down, 4),
                              "upload_bytes_per_s": round(size / up) if up else None,
                              "download_bytes_per_s": round(size / down) if down else None}
@@ -233,9 +233,9 @@ def run_probe(backend, report: Report, size: int) -> None:
             except NotFound:
                 del probe.created[key]
                 continue
-            raise _Stop(f"{key} is still there after delete")
+            raise _ContractBroken(f"{key} is still there after delete")
         if list(backend.list(probe.base)):
-            raise _Stop(f"deleted probe objects still listed under {probe.base}")
+            raise _ContractBroken(f"deleted probe objects still listed under {probe.base}")
         return "every probe object deleted"
 
     try:
@@ -267,8 +267,8 @@ def _render(app: AppContext, report: Report) -> None:
     if caps:
         flags = ", ".join(f"{'' if caps[k] else 'no '}{k.replace('_', ' ')}" for k in
                           ("range_reads", "conditional_put", "atomic_overwrite", "object_lock"))
-        app.out.print(f"capabilities  {flags}; up to {caps['max_connections']} connections, objects "
-                      f"{units.size(caps['preferred_object_size'])} preferred, {units.size(caps['max_object_size'])} max")
+        sizes = f"{units.size(caps['preferred_object_size'])} preferred, {units.size(caps['max_object_size'])} max"
+        app.out.print(f"capabilities  {flags}; up to {caps['max_connections']} connections, objects {sizes}")
     table = Table(box=None, header_style="bold")
     for col in ("check", "result", "time", "detail"):
         table.add_column(col, justify="right" if col == "time" else "left")

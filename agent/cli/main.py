@@ -14,6 +14,7 @@ from agent.cli import doctor as doctor_cmd
 from agent.cli import forget as forget_cmd
 from agent.cli import init as init_cmd
 from agent.cli import key as key_cmd
+from agent.cli import login as login_cmd
 from agent.cli import prune as prune_cmd
 from agent.cli import restore as restore_cmd
 from agent.cli import snapshots as snapshots_cmd
@@ -53,7 +54,7 @@ def main(
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, check_cmd, forget_cmd, prune_cmd, stats_cmd,
-               unlock_cmd, doctor_cmd):
+               unlock_cmd, doctor_cmd, login_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
 

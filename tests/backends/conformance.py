@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from backends.base import Backend, ObjectInfo, PutMode
-from backends.errors import AlreadyExists, InvalidKey, InvalidRange, NotFound
+from backends.errors import AlreadyExists, InvalidKey, InvalidRange, NotFound, Unsupported
 
 
 class Conformance:
@@ -90,6 +91,19 @@ class Conformance:
             backend.get("d")
         backend.delete("d")
         assert [i.key for i in backend.list("d")] == []
+
+    def test_retention_only_where_declared(self, backend: Backend):
+        """A caller asking for retention gets it or `Unsupported`, never a silently unlocked object."""
+        until = datetime.now(timezone.utc) + timedelta(minutes=5)
+        if not backend.capabilities.object_lock:
+            with pytest.raises(Unsupported):
+                backend.put("locked/x", b"keep me", retain_until=until)
+            with pytest.raises(NotFound):  # refused before anything was written
+                backend.head("locked/x")
+            return
+        backend.put("locked/x", b"keep me", retain_until=until)
+        assert backend.get("locked/x") == b"keep me"
+        assert backend.head("locked/x").size == 7
 
     def test_invalid_keys(self, backend: Backend):
         for key in ("", "/abs", "a/../b", "UPPER", "a//b", "sp ace", "a/./b", "trailing/"):
