@@ -102,6 +102,16 @@ class Backend(abc.ABC):
         self.close()
 
 
+def endpoint_label(endpoint: str | None) -> str:
+    """' at scheme://host:port' for a custom endpoint, userinfo dropped, for a printable location."""
+    if not endpoint:
+        return ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint if "://" in endpoint else "http://" + endpoint)
+    return f" at {parts.scheme}://{parts.hostname}{':%d' % parts.port if parts.port else ''}"
+
+
 def check_range(size: int, offset: int, length: int | None) -> int:
     """Validate a range against an object size and return the resolved length."""
     if offset < 0 or (length is not None and length < 0):

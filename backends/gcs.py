@@ -23,7 +23,7 @@ import http.client
 import io
 import os
 from typing import Iterator
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult
 
 import google.auth.exceptions as auth_exceptions
 import google_crc32c
@@ -35,7 +35,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, endpoint_label, validate_key,
+                           validate_prefix)
 from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, ObjectLocked,
                              PermissionDenied, QuotaExceeded, TransientError, Unsupported)
 
@@ -157,11 +158,7 @@ class GCSBackend(Backend):
         return f"gs://{self.bucket_name}/{self._root}{self._endpoint_text()}"
 
     def _endpoint_text(self) -> str:
-        """' at scheme://host:port' for an emulator endpoint, with any userinfo dropped."""
-        if not self._endpoint:
-            return ""
-        parts = urlsplit(self._endpoint if "://" in self._endpoint else "http://" + self._endpoint)
-        return f" at {parts.scheme}://{parts.hostname}{':%d' % parts.port if parts.port else ''}"
+        return endpoint_label(self._endpoint)
 
     def _name(self, key: str) -> str:
         return self._root + validate_key(key)

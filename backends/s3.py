@@ -21,7 +21,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Iterator
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult
 
 import boto3
 from botocore.config import Config
@@ -30,7 +30,8 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as 
                                  NoCredentialsError, PartialCredentialsError, ProfileNotFound, SSOError,
                                  TokenRetrievalError)
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, endpoint_label, validate_key,
+                           validate_prefix)
 from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, ObjectLocked,
                              PermissionDenied, QuotaExceeded, TransientError, Unsupported)
 
@@ -146,11 +147,7 @@ class S3Backend(Backend):
         return f"s3://{self.bucket}/{self._root}{self._endpoint_text()}"
 
     def _endpoint_text(self) -> str:
-        """' at scheme://host:port' for a custom endpoint, with any userinfo dropped."""
-        if not self._endpoint:
-            return ""
-        parts = urlsplit(self._endpoint)
-        return f" at {parts.scheme}://{parts.hostname}{':%d' % parts.port if parts.port else ''}"
+        return endpoint_label(self._endpoint)
 
     def _name(self, key: str) -> str:
         return self._root + validate_key(key)
