@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
 
 
 def init(ctx: typer.Context,
-    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
-         pack_size_mib: int = typer.Option(16, "--pack-size", help="Target pack size in MiB (larger for cloud "
-                                           "storage: fewer requests).", min=1, max=1024)) -> None:
+         json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+         pack_size_mib: Optional[int] = typer.Option(None, "--pack-size", help="Target pack size in MiB; default: "
+                                                     "what the backend prefers (16 MiB on disks and NAS, larger on "
+                                                     "cloud storage: fewer requests).", min=1, max=1024)) -> None:
     """Create a new encrypted repository at --repo / AGENT_REPO."""
     from agent.config import kdf_params
     from agent.repo.format import RepoParams
@@ -19,12 +22,14 @@ def init(ctx: typer.Context,
     app: AppContext = app_context(ctx, json_output)
     backend = app.backend()
     passphrase = app.passphrase(confirm=True, prompt="New repository passphrase")
-    repo = Repository.init(backend, passphrase, params=RepoParams(pack_size=pack_size_mib << 20), kdf=kdf_params())
+    pack_size = pack_size_mib << 20 if pack_size_mib else min(max(backend.capabilities.preferred_object_size, 1 << 20),
+                                                             1 << 30)
+    repo = Repository.init(backend, passphrase, params=RepoParams(pack_size=pack_size), kdf=kdf_params())
     repo.close()
     if app.settings.json:
-        app.emit_json({"repository": repo.id, "location": backend.location})
+        app.emit_json({"repository": repo.id, "location": backend.location, "pack_size": pack_size})
     else:
-        app.out.print(f"created repository {repo.id[:8]} at {backend.location}")
+        app.out.print(f"created repository {repo.id[:8]} at {backend.location} (packs of {pack_size >> 20} MiB)")
         app.info("keep the passphrase safe: without it the backups cannot be read")
 
 
