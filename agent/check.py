@@ -10,7 +10,8 @@ from agent.errors import AgentError, CorruptObject
 from agent.progress import Advanced, Finished, Listener, Started, ignore
 from agent.repo.chunklist import DATA
 from agent.repo.envelope import BlobType
-from agent.repo.packs import read_pack_bytes
+from crypto.ids import object_id
+from agent.repo.packs import header_location, parse_header
 from agent.repo.repository import Repository
 from agent.snapshot_data import snapshot_extents
 
@@ -39,20 +40,29 @@ class CheckReport:
         }
 
 
-def _verify_pack(repo: Repository, pack_id: str) -> str | None:
-    """None when the pack is intact; else what is wrong with it."""
+def _verify_pack(repo: Repository, pack_id: str) -> tuple[str | None, set[bytes] | None]:
+    """(None, None) when the pack is intact; else what is wrong and, when the header still opens,
+    exactly which blobs fail (None: treat every chunk of the pack as damaged)."""
     try:
         data = repo.read_pack(pack_id)
-        entries = read_pack_bytes(repo.envelope, data, pack_id)
     except AgentError as exc:
-        return str(exc)
+        return str(exc), None
+    problem = None if object_id(data) == pack_id else "content does not match its name (damaged or truncated)"
+    try:
+        off, hlen = header_location(len(data), data[-4:])
+        entries = parse_header(repo.envelope, memoryview(data)[off:off + hlen], off, pack_id)
+    except CorruptObject as exc:
+        return problem or str(exc), None
     view = memoryview(data)
+    bad: set[bytes] = set()
     for e in entries:
         try:
             repo.open_blob(BlobType(e.type), e.id, view[e.offset:e.offset + e.length], e.raw_length)
-        except (CorruptObject, ValueError) as exc:
-            return f"blob {e.id.hex()[:16]}: {exc}"
-    return None
+        except (CorruptObject, ValueError):
+            bad.add(e.id)
+    if bad:
+        problem = f"{problem + '; ' if problem else ''}{len(bad)} of {len(entries)} blob(s) fail authentication"
+    return problem, (bad if problem else None)
 
 
 def run_check(repo: Repository, *, read_data: bool = False, subset: float | None = None,
@@ -75,6 +85,7 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         rep.warnings.append(f"{len(orphans)} pack(s) not in any index (an interrupted backup); the next backup "
                             "indexes and reuses them")
 
+    damaged_blobs: dict[str, set[bytes]] = {}  # pack -> the blobs known bad (else the whole pack counts)
     # read data first, so snapshot ranges can be attributed to damaged packs below
     if read_data or subset is not None or part is not None:
         packs = sorted(set(index.pack_ids) & set(stored))
@@ -88,12 +99,14 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         listener(Started("check", sum(stored[p] for p in packs)))
         done = 0
         for pack_id in packs:
-            problem = _verify_pack(repo, pack_id)
+            problem, bad_ids = _verify_pack(repo, pack_id)
             rep.packs_read += 1
             done += stored[pack_id]
             listener(Advanced(done))
             if problem:
                 rep.damaged_packs[pack_id] = problem
+                if bad_ids is not None:
+                    damaged_blobs[pack_id] = bad_ids
                 rep.errors.append(f"pack {pack_id[:16]} is damaged: {problem}")
 
     snaps = repo.list_snapshots()
@@ -110,7 +123,8 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
                 if loc is None:
                     rep.errors.append(f"snapshot {snap.id[:8]}: chunk at image offset {ext.offset} is not indexed")
                     ranges.append((ext.offset, ext.length))
-                elif loc.pack_id in damaged:
+                elif loc.pack_id in damaged and (loc.pack_id not in damaged_blobs
+                                                  or ext.id in damaged_blobs[loc.pack_id]):
                     ranges.append((ext.offset, ext.length))
         except CorruptObject as exc:
             rep.errors.append(f"snapshot {snap.id[:8]}: {exc}")

@@ -46,6 +46,8 @@ def test_flipped_byte_is_found_and_reported(cli, tmp_path):
     assert res.code == 3
     damaged = res.json()["damaged_ranges"]
     assert damaged
+    # check named exactly the ranges restore could not recover (damaged blobs, not the whole pack)
+    assert report["affected_snapshots"][snap] == damaged
     original, restored = img.read_bytes(), (tmp_path / "out2.img").read_bytes()
     for off, n in damaged:
         assert restored[off:off + n] == bytes(n)
