@@ -7,51 +7,30 @@ configured only by a URL and the environment as a user would, works through it.
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from tests.diskimage import MissingTool, build_sample_image, change_image, copy_sparse
+from tests.e2e_cycle import Days, Target, make_days, run_cycle
 from tests.servers.fakegcs import gcs_endpoint  # noqa: F401 - session fixture
 from tests.servers.moto import moto_endpoint  # noqa: F401 - session fixture
 from tests.servers.smbd import smbd_server  # noqa: F401 - session fixture
 from tests.servers.sshd import sshd_server  # noqa: F401 - session fixture
 
-DAY0, DAY1 = "2024-05-01T12:00:00Z", "2024-05-02T12:00:00Z"
 
 
-@dataclass
-class Target:
-    url: str
-    stored: Callable[[], set[str]]  # the repository's object names, as the server sees them
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-@dataclass(frozen=True)
-class Days:
-    day0: Path
-    day1: Path
 
 
 @pytest.fixture(scope="module")
 def days(tmp_path_factory) -> Days:
-    """Two versions of one small disk, built once: the second is the first after a day of use."""
-    tmp = tmp_path_factory.mktemp("disk")
-    try:
-        info = build_sample_image(tmp / "day0.img", size_mib=24, esp_mib=4)
-        shutil.copyfile(tmp / "day0.img", tmp / "day1.img")
-        change_image(tmp / "day1.img", info)
-    except MissingTool as exc:
-        pytest.skip(str(exc))
-    return Days(tmp / "day0.img", tmp / "day1.img")
+    return make_days(tmp_path_factory.mktemp("disk"), 24)
 
 
 def s3_target(request) -> Target:
@@ -112,22 +91,4 @@ def target(request) -> Target:
 
 
 def test_backup_twice_and_restore_each_day_at(cli, days, target, tmp_path):
-    cli.env.update(target.env, AGENT_REPO=target.url)
-    disk = tmp_path / "disk.img"  # one source path for both days, so --at chooses among them
-    size = days.day0.stat().st_size
-    cli("init")
-    assert target.stored() >= {"config"}  # on the server, not somewhere local
-    copy_sparse(days.day0, disk, 0, length=size)
-    first = cli("backup", str(disk), "--time", DAY0, "--json").json()
-    disk.unlink()
-    copy_sparse(days.day1, disk, 0, length=size)
-    second = cli("backup", str(disk), "--time", DAY1, "--json").json()
-    assert 0 < second["new_bytes"] < first["new_bytes"]  # the second day deduplicates against the first
-
-    cli("restore", "--at", "2024-05-01", "--to", str(tmp_path / "r0.img"))
-    cli("restore", "--at", "2024-05-02", "--to", str(tmp_path / "r1.img"))
-    assert (tmp_path / "r0.img").read_bytes() == days.day0.read_bytes()
-    assert (tmp_path / "r1.img").read_bytes() == days.day1.read_bytes()
-    stored = target.stored()
-    assert {n.split("/")[0] for n in stored} >= {"config", "keys", "data", "index", "snapshots"}
-    assert sum(n.startswith("snapshots/") for n in stored) == 2
+    run_cycle(cli, days, target, tmp_path)

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.diskimage import MissingTool, build_sample_image, change_image, copy_sparse
+from tests.e2e_cycle import Days, Target, make_days, run_cycle
 from tests.servers.dropbox_fake import APP_KEY, dropbox_fake  # noqa: F401 - session fixture
 from tests.servers.gdrive_fake import FOLDER, ROOT_ID, gdrive_fake  # noqa: F401 - session fixture
 from tests.servers.onedrive_fake import onedrive_fake  # noqa: F401 - session fixture
@@ -28,33 +25,15 @@ from tests.servers.onedrive_fake import onedrive_fake  # noqa: F401 - session fi
 # msgraph-sdk's generated request builders warn about their own deprecated classes when imported
 pytestmark = pytest.mark.filterwarnings("ignore:This class is deprecated:DeprecationWarning")
 
-DAY0, DAY1 = "2024-05-01T12:00:00Z", "2024-05-02T12:00:00Z"
 
 
-@dataclass
-class Target:
-    url: str
-    stored: Callable[[], set[str]]  # the repository's object names, as the fake sees them
-    env: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Days:
-    day0: Path
-    day1: Path
 
 
 @pytest.fixture(scope="module")
 def days(tmp_path_factory) -> Days:
-    """Two versions of one small disk, built once: the second is the first after a day of use."""
-    tmp = tmp_path_factory.mktemp("disk")
-    try:
-        info = build_sample_image(tmp / "day0.img", size_mib=16, esp_mib=4)
-        shutil.copyfile(tmp / "day0.img", tmp / "day1.img")
-        change_image(tmp / "day1.img", info)
-    except MissingTool as exc:
-        pytest.skip(str(exc))
-    return Days(tmp / "day0.img", tmp / "day1.img")
+    return make_days(tmp_path_factory.mktemp("disk"), 16)
 
 
 def gdrive_target(request, tmp: Path) -> Target:
@@ -159,27 +138,4 @@ def target(request, tmp_path) -> Target:
 
 
 def test_backup_twice_and_restore_each_day_at(cli, days, target, tmp_path):
-    cli.env.update(target.env, AGENT_REPO=target.url)
-    disk = tmp_path / "disk.img"  # one source path for both days, so --at chooses among them
-    size = days.day0.stat().st_size
-    cli("init")
-    assert target.stored() >= {"config"}  # on the fake, not somewhere local
-    copy_sparse(days.day0, disk, 0, length=size)
-    first = cli("backup", str(disk), "--time", DAY0, "--json").json()
-    disk.unlink()
-    copy_sparse(days.day1, disk, 0, length=size)
-    second = cli("backup", str(disk), "--time", DAY1, "--json").json()
-    assert 0 < second["new_bytes"] < first["new_bytes"]  # the second day deduplicates against the first
-
-    cli("restore", "--at", "2024-05-01", "--to", str(tmp_path / "r0.img"))
-    cli("restore", "--at", "2024-05-02", "--to", str(tmp_path / "r1.img"))
-    assert (tmp_path / "r0.img").read_bytes() == days.day0.read_bytes()
-    assert (tmp_path / "r1.img").read_bytes() == days.day1.read_bytes()
-
-    report = cli("check", "--read-data", "--json").json()
-    assert report["ok"] and not report["errors"] and not report["damaged_packs"]
-    assert report["snapshots"] == 2 and report["packs_read"] == report["packs"] > 0
-
-    stored = target.stored()
-    assert {n.split("/")[0] for n in stored} >= {"config", "keys", "data", "index", "snapshots"}
-    assert sum(n.startswith("snapshots/") for n in stored) == 2
+    run_cycle(cli, days, target, tmp_path)
