@@ -112,6 +112,16 @@ def endpoint_label(endpoint: str | None) -> str:
     return f" at {parts.scheme}://{parts.hostname}{':%d' % parts.port if parts.port else ''}"
 
 
+def http_range(offset: int, length: int | None) -> str | None:
+    """The HTTP Range header value for a ranged get, None for the whole object. Validates the
+    arguments; a zero-length read cannot be expressed in HTTP, so callers handle length 0 first."""
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError("offset and length must be non-negative")
+    if length is not None:
+        return f"bytes={offset}-{offset + length - 1}"
+    return f"bytes={offset}-" if offset else None
+
+
 def check_range(size: int, offset: int, length: int | None) -> int:
     """Validate a range against an object size and return the resolved length."""
     if offset < 0 or (length is not None and length < 0):

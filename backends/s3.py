@@ -30,7 +30,8 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as 
                                  NoCredentialsError, PartialCredentialsError, ProfileNotFound, SSOError,
                                  TokenRetrievalError)
 
-from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, endpoint_label, validate_key,
+from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, endpoint_label, http_range,
+                           validate_key,
                            validate_prefix)
 from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, ObjectLocked,
                              PermissionDenied, QuotaExceeded, TransientError, Unsupported)
@@ -280,16 +281,11 @@ class S3Backend(Backend):
 
     def get(self, key, *, offset=0, length=None) -> bytes:
         name = self._name(key)
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must be non-negative")
+        span = http_range(offset, length)
         if length == 0:  # HTTP cannot ask for zero bytes
             check_range(self.head(key).size, offset, 0)
             return b""
-        args = {}
-        if length is not None:
-            args["Range"] = f"bytes={offset}-{offset + length - 1}"
-        elif offset:
-            args["Range"] = f"bytes={offset}-"
+        args = {"Range": span} if span else {}
         try:
             reply = self._client.get_object(Bucket=self.bucket, Key=name, **args)
             body = reply["Body"].read()

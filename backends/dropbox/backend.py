@@ -30,7 +30,8 @@ from urllib.parse import SplitResult
 from dropbox import exceptions as dbx_exc
 from dropbox import files
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, http_range, validate_key,
+                           validate_prefix)
 from backends.dropbox.auth import load_token
 from backends.dropbox.client import make_client
 from backends.dropbox.errors import SDK_ERRORS, error_tags, translate
@@ -157,16 +158,11 @@ class DropboxBackend(Backend):
 
     def get(self, key, *, offset=0, length=None) -> bytes:
         path = self._path(key)
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must be non-negative")
+        span = http_range(offset, length)
         if length == 0:  # HTTP cannot ask for zero bytes
             check_range(self.head(key).size, offset, 0)
             return b""
-        headers = {}
-        if length is not None:
-            headers["Range"] = f"bytes={offset}-{offset + length - 1}"
-        elif offset:
-            headers["Range"] = f"bytes={offset}-"
+        headers = {"Range": span} if span else {}
         try:
             try:
                 meta, resp = self._dbx.files_download(path, extra_headers=headers or None)

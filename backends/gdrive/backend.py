@@ -22,7 +22,8 @@ from urllib.parse import SplitResult, unquote
 
 from googleapiclient.errors import HttpError
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, http_range, validate_key,
+                           validate_prefix)
 from backends.errors import AlreadyExists, BackendError, InvalidRange, NotFound, Unsupported
 from backends.gdrive.auth import load_credentials
 from backends.gdrive.client import FILE_FIELDS, DriveClient
@@ -164,12 +165,10 @@ class GDriveBackend(Backend):
 
     def get(self, key, *, offset=0, length=None) -> bytes:
         validate_key(key)
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("offset and length must be non-negative")
+        span = http_range(offset, length)
         if length == 0:  # HTTP cannot ask for zero bytes
             check_range(self.head(key).size, offset, 0)
             return b""
-        span = f"bytes={offset}-{offset + length - 1}" if length is not None else f"bytes={offset}-" if offset else None
 
         def download(use_cache: bool) -> bytes:
             request = self._client.files().get_media(fileId=self._file_id(key, use_cache), supportsAllDrives=True)

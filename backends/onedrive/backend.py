@@ -37,7 +37,8 @@ with warnings.catch_warnings():  # the generated modules warn about their own de
     from msgraph.generated.models.drive_item_uploadable_properties import DriveItemUploadableProperties
     from msgraph.generated.models.folder import Folder
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, http_range, validate_key,
+                           validate_prefix)
 from backends.errors import AlreadyExists, BackendError, InvalidRange, NotFound, TransientError, Unsupported
 from backends.onedrive.auth import MsalTokenProvider
 from backends.onedrive.client import GRAPH_ENDPOINT, build_graph_client, build_upload_client, json_of, native, ok
@@ -229,7 +230,8 @@ class OneDriveBackend(Backend):
         return body
 
     async def _get(self, item, offset: int, length: int | None, ranged: bool) -> tuple[bytes, bool]:
-        headers = {"Range": f"bytes={offset}-{'' if length is None else offset + length - 1}"} if ranged else {}
+        span = http_range(offset, length) if ranged else None
+        headers = {"Range": span} if span else {}
         response = await ok(item.content.get(request_configuration=native(headers)))
         return response.content, "content-range" in response.headers
 
