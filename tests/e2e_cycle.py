@@ -51,8 +51,9 @@ def run_cycle(cli, days: Days, target: Target, tmp_path: Path) -> None:
     disk.unlink()
     copy_sparse(days.day1, disk, 0, length=size)
     second = cli("backup", str(disk), "--time", DAY1, "--json").json()
-    # the second day deduplicates against the first
-    assert 0 < second["new_bytes"] < first["new_bytes"], (first, second)
+    # the second day stores its changes and deduplicates the rest against the first; on a disk this
+    # small one day's edits can touch as many bytes as the first backup stored, so count chunks
+    assert second["new_bytes"] > 0 and 0 < second["new_chunks"] < second["chunks"], (first, second)
 
     cli("restore", "--at", "2024-05-01", "--to", str(tmp_path / "r0.img"))
     cli("restore", "--at", "2024-05-02", "--to", str(tmp_path / "r1.img"))
