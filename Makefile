@@ -20,7 +20,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,s3,gcs,sftp,smb,gdrive,dropbox,onedrive]'
+	$(PY) -m pip install -q -e '.[test,docs,s3,gcs,sftp,smb,gdrive,dropbox,onedrive]'
 	touch $@
 
 venv: $(VENV)/.installed
