@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 
@@ -29,9 +32,13 @@ from agent.repo.envelope import BlobType, Envelope
 from agent.repo.index import ChunkIndex
 from agent.repo.packs import PackBuilder, PackEntry
 from agent.repo.repository import Repository
-from agent.repo.snapshots import Snapshot, filter_snapshots
+from agent.repo.snapshots import Snapshot, filter_snapshots, superseded_runs
 from agent.source.device import Source, open_source
 from agent.source.partitions import read_partition_table
+
+class _StopRequested(Exception):
+    """Raised inside the pipeline when a deadline or stop request arrives while it waits on uploads."""
+
 
 _HASH_DEPTH = 3  # blocks hashed ahead of the dedup step
 _SEAL_BYTES = 64 << 20  # raw bytes being compressed and sealed at once
@@ -46,11 +53,13 @@ class BackupOptions:
     uploads: int = 4
     checkpoint_bytes: int = 256 << 20
     lock_wait: float = 0.0  # seconds to wait for a running prune
+    deadline: datetime | None = None  # stop cleanly at this time (--stop-at / --max-duration)
+    stop: threading.Event | None = None  # set by a signal handler: stop cleanly now
 
 
 @dataclass
 class BackupResult:
-    snapshot_id: str
+    snapshot_id: str | None  # None when the run stopped early (see `stopped`)
     source: str
     source_bytes: int
     read_bytes: int
@@ -62,6 +71,13 @@ class BackupResult:
     duration_s: float
     warnings: list[str]
     recovered_packs: int = 0
+    uploaded_bytes: int = 0
+    stopped: str | None = None  # why an incomplete run stopped; it resumes next time
+    resumed: int = 0  # earlier incomplete runs of this source whose uploads this run reused
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None
 
     @property
     def dedup_ratio(self) -> float:
@@ -94,8 +110,11 @@ class _Pipeline:
         self.since_checkpoint = 0
         self.chunklist = ChunkListWriter(keyed_hasher(repo.master.id_key))
         self.meta_ids: list[str] = []
-        self.read_bytes = self.zero_bytes = self.new_bytes = self.stored_bytes = 0
+        self.read_bytes = self.zero_bytes = self.new_bytes = self.stored_bytes = self.uploaded_bytes = 0
         self.chunks = self.new_chunks = 0
+        self.should_stop: Callable[[], str | None] = lambda: None
+        self.uploaded_packs: list[str] = []
+        self.stopping = False
 
     # -- stages ---------------------------------------------------------------------------------
     def feed(self, item: Block | Hole) -> None:
@@ -125,7 +144,7 @@ class _Pipeline:
                 self.new_bytes += length
                 self.new_chunks += 1
             self._store_meta()
-            self.emit(Advanced(self.chunklist.offset, self.new_bytes, self.stored_bytes))
+            self.emit(Advanced(self.chunklist.offset, self.new_bytes, self.uploaded_bytes))
 
     def _seal(self, btype: BlobType, cid: bytes, data) -> None:
         self.pending.add(cid)
@@ -166,11 +185,21 @@ class _Pipeline:
             self._complete_upload()
 
     def _complete_upload(self) -> None:
+        fut = self.upload_q[0][0]
+        while not self.stopping:  # a slow (throttled) upload must not hold the run past its deadline
+            try:
+                fut.result(timeout=0.5)
+                break
+            except FutureTimeout:
+                if self.should_stop():
+                    raise _StopRequested from None
         fut, pack_id, size, entries = self.upload_q.popleft()
         fut.result()
         self.index.add_pack(pack_id, size, entries)
         self.pending.difference_update(e.id for e in entries)
         self.unindexed.append((pack_id, size, entries))
+        self.uploaded_bytes += size
+        self.uploaded_packs.append(pack_id)
         self.since_checkpoint += size
         if self.since_checkpoint >= self.opts.checkpoint_bytes:
             self.checkpoint()
@@ -194,8 +223,33 @@ class _Pipeline:
             self._complete_upload()
         self.checkpoint()
 
+    def stop_early(self) -> None:
+        """At a deadline: uploads already running finish and are indexed; queued work is dropped.
+
+        Chunks sealed but not yet uploaded are simply sealed again by the next run; what matters is
+        that the link is released soon after the deadline and that nothing uploaded is wasted.
+        """
+        self.stopping = True
+        for fut, *_ in self.hash_q:
+            fut.cancel()
+        for *_, fut in self.seal_q:
+            fut.cancel()
+        self.hash_q.clear()
+        self.seal_q.clear()
+        kept = deque()
+        for item in self.upload_q:
+            if not item[0].cancel():  # running or done: let it finish
+                kept.append(item)
+            else:
+                self.stored_bytes -= item[2]
+        self.upload_q = kept
+        while self.upload_q:
+            self._complete_upload()
+        self.checkpoint()
+
     def abort(self) -> None:
         """After a failure: keep what finished uploading (indexed), drop the rest."""
+        self.stopping = True
         for fut, *_ in self.hash_q:
             fut.cancel()
         for *_, fut in self.seal_q:
@@ -212,7 +266,7 @@ class _Pipeline:
         self.up.shutdown(wait=True, cancel_futures=True)
 
 
-def adopt_orphan_packs(repo: Repository, index: ChunkIndex, listener: Listener = ignore) -> int:
+def adopt_orphan_packs(repo: Repository, index: ChunkIndex, listener: Listener = ignore) -> list[str]:
     """Index packs that an interrupted run uploaded but never indexed (packs carry their own header)."""
     adopted = []
     for pack_id, size in repo.list_packs().items():
@@ -227,7 +281,7 @@ def adopt_orphan_packs(repo: Repository, index: ChunkIndex, listener: Listener =
         adopted.append((pack_id, size, entries))
     if adopted:
         repo.write_index_segment(adopted)
-    return len(adopted)
+    return [pack_id for pack_id, *_ in adopted]
 
 
 def _partition_table(src: Source) -> dict | None:
@@ -237,10 +291,50 @@ def _partition_table(src: Source) -> dict | None:
         return None
 
 
+def _stop_reason(opts: BackupOptions, deadline_mono: float | None) -> str | None:
+    if opts.stop is not None and opts.stop.is_set():
+        return "stopped on request"
+    if deadline_mono is not None and time.monotonic() >= deadline_mono:
+        return f"deadline {opts.deadline.astimezone().strftime('%Y-%m-%d %H:%M')} reached"
+    return None
+
+
+def _run_record(host: str, src: Source, started: datetime, pipe: _Pipeline, reason: str, status: str,
+                packs: list[str]) -> dict:
+    """What `snapshots --all` shows, and the packs prune must keep until a later run completes."""
+    return {
+        "version": 1, "status": status, "reason": reason, "host": host, "source": src.path,
+        "started": started.isoformat(), "stopped": datetime.now(timezone.utc).isoformat(),
+        "source_bytes": src.size, "done_bytes": pipe.chunklist.offset, "new_bytes": pipe.new_bytes,
+        "uploaded_bytes": pipe.uploaded_bytes, "agent_version": __version__, "packs": packs,
+    }
+
+
+def unfinished_runs(repo: Repository, snaps: list[Snapshot], host: str, source: str) -> list[tuple[str, dict]]:
+    """Run records of this host and source that no complete snapshot has taken over yet."""
+    done = superseded_runs(snaps)
+    return [(n, r) for n, r in repo.list_runs()
+            if n not in done and r.get("host") == host and r.get("source") == source]
+
+
+def _record_failure(repo: Repository, record: dict) -> None:
+    """Best effort: the run failed, maybe because the storage did; its error is what matters."""
+    try:
+        repo.save_run(record)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                listener: Listener = ignore) -> BackupResult:
+    """Back up `path`. Returns an incomplete result (no snapshot) when a deadline or stop request
+    ends the run early; everything uploaded by then is indexed and reused by the next run."""
     opts = opts or BackupOptions()
     t0 = time.monotonic()
+    started = datetime.now(timezone.utc)
+    deadline_mono = None
+    if opts.deadline is not None:
+        deadline_mono = t0 + (opts.deadline - started).total_seconds()
     host = opts.host or socket.gethostname()
     with open_source(path) as src:
         for w in src.warnings:
@@ -248,20 +342,48 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
         table = _partition_table(src)
         with repo.lock(exclusive=False, command="backup", wait=opts.lock_wait) as lock:
             index = repo.load_index()
-            recovered = adopt_orphan_packs(repo, index, listener)
-            earlier = filter_snapshots(repo.list_snapshots(), host=host, source=src.path)
+            adopted = adopt_orphan_packs(repo, index, listener)
+            recovered = len(adopted)
+            all_snaps = repo.list_snapshots()
+            earlier = filter_snapshots(all_snaps, host=host, source=src.path)
+            resumed = unfinished_runs(repo, all_snaps, host, src.path)
+            if resumed:
+                kept = sum(int(r.get("uploaded_bytes", 0)) for _, r in resumed)
+                listener(Warning(f"resuming {len(resumed)} unfinished run(s) of {src.path} "
+                                 f"({resumed[-1][1].get('reason')}): {kept} bytes they uploaded are reused"))
             listener(Started("backup", src.size))
             pipe = _Pipeline(repo, index, opts, listener)
+            pipe.should_stop = lambda: _stop_reason(opts, deadline_mono)
+            stopped = None
             try:
-                cdc = make_chunker(repo.params.chunker, repo.master.chunker_seed)
-                for item in iter_blocks(src, cdc):
-                    pipe.feed(item)
-                pipe.finish()
-            except BaseException:
+                try:
+                    cdc = make_chunker(repo.params.chunker, repo.master.chunker_seed)
+                    for item in iter_blocks(src, cdc):
+                        stopped = pipe.should_stop()
+                        if stopped:
+                            break
+                        pipe.feed(item)
+                    if not stopped:
+                        pipe.finish()
+                except _StopRequested:
+                    stopped = pipe.should_stop()
+                if stopped:
+                    pipe.stop_early()
+            except BaseException as exc:
                 pipe.abort()
+                _record_failure(repo, _run_record(host, src, started, pipe, str(exc) or exc.__class__.__name__,
+                                                  "failed", adopted + pipe.uploaded_packs))
                 raise
             finally:
                 pipe.close()
+            if stopped:
+                lock.ensure_valid()
+                repo.save_run(_run_record(host, src, started, pipe, stopped, "incomplete",
+                                          adopted + pipe.uploaded_packs))
+                listener(Finished("backup"))
+                return BackupResult(None, src.path, src.size, pipe.read_bytes, pipe.zero_bytes, pipe.new_bytes,
+                                    pipe.stored_bytes, pipe.chunks, pipe.new_chunks, round(time.monotonic() - t0, 3),
+                                    list(src.warnings), recovered, pipe.uploaded_bytes, stopped, len(resumed))
             if src.current_size() != src.size or not src.same_object():
                 raise SourceError(f"{src.path} changed size or was replaced during the backup; no snapshot was written",
                                   hint="back up a snapshot of the volume (LVM, filesystem freeze) or a quiet image")
@@ -270,9 +392,10 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 "source_bytes": src.size, "read_bytes": pipe.read_bytes, "zero_bytes": pipe.zero_bytes,
                 "new_bytes": pipe.new_bytes, "stored_bytes": pipe.stored_bytes, "chunks": pipe.chunks,
                 "new_chunks": pipe.new_chunks, "duration_s": round(duration, 3),
+                "resumed_runs": [name for name, _ in resumed],
             }
             snap = Snapshot(
-                time=(opts.time or datetime.now(timezone.utc)).astimezone(timezone.utc),
+                time=(opts.time or started).astimezone(timezone.utc),
                 host=host,
                 source={"path": src.path, "kind": src.kind, "size": src.size,
                         "identity": {k: v for k, v in src.identity.items() if k not in ("st_dev", "st_ino")}},
@@ -290,4 +413,4 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
     listener(Finished("backup"))
     return BackupResult(snap_id, src.path, src.size, pipe.read_bytes, pipe.zero_bytes, pipe.new_bytes,
                         pipe.stored_bytes, pipe.chunks, pipe.new_chunks, round(time.monotonic() - t0, 3),
-                        list(src.warnings), recovered)
+                        list(src.warnings), recovered, pipe.uploaded_bytes, None, len(resumed))

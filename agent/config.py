@@ -21,17 +21,31 @@ class Settings:
     json: bool = False
     debug: bool = False
     quiet: bool = False
+    limit_upload: str | None = None
+    limit_download: str | None = None
+    config_path: str | None = None
+    file: object | None = None  # agent.nightly.config.Config, when a config file was loaded
 
     @classmethod
-    def resolve(cls, **flags) -> "Settings":
+    def resolve(cls, file=None, **flags) -> "Settings":
+        """Flags win over AGENT_* variables, which win over the config file."""
         env = os.environ
+
+        def pick(flag: str, var: str, from_file):
+            return flags.get(flag) or env.get(var) or from_file or None
+
         return cls(
-            repo=flags.get("repo") or env.get("AGENT_REPO") or None,
-            passphrase_file=flags.get("passphrase_file") or env.get("AGENT_PASSPHRASE_FILE") or None,
-            passphrase_command=flags.get("passphrase_command") or env.get("AGENT_PASSPHRASE_COMMAND") or None,
+            repo=pick("repo", "AGENT_REPO", file and file.repository),
+            passphrase_file=pick("passphrase_file", "AGENT_PASSPHRASE_FILE", file and file.passphrase_file),
+            passphrase_command=pick("passphrase_command", "AGENT_PASSPHRASE_COMMAND",
+                                    file and file.passphrase_command),
             json=bool(flags.get("json")),
             debug=bool(flags.get("debug")),
             quiet=bool(flags.get("quiet")),
+            limit_upload=pick("limit_upload", "AGENT_LIMIT_UPLOAD", file and file.limits.upload),
+            limit_download=pick("limit_download", "AGENT_LIMIT_DOWNLOAD", file and file.limits.download),
+            config_path=flags.get("config_path"),
+            file=file,
         )
 
     def require_repo(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
@@ -20,9 +21,12 @@ from agent.repo.envelope import BlobType
 from agent.repo.index import encode_segment_rows
 from agent.repo.packs import PackBuilder, PackEntry, read_pack_bytes
 from agent.repo.repository import Repository
-from agent.repo.snapshots import Snapshot
+from agent.repo.snapshots import Snapshot, superseded_runs
 from agent.retention import Decision, Policy, apply, group_key
 from agent.snapshot_data import mark_used
+
+
+RUN_RECORD_DAYS = 30  # how long an unfinished run's uploads are kept for it to resume
 
 
 @dataclass
@@ -88,8 +92,12 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         stored = repo.list_packs()
         snaps = repo.list_snapshots()
         used = mark_used(repo, index, snaps)
+        runs_kept, runs_done = _split_runs(repo.list_runs(), snaps)
+        protected = {p for _, r in runs_kept for p in r.get("packs", ())}
 
         pack_col = index.column("pack").astype(np.int64)
+        if protected:  # uploads of an unfinished run: the next run resumes from them
+            used |= np.isin(pack_col, [i for i, p in enumerate(index.pack_ids) if p in protected])
         length = index.column("length").astype(np.int64)
         npacks = len(index.pack_ids)
         live_bytes = np.bincount(pack_col, weights=length * used, minlength=npacks)
@@ -98,7 +106,8 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         res.packs_before = len(stored)
         res.bytes_before = int(sum(stored.values()))
 
-        orphans = [p for p in stored if not index.has_pack(p)]  # left by crashed runs: no snapshot uses them
+        # left by crashed runs that no record names: no snapshot uses them
+        orphans = [p for p in stored if not index.has_pack(p) and p not in protected]
         dead = [i for i in range(npacks) if live_bytes[i] == 0]
         partial = [i for i in range(npacks) if 0 < live_bytes[i] < all_bytes[i]]
         unused_total = int((all_bytes - live_bytes).sum())
@@ -161,9 +170,21 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
             repo.delete_pack(index.pack_ids[i])
         for p in orphans:
             repo.delete_pack(p)
+        for name in runs_done:
+            repo.delete_run(name)
     for w in res.warnings:
         listener(Warning(w))
     return res
+
+
+def _split_runs(runs: list[tuple[str, dict]], snaps: list[Snapshot]) -> tuple[list[tuple[str, dict]], list[str]]:
+    """Records still protecting their uploads, and names of records a complete snapshot took over
+    or that are older than RUN_RECORD_DAYS (a source that never completes must not pin data forever)."""
+    done = superseded_runs(snaps)
+    cutoff = (datetime.now(timezone.utc) - timedelta(days=RUN_RECORD_DAYS)).isoformat()
+    kept = [(n, r) for n, r in runs if n not in done and str(r.get("stopped", "")) >= cutoff]
+    kept_names = {n for n, _ in kept}
+    return kept, [n for n, _ in runs if n not in kept_names]
 
 
 def _write(repo: Repository, builder: PackBuilder) -> tuple[str, int, list[PackEntry]]:

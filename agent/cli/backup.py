@@ -9,6 +9,8 @@ import typer
 from agent.cli import units
 from agent.cli.context import JSON_HELP, AppContext, app_context
 
+LIMIT_HELP = "Bandwidth limit: 4MiB/s, 20Mbit/s, off, or a timetable '08:00-18:00=1MiB/s,18:00-08:00=off'."
+
 
 def backup(
     ctx: typer.Context,
@@ -18,33 +20,65 @@ def backup(
     host: Optional[str] = typer.Option(None, "--host", help="Record this host name instead of the machine's."),
     time: Optional[str] = typer.Option(None, "--time", help="Record the snapshot under this time (imports, tests)."),
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for a running prune to finish."),
+    limit_upload: Optional[str] = typer.Option(None, "--limit-upload", help=LIMIT_HELP + " Env: AGENT_LIMIT_UPLOAD."),
+    limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Download limit, same forms."),
+    stop_at: Optional[str] = typer.Option(None, "--stop-at", help="Stop cleanly at this local time (HH:MM); "
+                                          "the next run resumes. Exit status 3."),
+    max_duration: Optional[str] = typer.Option(None, "--max-duration", help="Stop cleanly after this long "
+                                               "(5h, 90m); the next run resumes. Exit status 3."),
 ) -> None:
     """Back up SOURCE; only chunks the repository lacks are uploaded."""
     from agent.backup import BackupOptions, run_backup
-    from agent.timespec import parse_instant
+    from agent.cli.stopping import graceful_stop
+    from agent.timespec import parse_instant, run_deadline
 
     app: AppContext = app_context(ctx, json_output)
-    opts = BackupOptions(tags=list(tag), host=host, time=parse_instant(time) if time else None, lock_wait=lock_wait)
-    with app.repository() as repo, app.progress("backup") as listener:
+    app.set_limits(limit_upload, limit_download)
+    opts = BackupOptions(tags=list(tag), host=host or (app.settings.file and app.settings.file.host) or None,
+                         time=parse_instant(time) if time else None, lock_wait=lock_wait,
+                         deadline=run_deadline(stop_at, max_duration))
+    with graceful_stop() as stop, app.repository() as repo, app.progress("backup") as listener:
+        opts.stop = stop
         res = run_backup(repo, source, opts, listener)
-    summary = {
+    report_backup(app, res)
+    if not res.complete:
+        raise typer.Exit(3)
+
+
+def backup_summary(res) -> dict:
+    return {
+        "event": "summary", "complete": res.complete, "stopped": res.stopped,
         "snapshot_id": res.snapshot_id, "source": res.source, "source_bytes": res.source_bytes,
         "read_bytes": res.read_bytes, "zero_bytes": res.zero_bytes, "new_bytes": res.new_bytes,
-        "stored_bytes": res.stored_bytes, "chunks": res.chunks, "new_chunks": res.new_chunks,
-        "duration_s": res.duration_s, "recovered_packs": res.recovered_packs, "warnings": res.warnings,
+        "stored_bytes": res.stored_bytes, "uploaded_bytes": res.uploaded_bytes, "chunks": res.chunks,
+        "new_chunks": res.new_chunks, "duration_s": res.duration_s, "recovered_packs": res.recovered_packs,
+        "resumed_runs": res.resumed, "warnings": res.warnings,
     }
+
+
+def report_backup(app: AppContext, res) -> None:
+    """Print (or emit as JSON) one backup's outcome; also used by `agent run` per source."""
     if app.settings.json:
-        app.emit_json(summary)
+        app.emit_json(backup_summary(res))
         return
-    ratio = f"{res.dedup_ratio:.1f}x" if res.stored_bytes else "all known"
-    app.out.print(f"snapshot {res.snapshot_id[:8]} saved: {res.source}")
+    if res.complete:
+        ratio = f"{res.dedup_ratio:.1f}x" if res.stored_bytes else "all known"
+        app.out.print(f"snapshot {res.snapshot_id[:8]} saved: {res.source}")
+        app.log_summary(f"backup of {res.source} saved snapshot {res.snapshot_id[:8]}: new {units.size(res.new_bytes)}, "
+                        f"{res.duration_s:.0f} s")
+    else:
+        ratio = "-"
+        app.out.print(f"backup of {res.source} INCOMPLETE: {res.stopped}; no snapshot was written. Everything "
+                      "uploaded so far is kept and the next run resumes from it.")
+        app.log_summary(f"backup of {res.source} incomplete: {res.stopped}; the next run resumes", error=True)
     app.out.print(f"  size {units.size(res.source_bytes)}, read {units.size(res.read_bytes)} "
                   f"({units.size(res.zero_bytes)} zeros and holes skipped)")
-    app.out.print(f"  new {units.size(res.new_bytes)} in {res.new_chunks} of {res.chunks} chunks, stored "
-                  f"{units.size(res.stored_bytes)} after compression and encryption (dedup {ratio})")
-    app.out.print(f"  {res.duration_s:.1f} s, {units.rate(res.source_bytes, res.duration_s)}")
-    if res.recovered_packs:
-        app.out.print(f"  reused {res.recovered_packs} pack(s) left by an interrupted run")
+    app.out.print(f"  new {units.size(res.new_bytes)} in {res.new_chunks} of {res.chunks} chunks, uploaded "
+                  f"{units.size(res.uploaded_bytes)} after compression and encryption (dedup {ratio})")
+    app.out.print(f"  {units.duration(res.duration_s)}, {units.rate(res.read_bytes + res.zero_bytes, res.duration_s)}")
+    if res.recovered_packs or res.resumed:
+        app.out.print(f"  resumed: reused {res.recovered_packs} pack(s) left unindexed and the uploads of "
+                      f"{res.resumed} earlier incomplete run(s)")
 
 
 def register(app: typer.Typer) -> None:

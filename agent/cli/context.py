@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
+import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from rich.console import Console
 
 from agent.config import Settings, passphrase_from_settings
 from agent.errors import UsageError
-from agent.progress import Event, Listener, Warning
+from agent.progress import Listener, Warning
 
 
 JSON_HELP = "Machine-readable output on stdout (same as the global --json)."
@@ -35,6 +37,12 @@ class AppContext:
                                                          width=None if sys.stdout.isatty() else 200))
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
     accounting: object | None = None  # backends.middleware.Accounting of this invocation's backend
+    syslog: logging.Logger | None = None  # set when the config asks for syslog (warnings, summaries)
+
+    def log_summary(self, message: str, *, error: bool = False) -> None:
+        """A run's one-line outcome, for syslog/journald when configured."""
+        if self.syslog is not None:
+            (self.syslog.error if error else self.syslog.info)(message)
 
     # ---- output -------------------------------------------------------------------------------
     def info(self, message: str) -> None:
@@ -42,7 +50,9 @@ class AppContext:
             self.err.print(message)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}")
+        if self.syslog is not None:
+            self.syslog.warning(message)
+        self.err.print(f"[yellow]warning:[/] {message}", markup=True)
 
     def emit_json(self, obj: Any) -> None:
         sys.stdout.write(json.dumps(obj, default=str) + "\n")
@@ -50,30 +60,28 @@ class AppContext:
 
     @contextmanager
     def progress(self, label: str) -> Iterator[Listener]:
-        """A listener that draws a progress bar on a terminal and passes warnings through."""
-        show = self.err.is_terminal and not self.settings.quiet and not self.settings.json
-        if not show:
-            def plain(ev: Event) -> None:
-                if isinstance(ev, Warning):
-                    self.warn(ev.message)
-            yield plain
-            return
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn)
+        """Listener for an operation: a bar on a terminal, JSON lines with --json, periodic plain lines
+        otherwise (silent with --quiet); warnings always pass through."""
+        from agent.cli import progress_view as view
 
-        with Progress("[bold]" + label, BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                      console=self.err, transient=True) as bar:
-            task = bar.add_task(label, total=None)
+        interval = float(os.environ.get("AGENT_PROGRESS_INTERVAL", 0) or 0) or (
+            self.settings.file.log.progress_interval_s if self.settings.file else 60.0)
+        if self.settings.json:
+            yield view.json_lines(label, view.stdout_line, self.warn)
+        elif self.err.is_terminal and not self.settings.quiet:
+            with view.rich_bar(label, self.err, self.warn) as listener:
+                yield listener
+        elif self.settings.quiet:
+            yield lambda ev: self.warn(ev.message) if isinstance(ev, Warning) else None
+        else:
+            yield view.plain_lines(label, self.info, self.warn, interval)
 
-            def listener(ev: Event) -> None:
-                from agent.progress import Advanced, Started
-
-                if isinstance(ev, Started):
-                    bar.update(task, total=ev.total_bytes)
-                elif isinstance(ev, Advanced):
-                    bar.update(task, completed=ev.done_bytes)
-                elif isinstance(ev, Warning):
-                    self.warn(ev.message)
-            yield listener
+    def set_limits(self, upload: str | None, download: str | None) -> None:
+        """A command's --limit-* flags win over the environment and the config file."""
+        if upload:
+            self.settings.limit_upload = upload
+        if download:
+            self.settings.limit_download = download
 
     # ---- secrets and repository ------------------------------------------------------------------
     def passphrase(self, *, confirm: bool = False, prompt: str = "Repository passphrase") -> bytes:
@@ -97,8 +105,12 @@ class AppContext:
         from backends.middleware import Accounting, compose
         from backends.registry import open_backend
 
+        from agent.bandwidth import limiter_for
+
         self.accounting = Accounting()
-        return compose(open_backend(self.settings.require_repo()), accounting=self.accounting)
+        return compose(open_backend(self.settings.require_repo()), accounting=self.accounting,
+                       upload_limiter=limiter_for(self.settings.limit_upload),
+                       download_limiter=limiter_for(self.settings.limit_download))
 
     @contextmanager
     def repository(self) -> Iterator["Repository"]:  # noqa: F821 - imported lazily

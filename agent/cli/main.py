@@ -10,6 +10,7 @@ import typer
 
 from agent.cli import backup as backup_cmd
 from agent.cli import check as check_cmd
+from agent.cli import config as config_cmd
 from agent.cli import doctor as doctor_cmd
 from agent.cli import forget as forget_cmd
 from agent.cli import init as init_cmd
@@ -17,6 +18,8 @@ from agent.cli import key as key_cmd
 from agent.cli import login as login_cmd
 from agent.cli import prune as prune_cmd
 from agent.cli import restore as restore_cmd
+from agent.cli import run as run_cmd
+from agent.cli import schedule as schedule_cmd
 from agent.cli import snapshots as snapshots_cmd
 from agent.cli import stats as stats_cmd
 from agent.cli import unlock as unlock_cmd
@@ -45,18 +48,53 @@ def main(
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results."),
     debug: bool = typer.Option(False, "--debug", help="Log details and show tracebacks."),
+    syslog: bool = typer.Option(False, "--syslog", help="Also log warnings and outcomes to syslog/journald."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file (TOML). Default: AGENT_CONFIG, "
+                                         "~/.config/agent/agent.toml, /etc/agent/agent.toml, if present."),
 ) -> None:
-    settings = Settings.resolve(repo=repo, passphrase_file=passphrase_file, passphrase_command=passphrase_command,
-                                json=json_output, quiet=quiet, debug=debug)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    file, path = _load_config_file(config)
+    settings = Settings.resolve(file, repo=repo, passphrase_file=passphrase_file,
+                                passphrase_command=passphrase_command, json=json_output, quiet=quiet, debug=debug,
+                                config_path=str(path) if path else None)
     ctx.obj = AppContext(settings)
+    if syslog or (file is not None and file.log.syslog):
+        from agent.cli.progress_view import syslog_logger
+
+        ctx.obj.syslog = syslog_logger()
+
+
+def _load_config_file(explicit: Optional[str]):
+    """The config file's settings, or None. Only read when one exists, so plain use needs none."""
+    import os
+    from pathlib import Path
+
+    if explicit:
+        path = Path(explicit).expanduser()
+    else:
+        env = os.environ.get("AGENT_CONFIG")
+        path = Path(env).expanduser() if env else None
+        if path is None:
+            from agent.nightly.paths import existing_default_config
+
+            path = existing_default_config()
+    if path is None:
+        return None, None
+    from agent.nightly.config import load_config
+
+    cfg = load_config(path)
+    for key, value in cfg.env.items():  # backend SDK credentials; the real environment wins
+        os.environ.setdefault(key, value)
+    return cfg, path
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, check_cmd, forget_cmd, prune_cmd, stats_cmd,
-               unlock_cmd, doctor_cmd, login_cmd):
+               unlock_cmd, doctor_cmd, login_cmd, run_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(schedule_cmd.app, name="schedule")
 
 
 def run() -> None:

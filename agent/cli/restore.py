@@ -22,6 +22,8 @@ def restore(
     force: bool = typer.Option(False, "--force", help="Overwrite a target that already holds data."),
     ignore_errors: bool = typer.Option(False, "--ignore-errors", help="Write zeros where data is damaged and list "
                                        "those ranges, instead of stopping."),
+    limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Bandwidth limit: 4MiB/s, "
+                                                 "20Mbit/s, off, or a timetable. Env: AGENT_LIMIT_DOWNLOAD."),
 ) -> None:
     """Restore a snapshot (by id, 'latest', or --at) to --to."""
     from agent.errors import UsageError
@@ -32,6 +34,7 @@ def restore(
     app: AppContext = app_context(ctx, json_output)
     if snapshot and at:
         raise UsageError("give a snapshot id or --at, not both")
+    app.set_limits(None, limit_download)
     with app.repository() as repo:
         snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source)
         snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")

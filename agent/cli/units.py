@@ -15,4 +15,19 @@ def size(n: int | float | None) -> str:
 
 
 def rate(nbytes: int, seconds: float) -> str:
-    return f"{nbytes / seconds / 1e6:.0f} MB/s" if seconds > 0 else "-"
+    """Rates in MiB/s like the limits (`--limit-upload 4MiB/s`), so the two compare directly."""
+    if seconds <= 0:
+        return "-"
+    r = nbytes / seconds / (1 << 20)
+    return f"{r:.0f} MiB/s" if r >= 10 else f"{r:.2f} MiB/s"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

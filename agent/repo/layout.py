@@ -8,6 +8,7 @@ DATA = "data/"
 INDEX = "index/"
 SNAPSHOTS = "snapshots/"
 LOCKS = "locks/"
+RUNS = "runs/"
 
 
 def key_file(key_id: str) -> str:
@@ -24,6 +25,10 @@ def index_segment(segment_id: str) -> str:
 
 def snapshot(snapshot_id: str) -> str:
     return f"{SNAPSHOTS}{snapshot_id}"
+
+
+def run(run_id: str) -> str:
+    return f"{RUNS}{run_id}"
 
 
 def lock(lock_id: str) -> str:

@@ -32,6 +32,7 @@ from agent.repo.snapshots import Snapshot
 
 _INDEX_KIND = b"index"
 _SNAPSHOT_KIND = b"snapshot"
+_RUN_KIND = b"run"
 
 
 def storage_error(exc: BackendError, what: str) -> AgentError:
@@ -288,6 +289,43 @@ class Repository:
 
     def delete_snapshot(self, name: str) -> None:
         self._backend.delete(layout.snapshot(name))
+
+    # ---- records of runs that ended without a snapshot ------------------------------------------
+    def save_run(self, record: dict) -> str:
+        """Record an incomplete or failed backup run, so `snapshots --all` can show it.
+
+        Never restorable: it names no chunk list. The next complete run of the same source removes it.
+        """
+        import json
+
+        sealed = self.envelope.seal_object(_RUN_KIND, json.dumps(record, separators=(",", ":")).encode())
+        name = object_id(sealed)
+        self._put(layout.run(name), sealed, "cannot upload the run record")
+        return name
+
+    def list_runs(self) -> list[tuple[str, dict]]:
+        import json
+
+        try:
+            names = [layout.name_of(i.key) for i in self._backend.list(layout.RUNS)]
+            out = []
+            for name in names:
+                try:
+                    sealed = self._backend.get(layout.run(name))
+                except NotFound:  # removed by a run that finished meanwhile
+                    continue
+                out.append((name, json.loads(self.envelope.open_object(_RUN_KIND, sealed, f"run record {name[:8]}"))))
+        except BackendError as exc:
+            raise storage_error(exc, "cannot list run records") from None
+        except ValueError:
+            raise CorruptObject("a run record is malformed") from None
+        return sorted(out, key=lambda r: str(r[1].get("started", "")))
+
+    def delete_run(self, name: str) -> None:
+        try:
+            self._backend.delete(layout.run(name))
+        except BackendError as exc:
+            raise storage_error(exc, "cannot delete a run record") from None
 
     # ---- blobs -----------------------------------------------------------------------------
     def open_blob(self, btype: BlobType, cid: bytes, sealed: bytes, raw_length: int) -> bytes:

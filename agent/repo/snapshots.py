@@ -87,6 +87,11 @@ def filter_snapshots(snaps: list[Snapshot], *, host: str | None = None, source: 
     return sorted(out, key=lambda s: s.time)
 
 
+def superseded_runs(snaps: list[Snapshot]) -> set[str]:
+    """Names of run records whose uploads a complete snapshot has taken over (see `stats.resumed_runs`)."""
+    return {name for s in snaps for name in s.stats.get("resumed_runs", ())}
+
+
 def resolve(snaps: list[Snapshot], ref: str) -> Snapshot:
     """`latest` or a unique id prefix."""
     if not snaps:

@@ -1,0 +1,59 @@
+"""`agent config show|check`: the effective configuration (flags > environment > file), secrets redacted."""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli.context import JSON_HELP, AppContext, app_context
+
+app = typer.Typer(help="Show or validate the configuration file.", no_args_is_help=True)
+
+REDACTED = "<redacted>"
+
+
+def effective(app_ctx: AppContext) -> dict:
+    """The config file's content with flag/env overrides applied and every secret replaced."""
+    from backends.registry import redact_url
+
+    s = app_ctx.settings
+    doc = s.file.model_dump(mode="json", exclude_none=True) if s.file is not None else {}
+    doc["repository"] = redact_url(s.repo) if s.repo else None
+    doc["passphrase_file"] = s.passphrase_file
+    doc["passphrase_command"] = s.passphrase_command
+    doc["limits"] = {"upload": s.limit_upload or "off", "download": s.limit_download or "off"}
+    doc["env"] = {k: REDACTED for k in doc.get("env", {})} or None
+    email = doc.get("notify", {}).get("email")
+    if email and email.get("password"):
+        email["password"] = REDACTED
+    webhook = doc.get("notify", {}).get("webhook")
+    if webhook:
+        webhook["url"] = redact_url(webhook["url"])
+        webhook["headers"] = {k: REDACTED for k in webhook.get("headers", {})}
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+@app.command("show")
+def show(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Print the effective configuration as TOML (or JSON), secrets redacted."""
+    import tomli_w
+
+    app_ctx: AppContext = app_context(ctx, json_output)
+    doc = effective(app_ctx)
+    if app_ctx.settings.json:
+        app_ctx.emit_json({"config_file": app_ctx.settings.config_path, **doc})
+        return
+    where = app_ctx.settings.config_path or "none found (flags and environment only)"
+    app_ctx.out.print(f"# config file: {where}", markup=False)
+    app_ctx.out.print(tomli_w.dumps(doc).rstrip(), markup=False)
+
+
+@app.command("check")
+def check(ctx: typer.Context) -> None:
+    """Validate the config file (syntax, fields, values, file permissions); exit 2 on a problem."""
+    from agent.errors import UsageError
+
+    app_ctx: AppContext = app_context(ctx)
+    if app_ctx.settings.file is None:
+        raise UsageError("no config file found", hint="pass --config PATH or set AGENT_CONFIG")
+    n = len(app_ctx.settings.file.sources)
+    app_ctx.out.print(f"{app_ctx.settings.config_path}: OK ({n} source(s))")

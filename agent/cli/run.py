@@ -1,0 +1,117 @@
+"""`agent run`: the nightly job. Backs up every source in the config file, applies retention,
+checks a share of the data, then records the outcome (state file, metrics) and notifies."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from agent.cli import units
+from agent.cli.backup import LIMIT_HELP
+from agent.cli.context import JSON_HELP, AppContext, app_context
+
+
+def run(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    stop_at: Optional[str] = typer.Option(None, "--stop-at", help="End of the backup window (HH:MM, local time); "
+                                          "overrides window.stop_at."),
+    max_duration: Optional[str] = typer.Option(None, "--max-duration", help="Longest run (5h, 90m); overrides "
+                                               "window.max_duration."),
+    limit_upload: Optional[str] = typer.Option(None, "--limit-upload", help=LIMIT_HELP),
+    limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Download limit, same forms."),
+) -> None:
+    """Run everything the config file asks for: backups, retention, checks, then report.
+
+    Exit status 0 when everything succeeded, 3 when a source is incomplete or skipped or a
+    warning was raised (the next run resumes), 1 when something failed.
+    """
+    from backends.registry import redact_url
+    from agent.cli.stopping import graceful_stop
+    from agent.errors import UsageError
+    from agent.nightly.runner import RunOptions, run_configured, run_lock
+    from agent.nightly.state import default_state_path, record_finish, record_start
+    from agent.timespec import run_deadline
+
+    app: AppContext = app_context(ctx, json_output)
+    cfg = app.settings.file
+    if cfg is None:
+        raise UsageError("no config file found for `agent run`",
+                         hint="write /etc/agent/agent.toml (see docs/nightly.md) or pass --config PATH")
+    if not cfg.sources:
+        raise UsageError(f"the config file {app.settings.config_path} lists no [[sources]]")
+    app.set_limits(limit_upload, limit_download)
+    deadline = run_deadline(stop_at or cfg.window.stop_at, max_duration or cfg.window.max_duration)
+    state_path = default_state_path()
+    label = redact_url(app.settings.repo) if app.settings.repo else "(no repository configured)"
+
+    def progress(src):
+        return app.progress(f"backup {src.name}")
+
+    def on_source(rep) -> None:
+        if app.settings.json:
+            from dataclasses import asdict
+
+            app.emit_json({"event": "source", **asdict(rep)})
+            return
+        line = {"ok": f"snapshot {(rep.snapshot_id or '')[:8]}", "incomplete": "INCOMPLETE",
+                "skipped": "SKIPPED", "failed": "FAILED"}[rep.status]
+        app.out.print(f"{rep.name} ({rep.path}): {line}, new {units.size(rep.new_bytes)}, uploaded "
+                      f"{units.size(rep.uploaded_bytes)}, {units.duration(rep.duration_s)}")
+        for w in rep.warnings:
+            app.out.print(f"  warning: {w}")
+        if rep.error:
+            app.out.print(f"  {rep.error}")
+        if rep.hint and rep.status != "ok":
+            app.out.print(f"  hint: {rep.hint}")
+
+    with run_lock(state_path.with_name("run.lock")), graceful_stop() as stop:
+        record_start(state_path, _now())
+        report = run_configured(cfg, app.repository, label, RunOptions(deadline=deadline, stop=stop,
+                                                                       host=cfg.host), progress, on_source)
+        record_finish(state_path, report)
+        problems = _publish(app, cfg, report)
+    _print_outcome(app, report, problems)
+    raise typer.Exit(report.exit_code)
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def _publish(app: AppContext, cfg, report) -> list[str]:
+    """Metrics and notifications; their failures are reported but never change the run's result."""
+    from agent.nightly.notify import send_notifications
+
+    problems = []
+    if cfg.metrics.textfile:
+        from agent.nightly.metrics import write_textfile
+
+        try:
+            write_textfile(cfg.metrics.textfile, report)
+        except OSError as exc:
+            problems.append(f"metrics file {cfg.metrics.textfile} not written: {exc.strerror or exc}")
+    problems += [f"notification not delivered: {e}" for e in send_notifications(cfg.notify, report)]
+    for p in problems:
+        app.warn(p)
+    return problems
+
+
+def _print_outcome(app: AppContext, report, problems: list[str]) -> None:
+    from agent.nightly.report import summarize
+
+    summary = summarize(report)
+    app.log_summary(summary, error=report.status == "failure")
+    if app.settings.json:
+        app.emit_json({"event": "summary", **report.to_dict(), "delivery_problems": problems})
+        return
+    for e in report.errors:
+        app.out.print(f"error: {e}")
+    app.out.print(f"{summary} ({units.duration(report.duration_s)})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

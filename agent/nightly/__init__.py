@@ -1,0 +1,1 @@
+"""Nightly operation: the pieces `agent run` composes (report, notifications, metrics, hooks, schedule, state)."""

@@ -1,0 +1,202 @@
+"""The configuration file (`agent.toml`): repository, passphrase source, sources, limits, window,
+retention, checks, notifications and metrics for unattended runs.
+
+Validated with pydantic so every mistake is reported with the field's path and the bad value
+before any work starts: a typo found at 01:00 by cron is a missed night.
+"""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.errors import AgentError, UsageError
+from agent.nightly.metrics import MetricsConfig
+from agent.nightly.notify import NotifyConfig
+
+def _check(parser, value):
+    """Run one of the CLI's parsers; its UsageError becomes a validation error naming the field."""
+    if value is None:
+        return value
+    try:
+        parser(value)
+    except AgentError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = Field(min_length=1)
+    tags: list[str] = []
+    pre: Optional[str] = None  # shell command run before the backup (e.g. take an LVM snapshot)
+    post: Optional[str] = None  # run after it, also when it failed (e.g. remove the snapshot)
+    hook_timeout_s: float = Field(600, gt=0)
+
+
+class LimitsConfig(_Strict):
+    upload: Optional[str] = None
+    download: Optional[str] = None
+
+    @field_validator("upload", "download")
+    @classmethod
+    def _rate(cls, v):
+        from agent.bandwidth import RateSchedule
+
+        return _check(RateSchedule.parse, v)
+
+
+class WindowConfig(_Strict):
+    stop_at: Optional[str] = None
+    max_duration: Optional[str] = None
+
+    @field_validator("stop_at")
+    @classmethod
+    def _clock(cls, v):
+        from agent.timespec import next_clock_time
+
+        return _check(next_clock_time, v)
+
+    @field_validator("max_duration")
+    @classmethod
+    def _dur(cls, v):
+        from agent.timespec import parse_run_duration
+
+        return _check(parse_run_duration, v)
+
+
+class RetentionConfig(_Strict):
+    keep_last: int = Field(0, ge=0)
+    keep_hourly: int = Field(0, ge=0)
+    keep_daily: int = Field(0, ge=0)
+    keep_weekly: int = Field(0, ge=0)
+    keep_monthly: int = Field(0, ge=0)
+    keep_yearly: int = Field(0, ge=0)
+    keep_within: Optional[str] = None
+    keep_tag: list[str] = []
+    prune: bool = True
+    max_unused: str = "5%"
+
+    @field_validator("keep_within")
+    @classmethod
+    def _within(cls, v):
+        from agent.retention import parse_duration
+
+        return _check(parse_duration, v)
+
+    @field_validator("max_unused")
+    @classmethod
+    def _pct(cls, v):
+        try:
+            if not 0 <= float(v.rstrip("%")) <= 100:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"a percentage like 5% is expected, not {v!r}") from None
+        return v
+
+    def policy(self):
+        from agent.retention import Policy, parse_duration
+
+        return Policy(last=self.keep_last, hourly=self.keep_hourly, daily=self.keep_daily, weekly=self.keep_weekly,
+                      monthly=self.keep_monthly, yearly=self.keep_yearly, tags=list(self.keep_tag),
+                      within=parse_duration(self.keep_within) if self.keep_within else None)
+
+
+class CheckConfig(_Strict):
+    read_data_subset: Optional[str] = None  # e.g. "2%": authenticate a random share of packs after backups
+
+    @field_validator("read_data_subset")
+    @classmethod
+    def _pct(cls, v):
+        try:
+            if v is not None and not (v.endswith("%") and 0 < float(v[:-1]) <= 100):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"a percentage like 2% is expected, not {v!r}") from None
+        return v
+
+
+class LogConfig(_Strict):
+    syslog: bool = False  # also log warnings, errors and summaries to syslog (journald reads it too)
+    progress_interval_s: float = Field(60, gt=0)  # plain progress lines when not on a terminal
+
+
+class Config(_Strict):
+    repository: Optional[str] = None
+    passphrase_file: Optional[str] = None
+    passphrase_command: Optional[str] = None
+    host: Optional[str] = None
+    env: dict[str, str] = {}  # backend credentials for the SDKs (AWS_ACCESS_KEY_ID, ...): a secret
+    limits: LimitsConfig = LimitsConfig()
+    window: WindowConfig = WindowConfig()
+    sources: list[SourceConfig] = []
+    retention: Optional[RetentionConfig] = None
+    check: CheckConfig = CheckConfig()
+    notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dup)}")
+        return self
+
+    def secrets(self) -> list[str]:
+        """What in this file is secret (so the file must not be readable by others)."""
+        found = [f"env.{k}" for k in self.env]
+        if self.notify.webhook is not None and self.notify.webhook.headers:
+            found.append("notify.webhook.headers")
+        if self.repository and "@" in self.repository.split("://", 1)[-1].split("/", 1)[0] \
+                and ":" in self.repository.split("://", 1)[-1].split("@", 1)[0]:
+            found.append("repository (password in the URL)")
+        return found
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_config(path: Path) -> Config:
+    """Parse and validate; any problem is one UsageError naming the file, the field and the value."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist",
+                         hint="create it (see docs/nightly.md) or pass --config") from None
+    except PermissionError:
+        raise UsageError(f"cannot read the config file {path}: permission denied") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        cfg = Config.model_validate(doc)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            secret = err["loc"][:1] == ("env",) or err["loc"][:2] == ("notify", "webhook") \
+                or "password" in str(err["loc"])
+            value = "" if err["type"] == "missing" or secret else f" (got {err.get('input')!r})"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{_loc(err['loc'])}: {msg}{value}")
+        raise UsageError(f"config file {path} has {len(lines)} error(s): " + "; ".join(lines)) from None
+    secrets = cfg.secrets()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if secrets and mode & 0o077:
+        raise UsageError(f"config file {path} holds secrets ({', '.join(secrets)}) but is readable by other users "
+                         f"(mode {mode:04o})", hint=f"chmod 600 {path}")
+    return cfg

@@ -1,0 +1,90 @@
+"""The outcome of one `agent run`: what notifications, metrics, the state file and `--json` all render."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+
+@dataclass
+class SourceReport:
+    name: str            # the source's name in the config, e.g. "system-disk"
+    path: str            # device or image path
+    status: str          # "ok" | "incomplete" | "skipped" | "failed"
+    snapshot_id: str | None = None
+    error: str | None = None      # one-line message, never a secret
+    hint: str | None = None
+    read_bytes: int = 0
+    new_bytes: int = 0
+    uploaded_bytes: int = 0
+    duration_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunReport:
+    host: str
+    repository: str      # already redacted by the caller
+    started: datetime    # tz-aware UTC
+    finished: datetime
+    sources: list[SourceReport]
+    repository_bytes: int | None = None
+    snapshot_count: int | None = None
+    errors: list[str] = field(default_factory=list)   # run-level errors (e.g. retention failed)
+
+    @property
+    def status(self) -> str:
+        """"failure" if a source failed or the run had errors; "warning" if a source is incomplete or
+        skipped or anything warned; else "success"."""
+        if self.errors or any(s.status == "failed" for s in self.sources):
+            return "failure"
+        if any(s.status != "ok" or s.warnings for s in self.sources):
+            return "warning"
+        return "success"
+
+    @property
+    def exit_code(self) -> int:
+        """0 success, 3 warning (finished, but not everything is backed up cleanly: like restore's
+        "finished with damage"), 1 failure."""
+        return {"success": 0, "warning": 3}.get(self.status, 1)
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, (self.finished - self.started).total_seconds())
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ISO 8601 times with offset; the webhook body and `agent run --json`."""
+        return {
+            "host": self.host,
+            "repository": self.repository,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "started": iso(self.started),
+            "finished": iso(self.finished),
+            "duration_s": round(self.duration_s, 3),
+            "repository_bytes": self.repository_bytes,
+            "snapshot_count": self.snapshot_count,
+            "errors": list(self.errors),
+            "sources": [asdict(s) for s in self.sources],
+        }
+
+
+def iso(t: datetime) -> str:
+    """ISO 8601 in UTC; a naive time is taken as UTC (the report's contract) rather than local time."""
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
+
+
+def summarize(report: RunReport) -> str:
+    """One line for a mail subject, the webhook's "summary" and the state file, e.g.
+    `FAILURE on web1: 1 of 2 sources failed`."""
+    n = len(report.sources)
+    counts = {st: sum(1 for s in report.sources if s.status == st) for st in ("failed", "incomplete", "skipped")}
+    parts = [f"{c} of {n} source{'s' if n != 1 else ''} {st}" for st, c in counts.items() if c]
+    if report.errors:
+        parts.append(f"{len(report.errors)} run error{'s' if len(report.errors) != 1 else ''}")
+    warnings = sum(len(s.warnings) for s in report.sources)
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    if not parts:
+        parts.append(f"{n} source{'s' if n != 1 else ''} backed up" if n else "nothing to back up")
+    return f"{report.status.upper()} on {report.host}: {', '.join(parts)}"

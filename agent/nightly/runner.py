@@ -1,0 +1,177 @@
+"""`agent run`: everything the config file asks for, in order, as one unattended job.
+
+Sources are backed up one after the other (one disk saturates the link; parallel runs would only
+fight over it), each between its pre and post hooks. Retention and prune follow only when every
+source completed inside the window: a prune after an incomplete run would spend the night's
+remaining minutes and the link on housekeeping. The outcome is one RunReport, whatever failed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import threading
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from backends.errors import BackendError
+from agent.errors import AgentError
+from agent.nightly.config import Config, SourceConfig
+from agent.nightly.hooks import HookConfig, run_source_hook
+from agent.nightly.report import RunReport, SourceReport
+from agent.progress import Listener
+
+OpenRepo = Callable[[], AbstractContextManager]  # yields an open agent.repo.repository.Repository
+
+
+@dataclass
+class RunOptions:
+    deadline: datetime | None = None
+    stop: threading.Event | None = None
+    lock_wait: float = 1800.0
+    host: str | None = None
+
+
+class RunAlreadyActive(AgentError):
+    exit_code = 1
+    hint = "wait for it to finish; overlapping runs would only compete for the same link"
+
+
+@contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """One `agent run` per machine at a time (timer and a manual run, or a run that overran a day)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunAlreadyActive(f"another `agent run` is in progress (pid {other})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _failure(exc: BaseException) -> tuple[str, str | None]:
+    if isinstance(exc, BackendError):
+        from agent.repo.repository import storage_error
+
+        exc = storage_error(exc, "storage error")
+    if isinstance(exc, AgentError):
+        return str(exc), exc.hint or None
+    return f"internal error: {exc.__class__.__name__}: {exc}", "please report it with the output of --debug"
+
+
+def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener,
+                   hide: tuple[str, ...] = ()) -> SourceReport:
+    from agent.backup import BackupOptions, run_backup
+
+    hooks = HookConfig(pre=src.pre, post=src.post, timeout_s=src.hook_timeout_s)
+    rep = SourceReport(name=src.name, path=src.path, status="failed")
+    pre = run_source_hook(hooks, "pre", src.name, src.path, hide=hide)
+    if pre is not None and not pre.ok:
+        rep.status, rep.error = "skipped", pre.error_message
+        rep.hint = "fix the pre hook; the source was not backed up"
+    else:
+        try:
+            res = run_backup(repo, src.path, BackupOptions(tags=list(src.tags), host=opts.host,
+                                                           deadline=opts.deadline, stop=opts.stop,
+                                                           lock_wait=opts.lock_wait), listener)
+        except (AgentError, BackendError) as exc:
+            rep.error, rep.hint = _failure(exc)
+        else:
+            rep.status = "ok" if res.complete else "incomplete"
+            rep.snapshot_id, rep.read_bytes, rep.new_bytes = res.snapshot_id, res.read_bytes, res.new_bytes
+            rep.uploaded_bytes, rep.duration_s, rep.warnings = res.uploaded_bytes, res.duration_s, list(res.warnings)
+            if not res.complete:
+                rep.error = f"stopped early: {res.stopped}"
+                rep.hint = "the next run resumes from what was uploaded; widen the window or raise the limit"
+    post = run_source_hook(hooks, "post", src.name, src.path, status=rep.status, hide=hide)
+    if post is not None and not post.ok:
+        rep.warnings.append(post.error_message or "post hook failed")
+    return rep
+
+
+def _maintenance(repo, cfg: Config, host: str, opts: RunOptions, errors: list[str]) -> None:
+    from agent.maintenance import forget, plan_forget, run_prune
+    from agent.repo.snapshots import filter_snapshots
+
+    try:
+        paths = {s.path for s in cfg.sources}
+        snaps = [s for s in filter_snapshots(repo.list_snapshots(), host=host) if s.source_path in paths]
+        plan = plan_forget(snaps, cfg.retention.policy(), group_by=("host", "source"))
+        if plan.remove:
+            with repo.lock(exclusive=False, command="forget", wait=opts.lock_wait):
+                forget(repo, plan)
+        if cfg.retention.prune and plan.remove:
+            run_prune(repo, max_unused=float(cfg.retention.max_unused.rstrip("%")) / 100, lock_wait=opts.lock_wait)
+    except (AgentError, BackendError) as exc:
+        message, hint = _failure(exc)
+        errors.append(f"retention: {message}" + (f" ({hint})" if hint else ""))
+
+
+def _check(repo, share: float, errors: list[str]) -> None:
+    from agent.check import run_check
+
+    try:
+        with repo.lock(exclusive=False, command="check"):
+            rep = run_check(repo, read_data=True, subset=share)
+        errors.extend(f"check: {e}" for e in rep.errors)
+    except (AgentError, BackendError) as exc:
+        message, hint = _failure(exc)
+        errors.append(f"check: {message}" + (f" ({hint})" if hint else ""))
+
+
+def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts: RunOptions,
+                   progress: Callable[[SourceConfig], AbstractContextManager],
+                   on_source: Callable[[SourceReport], None] = lambda r: None) -> RunReport:
+    """Back up every source, then retention and checks. Never raises for a failure of the work
+    itself (it goes into the report, so it can be notified); only for bugs."""
+    host = opts.host or cfg.host or socket.gethostname()
+    opts.host = host
+    report = RunReport(host=host, repository=repository_label, started=datetime.now(timezone.utc),
+                       finished=datetime.now(timezone.utc), sources=[])
+    try:
+        with open_repo() as repo:
+            for src in cfg.sources:
+                if _window_over(opts):
+                    rep = SourceReport(src.name, src.path, "skipped", error="the backup window ended before it started",
+                                       hint="widen the window (--stop-at / --max-duration) or order sources by priority")
+                else:
+                    with progress(src) as listener:
+                        rep = _backup_source(repo, src, opts, listener, tuple(cfg.env))
+                report.sources.append(rep)
+                on_source(rep)
+            complete = all(r.status == "ok" for r in report.sources)
+            if cfg.retention is not None and complete and not _window_over(opts):
+                _maintenance(repo, cfg, host, opts, report.errors)
+            if cfg.check.read_data_subset and complete and not _window_over(opts):
+                _check(repo, float(cfg.check.read_data_subset.rstrip("%")) / 100, report.errors)
+            try:
+                report.repository_bytes = sum(repo.list_packs().values())
+                report.snapshot_count = len(repo.list_snapshots())
+            except (AgentError, BackendError):
+                pass  # metrics only; the backups themselves are reported
+    except (AgentError, BackendError) as exc:  # the repository could not be opened or failed mid-run
+        message, hint = _failure(exc)
+        done = {r.name for r in report.sources}
+        for src in cfg.sources:
+            if src.name not in done:
+                rep = SourceReport(src.name, src.path, "failed", error=message, hint=hint)
+                report.sources.append(rep)
+                on_source(rep)
+    report.finished = datetime.now(timezone.utc)
+    return report
+
+
+def _window_over(opts: RunOptions) -> bool:
+    if opts.stop is not None and opts.stop.is_set():
+        return True
+    return opts.deadline is not None and datetime.now(timezone.utc) >= opts.deadline

@@ -1,0 +1,1 @@
+"""Tests of the nightly-operation pieces against real local servers and processes."""
