@@ -200,6 +200,7 @@ class _Pipeline:
         self.unindexed.append((pack_id, size, entries))
         self.uploaded_bytes += size
         self.uploaded_packs.append(pack_id)
+        self.emit(Advanced(self.chunklist.offset, self.new_bytes, self.uploaded_bytes))
         self.since_checkpoint += size
         if self.since_checkpoint >= self.opts.checkpoint_bytes:
             self.checkpoint()
