@@ -1,0 +1,95 @@
+"""Run one benchmark step as a child process and measure it.
+
+Wall time, user+sys CPU and peak RSS are the child's own rusage (wait4), so nothing the harness
+itself does (copies, compares, JSON) is counted. The child is started through GNU time, which
+forks it from a 1 MB process and reports its wait4 rusage: a child spawned straight from Python
+inherits the harness's RSS high-water mark (vfork + exec keeps the old mm's peak in ru_maxrss,
+measured: `true` reports 319 MB when the parent holds 300 MB), which would inflate small tools.
+The page cache is dropped before each step so every tool reads its source and repository from
+disk, as a nightly job would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else shutil.which("time")
+
+
+@dataclass
+class StepResult:
+    cmd: list[str]
+    rc: int
+    wall_s: float
+    user_s: float
+    sys_s: float
+    cpu_s: float
+    peak_rss_kib: int  # ru_maxrss: KiB on Linux
+    cache_dropped: bool
+    rusage_via: str  # "time": GNU time's report of the child; "wait4": direct (RSS may include the harness)
+    stdout: str  # path of the captured output
+    stderr: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def drop_caches() -> bool:
+    """sync, then drop page cache, dentries and inodes; False when not permitted (not root)."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def run_step(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str | Path | None = None,
+             log_prefix: str | Path, drop: bool = True, stdout_devnull: bool = False) -> StepResult:
+    """Run cmd to completion; stdout/stderr go to LOG_PREFIX.out/.err (never a pipe: no deadlock,
+    and the tools see no terminal, so none draws progress bars)."""
+    dropped = drop_caches() if drop else False
+    out_path, err_path = Path(f"{log_prefix}.out"), Path(f"{log_prefix}.err")
+    ru_path = Path(f"{log_prefix}.rusage")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(c) for c in cmd]
+    launcher = [GNU_TIME, "-o", str(ru_path), "-f", "%U %S %M"] if GNU_TIME else []
+    with open(err_path, "wb") as err, open(os.devnull if stdout_devnull else out_path, "wb") as out:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(launcher + cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; keep Popen consistent
+    user, sys_, rss = ru.ru_utime, ru.ru_stime, ru.ru_maxrss
+    if GNU_TIME:  # its last line is ours; a failing command adds "Command exited with ..." before it
+        try:
+            user, sys_, rss = ru_path.read_text().split("\n")[-2].split()
+            user, sys_, rss = float(user), float(sys_), int(rss)
+        except (OSError, ValueError, IndexError):
+            pass
+    return StepResult(cmd=cmd, rc=proc.returncode, wall_s=round(wall, 3), user_s=round(user, 3),
+                      sys_s=round(sys_, 3), cpu_s=round(user + sys_, 3), peak_rss_kib=rss,
+                      cache_dropped=dropped, rusage_via="time" if GNU_TIME else "wait4",
+                      stdout="" if stdout_devnull else str(out_path), stderr=str(err_path))
+
+
+def tree_size(path: str | Path) -> tuple[int, int]:
+    """(bytes, files) like `du -sb`: apparent sizes of every file and directory, links not followed."""
+    total = files = 0
+    for root, dirs, names in os.walk(path):
+        total += os.lstat(root).st_size
+        for n in names:
+            total += os.lstat(os.path.join(root, n)).st_size
+            files += 1
+    return total, files
+
+
+def allocated(path: str | Path) -> int:
+    """Bytes actually allocated on disk (st_blocks are 512-byte units whatever the fs block size)."""
+    return os.stat(path).st_blocks * 512
