@@ -107,7 +107,7 @@ def index_probe(n: int, segments: int) -> dict:
     """Runs in a fresh child: build N entries as SEGMENTS decoded segments, load like load_index."""
     import numpy as np
 
-    from agent.repo.index import SEG_DTYPE, ChunkIndex, load_segment_into
+    from agent.repo.index import SEG_DTYPE, ChunkIndex, load_segments_into
 
     rng = np.random.default_rng(1)
     per_pack = 32  # 16 MiB packs of 512 KiB chunks
@@ -125,12 +125,11 @@ def index_probe(n: int, segments: int) -> dict:
     base, base_hwm = _rss_kib(), _rss_kib("VmHWM")
     t0 = time.perf_counter()
     idx = ChunkIndex()
-    for packs, etab in decoded:
-        load_segment_into(idx, packs, etab)
+    load_segments_into(idx, decoded)  # as Repository.load_index does
     load_s = time.perf_counter() - t0
     peak = _rss_kib("VmHWM")
     with_segments = _rss_kib()
-    del decoded, packs, etab  # the loop variables hold the last decoded segment too
+    del decoded, packs, etab  # the build loop's variables hold the last decoded segment too
     after = _rss_kib()
     ids = [probe[i].tobytes() for i in range(len(probe))]
     t0 = time.perf_counter()

@@ -237,11 +237,26 @@ def decode_segment(plain: bytes, name: str) -> tuple[list[str], list[tuple[str, 
 
 
 def load_segment_into(index: ChunkIndex, packs: list[tuple[str, int]], etab: np.ndarray) -> None:
-    """Bulk-load decoded segment entries (vectorised; no per-chunk Python objects)."""
-    numbers = np.array([index.pack_number(p, s) for p, s in packs], dtype=np.uint32)
-    if not len(etab):
+    """Bulk-load one decoded segment (vectorised; no per-chunk Python objects)."""
+    load_segments_into(index, [(packs, etab)])
+
+
+def load_segments_into(index: ChunkIndex, segments: list[tuple[list[tuple[str, int]], np.ndarray]]) -> None:
+    """Bulk-load many decoded segments with one sort and merge.
+
+    Merging segment by segment re-sorts the growing index each time (quadratic: 2,000 checkpoint
+    segments took 52 s); concatenating first makes loading linear apart from one sort.
+    """
+    parts, numbers_of = [], []
+    for packs, etab in segments:
+        numbers = np.array([index.pack_number(p, s) for p, s in packs], dtype=np.uint32)
+        if len(etab):
+            parts.append(etab)
+            numbers_of.append(numbers[etab["pack"]])
+    if not parts:
         return
     index._merge()
+    etab = np.concatenate(parts) if len(parts) > 1 else parts[0]
     ids = etab["id"].copy().view(np.uint8).reshape(-1, 32)
-    index._append(ids, {"pack": numbers[etab["pack"]], "offset": etab["offset"], "length": etab["length"],
+    index._append(ids, {"pack": np.concatenate(numbers_of), "offset": etab["offset"], "length": etab["length"],
                         "raw": etab["raw"], "type": etab["type"]})

@@ -25,7 +25,7 @@ from agent.repo import layout
 from agent.repo.cache import ObjectCache
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.format import RepoParams, encode_config, open_config, read_plain_config
-from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segment_into
+from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segments_into
 from agent.repo.locks import Lock, remove_stale
 from agent.repo.packs import PackEntry, header_location, parse_header
 from agent.repo.snapshots import Snapshot
@@ -246,9 +246,7 @@ class Repository:
             sup, packs, etab = decode_segment(plain, name)
             superseded.update(sup)
             decoded.append((name, packs, etab))
-        for name, packs, etab in decoded:
-            if name not in superseded:
-                load_segment_into(index, packs, etab)
+        load_segments_into(index, [(packs, etab) for name, packs, etab in decoded if name not in superseded])
         self.cache.prune("index", set(names))
         return index
 
