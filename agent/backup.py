@@ -26,6 +26,8 @@ from crypto.ids import keyed_hasher
 from agent import __version__
 from agent.chunking import Block, Hole, iter_blocks, make_chunker
 from agent.errors import CorruptObject, SourceError
+from agent.memory import release_free_memory
+from agent.readahead import ReadAhead
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
 from agent.repo.chunklist import ChunkListWriter
 from agent.repo.envelope import BlobType, Envelope
@@ -40,8 +42,9 @@ class _StopRequested(Exception):
     """Raised inside the pipeline when a deadline or stop request arrives while it waits on uploads."""
 
 
-_HASH_DEPTH = 3  # blocks hashed ahead of the dedup step
-_SEAL_BYTES = 64 << 20  # raw bytes being compressed and sealed at once
+_READ_AHEAD = 2  # blocks read and cut ahead of hashing (agent.readahead)
+_HASH_DEPTH = 2  # blocks hashed ahead of the dedup step
+_SEAL_BYTES = 32 << 20  # raw bytes being compressed and sealed at once
 
 
 @dataclass
@@ -50,7 +53,7 @@ class BackupOptions:
     time: datetime | None = None
     host: str | None = None
     workers: int = max(2, os.cpu_count() or 2)
-    uploads: int = 4
+    uploads: int = 0  # packs uploading at once; 0: the backend's connection limit, at most 4
     checkpoint_bytes: int = 256 << 20
     lock_wait: float = 0.0  # seconds to wait for a running prune
     deadline: datetime | None = None  # stop cleanly at this time (--stop-at / --max-duration)
@@ -99,12 +102,13 @@ class _Pipeline:
         self.repo, self.index, self.opts, self.emit = repo, index, opts, listener
         self.env = repo.envelope
         self.pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="seal")
-        self.up = ThreadPoolExecutor(opts.uploads, thread_name_prefix="upload")
+        self.uploads = opts.uploads or min(4, repo.capabilities.max_connections)
+        self.up = ThreadPoolExecutor(self.uploads, thread_name_prefix="upload")
         self.pending: set[bytes] = set()
         self.hash_q: deque[tuple[Future, int]] = deque()
         self.seal_q: deque[tuple[BlobType, bytes, int, Future]] = deque()
         self.seal_bytes = 0
-        self.upload_q: deque[tuple[Future, str, int, list[PackEntry]]] = deque()
+        self.upload_q: deque[Future] = deque()  # each yields (pack id, size, entries)
         self.packs = {BlobType.DATA: PackBuilder(), BlobType.META: PackBuilder()}
         self.unindexed: list[tuple[str, int, list[PackEntry]]] = []
         self.since_checkpoint = 0
@@ -174,18 +178,23 @@ class _Pipeline:
         if not builder.count:
             return
         self.packs[btype] = PackBuilder()
-        pack_id, data, entries = builder.finish(self.env)
-        self.upload_q.append((self.up.submit(self.repo.write_pack, pack_id, data), pack_id, len(data), entries))
-        self.stored_bytes += len(data)
-        while len(self.upload_q) > self.opts.uploads:
+        self.upload_q.append(self.up.submit(self._finish_and_write, builder))
+        while len(self.upload_q) > self.uploads:
             self._complete_upload()
 
+    def _finish_and_write(self, builder: PackBuilder) -> tuple[str, int, list[PackEntry]]:
+        """In an upload thread: naming a pack (SHA-256 of 16 MiB) and sealing its header cost as much as
+        cutting it, so they stay off the main thread."""
+        pack_id, data, entries = builder.finish(self.env)
+        self.repo.write_pack(pack_id, data)
+        return pack_id, len(data), entries
+
     def _poll_uploads(self) -> None:
-        while self.upload_q and self.upload_q[0][0].done():
+        while self.upload_q and self.upload_q[0].done():
             self._complete_upload()
 
     def _complete_upload(self) -> None:
-        fut = self.upload_q[0][0]
+        fut = self.upload_q[0]
         while not self.stopping:  # a slow (throttled) upload must not hold the run past its deadline
             try:
                 fut.result(timeout=0.5)
@@ -193,8 +202,9 @@ class _Pipeline:
             except FutureTimeout:
                 if self.should_stop():
                     raise _StopRequested from None
-        fut, pack_id, size, entries = self.upload_q.popleft()
-        fut.result()
+        pack_id, size, entries = self.upload_q.popleft().result()
+        release_free_memory()
+        self.stored_bytes += size
         self.index.add_pack(pack_id, size, entries)
         self.pending.difference_update(e.id for e in entries)
         self.unindexed.append((pack_id, size, entries))
@@ -237,13 +247,7 @@ class _Pipeline:
             fut.cancel()
         self.hash_q.clear()
         self.seal_q.clear()
-        kept = deque()
-        for item in self.upload_q:
-            if not item[0].cancel():  # running or done: let it finish
-                kept.append(item)
-            else:
-                self.stored_bytes -= item[2]
-        self.upload_q = kept
+        self.upload_q = deque(fut for fut in self.upload_q if not fut.cancel())  # running or done: let it finish
         while self.upload_q:
             self._complete_upload()
         self.checkpoint()
@@ -356,10 +360,11 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             pipe = _Pipeline(repo, index, opts, listener)
             pipe.should_stop = lambda: _stop_reason(opts, deadline_mono)
             stopped = None
+            reader = ReadAhead(iter_blocks(src, make_chunker(repo.params.chunker, repo.master.chunker_seed)),
+                               _READ_AHEAD)
             try:
                 try:
-                    cdc = make_chunker(repo.params.chunker, repo.master.chunker_seed)
-                    for item in iter_blocks(src, cdc):
+                    for item in reader:
                         stopped = pipe.should_stop()
                         if stopped:
                             break
@@ -376,6 +381,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                                                   "failed", adopted + pipe.uploaded_packs))
                 raise
             finally:
+                reader.close()
                 pipe.close()
             if stopped:
                 lock.ensure_valid()

@@ -19,7 +19,7 @@ from agent.errors import SourceError
 from agent.repo.format import ChunkerParams
 from agent.source.device import Source
 
-BLOCK_SIZE = 16 << 20
+BLOCK_SIZE = 8 << 20
 
 
 @dataclass

@@ -37,6 +37,7 @@ class RestoreOptions:
     ignore_errors: bool = False
     workers: int = 4
     lock_wait: float = 1800.0
+    sync: bool = False  # fsync an image file at the end; block devices are always flushed
 
 
 @dataclass
@@ -229,7 +230,10 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         if kind == "block":
             for off, n in zero_runs + damaged:
                 _zero_device(fd, off, n, target)
-        os.fsync(fd)
+        if kind == "block" or opts.sync:
+            # a disk is about to be booted or removed; an image file is flushed by the kernel within
+            # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it
+            os.fsync(fd)
     finally:
         os.close(fd)
     for off, n in sorted(damaged):

@@ -45,7 +45,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalBackend(Backend):
-    capabilities = Capabilities(max_connections=4, preferred_object_size=16 << 20, max_object_size=1 << 40)
+    # two writers keep a local disk busy; more only hold more 16 MiB packs in memory
+    capabilities = Capabilities(max_connections=2, preferred_object_size=16 << 20, max_object_size=1 << 40)
 
     def __init__(self, root: str | os.PathLike, *, create: bool = True, durable: bool = True) -> None:
         self.root = Path(root).expanduser().absolute()

@@ -22,6 +22,7 @@ def restore(
     force: bool = typer.Option(False, "--force", help="Overwrite a target that already holds data."),
     ignore_errors: bool = typer.Option(False, "--ignore-errors", help="Write zeros where data is damaged and list "
                                        "those ranges, instead of stopping."),
+    sync: bool = typer.Option(False, "--sync", help="Flush an image file to disk before exiting (disks always are)."),
     limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Bandwidth limit: 4MiB/s, "
                                                  "20Mbit/s, off, or a timetable. Env: AGENT_LIMIT_DOWNLOAD."),
 ) -> None:
@@ -41,7 +42,7 @@ def restore(
         app.info(f"restoring snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
         with app.progress("restore") as listener:
-            res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors), listener)
+            res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync), listener)
     if app.settings.json:
         app.emit_json({"snapshot_id": res.snapshot_id, "target": res.target, "size": res.size,
                        "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes,

@@ -57,6 +57,7 @@ class PackBuilder:
         sealed = envelope.seal_object(_KIND, plain)
         self._buf += sealed + struct.pack("<I", len(sealed))
         data = bytes(self._buf)
+        self._buf = bytearray()  # one copy of the pack in memory, not two, while it uploads
         entries = [PackEntry(*e) for e in self._entries]
         return object_id(data), data, entries
 

@@ -115,6 +115,10 @@ def open_source(path: str) -> Source:
     else:
         os.close(fd)
         raise SourceError(f"{path} is neither a block device nor a regular file")
+    try:  # one pass front to back: let the kernel read further ahead
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    except OSError:
+        pass
     identity = {"st_dev": st.st_dev, "st_ino": st.st_ino}
     src = Source(os.path.abspath(path), fd, kind, _size_of(fd, kind), identity)
     if kind == "block":
