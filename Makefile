@@ -46,7 +46,45 @@ demo: system-deps venv
 	echo "demo OK: both snapshots restored byte for byte (files in $(DEMO)/)"
 
 test: system-deps venv
+	@# The docs must build with --strict. Not with -q: it hides warnings from --strict too (exit 0).
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict \
+	  -d "$$d/site" >"$$d/log" 2>&1 || { cat "$$d/log"; exit 1; }
 	$(PY) -m pytest -q
+
+.PHONY: docs cli-reference
+
+# The documentation site (mkdocs + material) into site/; --strict fails on broken links and missing pages.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
+# Regenerate the CLI reference from the typer app (tests/docs/test_cli_reference.py checks it is current).
+cli-reference: venv
+	$(PY) -m agent.cli.reference -o docs/cli-reference.md
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
+
+# Benchmark: agent vs restic vs borg on four nightly 4 GiB disk images (docs/benchmarks.md).
+# Needs root (apt, loop devices for the images, page-cache drops). Override any of these:
+BENCH_IMAGES_SCRIPT ?= ../shared/bench/make-images.sh
+BENCH_DATA ?= /tmp/bench-data
+BENCH_ROUNDS ?= 3
+BENCH_WORK ?= /tmp/bench-work
+
+.PHONY: bench bench-scale
+
+bench: venv
+	$(PY) -m pip install -q -e '.[bench]'
+	@missing=""; command -v restic >/dev/null || missing="$$missing restic"; \
+	command -v borg >/dev/null || missing="$$missing borgbackup"; \
+	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+	bash $(BENCH_IMAGES_SCRIPT) $(BENCH_DATA)
+	$(PY) -m bench.run --data $(BENCH_DATA) --work $(BENCH_WORK) --rounds $(BENCH_ROUNDS)
+
+# 64 GiB sparse image backup + memory per chunk of a 1,000,000-chunk index (bench/results/scale.json).
+bench-scale: venv
+	$(PY) -m bench.scale --work $(BENCH_WORK)/scale

@@ -1,0 +1,1 @@
+"""Tests of the documentation: runnable examples, the generated CLI reference, the bare-metal runbook."""
