@@ -24,7 +24,7 @@ import numpy as np
 
 from crypto.ids import keyed_hasher
 from agent import __version__
-from agent.chunking import Block, Hole, iter_blocks, make_chunker
+from agent.chunking import Block, Hole, cut_blocks, make_chunker, read_blocks
 from agent.errors import CorruptObject, SourceError
 from agent.memory import release_free_memory
 from agent.readahead import ReadAhead
@@ -42,9 +42,9 @@ class _StopRequested(Exception):
     """Raised inside the pipeline when a deadline or stop request arrives while it waits on uploads."""
 
 
-_READ_AHEAD = 2  # blocks read and cut ahead of hashing (agent.readahead)
-_HASH_DEPTH = 2  # blocks hashed ahead of the dedup step
-_SEAL_BYTES = 32 << 20  # raw bytes being compressed and sealed at once
+_READ_AHEAD = 1  # blocks read and cut ahead of hashing (agent.readahead)
+_HASH_DEPTH = 1  # blocks hashed ahead of the dedup step
+_SEAL_BYTES = 24 << 20  # raw bytes being compressed and sealed at once
 
 
 @dataclass
@@ -135,14 +135,16 @@ class _Pipeline:
     def _drain_hashes(self, depth: int) -> None:
         while len(self.hash_q) > depth:
             fut, _ = self.hash_q.popleft()
-            for off, length, view, cid in fut.result():
+            hashed = fut.result()
+            known = iter(self.index.known([cid for *_, cid in hashed if cid is not None]))
+            for off, length, view, cid in hashed:
                 self.chunks += 1
                 if cid is None:
                     self.chunklist.add_zero(length)
                     self.zero_bytes += length
                     continue
                 self.chunklist.add_data(length, cid)
-                if cid in self.pending or cid in self.index:
+                if next(known) or cid in self.pending:
                     continue
                 self._seal(BlobType.DATA, cid, view)
                 self.new_bytes += length
@@ -360,8 +362,9 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             pipe = _Pipeline(repo, index, opts, listener)
             pipe.should_stop = lambda: _stop_reason(opts, deadline_mono)
             stopped = None
-            reader = ReadAhead(iter_blocks(src, make_chunker(repo.params.chunker, repo.master.chunker_seed)),
-                               _READ_AHEAD)
+            # two threads ahead of this one: the disk reads while the previous block is cut
+            raw = ReadAhead(read_blocks(src), _READ_AHEAD)
+            reader = ReadAhead(cut_blocks(raw, make_chunker(repo.params.chunker, repo.master.chunker_seed)), 1)
             try:
                 try:
                     for item in reader:
@@ -382,6 +385,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 raise
             finally:
                 reader.close()
+                raw.close()
                 pipe.close()
             if stopped:
                 lock.ensure_valid()

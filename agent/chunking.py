@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import pyfastcdc
@@ -45,41 +45,59 @@ def make_chunker(params: ChunkerParams, seed: int) -> pyfastcdc.FastCDC:
 
 
 def iter_blocks(src: Source, cdc: pyfastcdc.FastCDC, block_size: int = BLOCK_SIZE) -> Iterator[Block | Hole]:
+    """Blocks of final chunks and holes, in image order (reading and cutting in the caller's thread)."""
+    return cut_blocks(read_blocks(src, block_size), cdc)
+
+
+def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[Hole | tuple[int, np.ndarray, bool]]:
+    """Raw reads of the data extents as (offset, buffer, last of its extent), and the holes between.
+
+    Separate from cutting so the two can run in different threads: the disk keeps reading while
+    the previous block is cut (agent.readahead).
+    """
     pos = 0
     for start, end in src.data_extents():
         if start > pos:
             yield Hole(pos, start - pos)
-        yield from _extent(src, cdc, start, end, block_size)
+        off = start
+        while off < end:
+            n = min(block_size, end - off)
+            buf = np.empty(n, dtype=np.uint8)
+            view = memoryview(buf)
+            got = 0
+            while got < n:
+                r = os.preadv(src.fd, [view[got:]], off + got)
+                if r == 0:
+                    raise SourceError(f"{src.path} ended at byte {off + got} while {src.size} were expected: it "
+                                      "shrank or vanished during the backup; no snapshot was written")
+                got += r
+            off += n
+            yield off - n, buf, off >= end
         pos = end
     if pos < src.size:
         yield Hole(pos, src.size - pos)
 
 
-def _extent(src: Source, cdc: pyfastcdc.FastCDC, start: int, end: int, block_size: int) -> Iterator[Block]:
+def cut_blocks(reads: Iterable[Hole | tuple[int, np.ndarray, bool]], cdc: pyfastcdc.FastCDC) -> Iterator[Block | Hole]:
+    """Cut raw reads into chunks. A block's last cut is forced by the buffer's end unless its extent
+    ends there, so it is carried over and cut again with the next block."""
     carry: np.ndarray | None = None
-    base = start  # image offset of buf[0]
-    off = start
-    while off < end:
-        n = min(block_size, end - off)
-        keep = 0 if carry is None else len(carry)
-        buf = np.empty(keep + n, dtype=np.uint8)
-        if keep:
-            buf[:keep] = carry
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            r = os.preadv(src.fd, [view[keep + got:]], off + got)
-            if r == 0:
-                raise SourceError(f"{src.path} ended at byte {off + got} while {src.size} were expected: it shrank "
-                                  "or vanished during the backup; no snapshot was written")
-            got += r
-        off += n
-        chunks = [(base + c.offset, c.length, c.data) for c in cdc.cut_buf(view)]
-        if off < end:
-            # the last cut was forced by the end of the buffer: re-cut it with the next block
+    base = 0  # image offset of buf[0]
+    for item in reads:
+        if isinstance(item, Hole):
+            yield item
+            continue
+        off, data, last = item
+        if carry is None:
+            buf, base = data, off
+        else:
+            buf = np.concatenate([carry, data])
+        chunks = [(base + c.offset, c.length, c.data) for c in cdc.cut_buf(memoryview(buf))]
+        if last:
+            carry = None
+            yield Block(base, buf, chunks)
+        else:
             last_at = chunks.pop()[0]
             carry = buf[last_at - base:]
             yield Block(base, buf, chunks)
             base = last_at
-        else:
-            yield Block(base, buf, chunks)

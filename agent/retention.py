@@ -61,7 +61,7 @@ class Policy:
 
     def describe(self) -> str:
         parts = [f"keep-{k} {v}" for k, v in vars(self).items() if v and k != "tags" and not isinstance(v, timedelta)]
-        parts += [f"keep-{k.replace('_', '-')} {v}" for k, v in vars(self).items() if isinstance(v, timedelta)]
+        parts += [f"keep-{k.replace('_', '-')} {_span(v)}" for k, v in vars(self).items() if isinstance(v, timedelta)]
         parts += [f"keep-tag {t}" for t in self.tags]
         return ", ".join(parts) or "(none)"
 
@@ -96,7 +96,7 @@ def apply(snaps: list[Snapshot], policy: Policy) -> list[Decision]:
             if b == last_bucket:
                 continue
             if count and kept < count:
-                reasons[s.id].append(f"{rule} {b_label(rule, local)}")
+                reasons[s.id].append(f"{rule} {b_label(rule, local)}".strip())
                 kept += 1
                 last_bucket = b
             elif window is not None and newest - s.time <= window:
@@ -109,6 +109,12 @@ def apply(snaps: list[Snapshot], policy: Policy) -> list[Decision]:
         if matched:
             reasons[s.id].append("tag " + ",".join(matched))
     return [Decision(s, bool(reasons[s.id]), reasons[s.id]) for s in ordered]
+
+
+def _span(d: timedelta) -> str:
+    """`2d`, `36h`: the form --keep-within takes, not timedelta's `2 days, 0:00:00`."""
+    hours = int(d.total_seconds() // 3600)
+    return f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"
 
 
 def b_label(rule: str, t: datetime) -> str:

@@ -147,9 +147,22 @@ class ChunkIndex:
     def freeze(self) -> None:
         self._merge()
 
+    def known(self, ids: list[bytes]) -> list[bool]:
+        """Membership of many ids with one vectorised search: a backup asks for each block's chunks
+        at once (a numpy call per chunk cost more than hashing it)."""
+        out = [cid in self._delta for cid in ids]
+        if ids and len(self._keys) and not all(out):
+            rows = self._search(np.frombuffer(b"".join(ids), dtype="V32"))
+            out = [hit or bool(row >= 0) for hit, row in zip(out, rows)]
+        return out
+
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """Row numbers of many ids at once (an array of V32), -1 where unknown; vectorised for prune."""
         self._merge()
+        return self._search(ids)
+
+    def _search(self, ids: np.ndarray) -> np.ndarray:
+        """rows_of() over the merged rows only (ids added since the last merge are not seen)."""
         if not len(ids) or not len(self._keys):
             return np.full(len(ids), -1, dtype=np.int64)
         raw = np.ascontiguousarray(ids).view(np.uint8).reshape(-1, 32)
