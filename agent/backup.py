@@ -27,7 +27,9 @@ from agent import __version__
 from agent.chunking import Block, Hole, cut_blocks, make_chunker, read_blocks
 from agent.errors import CorruptObject, SourceError
 from agent.memory import release_free_memory
+from agent.parent_cut import GuidedCutter, ParentChunks
 from agent.readahead import ReadAhead
+from agent.snapshot_data import load_chunk_list
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
 from agent.repo.chunklist import ChunkListWriter
 from agent.repo.envelope import BlobType, Envelope
@@ -89,8 +91,10 @@ class BackupResult:
 
 def _hash_block(env: Envelope, block: Block) -> list[tuple[int, int, memoryview, bytes | None]]:
     out = []
-    for off, length, view in block.chunks:
-        if view[0] == 0 and view[-1] == 0 and not np.frombuffer(view, dtype=np.uint8).any():
+    for off, length, view, known in block.chunks:
+        if known is not None:  # a parent chunk, verified while cutting
+            out.append((off, length, view, known))
+        elif view[0] == 0 and view[-1] == 0 and not np.frombuffer(view, dtype=np.uint8).any():
             out.append((off, length, view, None))
         else:
             out.append((off, length, view, env.chunk_id(view)))
@@ -298,6 +302,20 @@ def _partition_table(src: Source) -> dict | None:
         return None
 
 
+def _guide(repo: Repository, index: ChunkIndex, parent: Snapshot | None, cdc, pipe: _Pipeline,
+           listener: Listener) -> GuidedCutter | None:
+    """Cut along the parent snapshot's chunks where the disk is unchanged (agent.parent_cut)."""
+    if parent is None:
+        return None
+    try:
+        chunks = ParentChunks(load_chunk_list(repo, index, parent))
+    except CorruptObject as exc:
+        listener(Warning(f"not reusing the chunk boundaries of snapshot {parent.id[:8]}: {exc}"))
+        return None
+    return GuidedCutter(cdc, chunks, repo.params.chunker.max_size,
+                        lambda views: list(pipe.pool.map(pipe.env.chunk_id, views)))
+
+
 def _stop_reason(opts: BackupOptions, deadline_mono: float | None) -> str | None:
     if opts.stop is not None and opts.stop.is_set():
         return "stopped on request"
@@ -363,8 +381,10 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             pipe.should_stop = lambda: _stop_reason(opts, deadline_mono)
             stopped = None
             # two threads ahead of this one: the disk reads while the previous block is cut
+            cdc = make_chunker(repo.params.chunker, repo.master.chunker_seed)
+            guide = _guide(repo, index, earlier[-1] if earlier else None, cdc, pipe, listener)
             raw = ReadAhead(read_blocks(src), _READ_AHEAD)
-            reader = ReadAhead(cut_blocks(raw, make_chunker(repo.params.chunker, repo.master.chunker_seed)), 1)
+            reader = ReadAhead(cut_blocks(raw, cdc, guide), 1)
             try:
                 try:
                     for item in reader:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 import pyfastcdc
@@ -19,16 +19,19 @@ from agent.errors import SourceError
 from agent.repo.format import ChunkerParams
 from agent.source.device import Source
 
+if TYPE_CHECKING:
+    from agent.parent_cut import GuidedCutter
+
 BLOCK_SIZE = 8 << 20
 
 
 @dataclass
 class Block:
-    """Final chunks of one read: (offset in image, length, view into `buf`)."""
+    """Final chunks of one read: (offset in image, length, view into `buf`, id if already known)."""
 
     offset: int
     buf: np.ndarray
-    chunks: list[tuple[int, int, memoryview]]
+    chunks: list[tuple[int, int, memoryview, bytes | None]]
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,11 @@ def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[Hole | tu
         yield Hole(pos, src.size - pos)
 
 
-def cut_blocks(reads: Iterable[Hole | tuple[int, np.ndarray, bool]], cdc: pyfastcdc.FastCDC) -> Iterator[Block | Hole]:
+def cut_blocks(reads: Iterable[Hole | tuple[int, np.ndarray, bool]], cdc: pyfastcdc.FastCDC,
+               guide: "GuidedCutter | None" = None) -> Iterator[Block | Hole]:
     """Cut raw reads into chunks. A block's last cut is forced by the buffer's end unless its extent
-    ends there, so it is carried over and cut again with the next block."""
+    ends there, so it is carried over and cut again with the next block. With a `guide`, the parent
+    snapshot's chunks are reused where the bytes are unchanged (agent.parent_cut)."""
     carry: np.ndarray | None = None
     base = 0  # image offset of buf[0]
     for item in reads:
@@ -92,7 +97,10 @@ def cut_blocks(reads: Iterable[Hole | tuple[int, np.ndarray, bool]], cdc: pyfast
             buf, base = data, off
         else:
             buf = np.concatenate([carry, data])
-        chunks = [(base + c.offset, c.length, c.data) for c in cdc.cut_buf(memoryview(buf))]
+        if guide is not None:
+            chunks = guide.cut(memoryview(buf), base, base + len(buf), last)
+        else:
+            chunks = [(base + c.offset, c.length, c.data, None) for c in cdc.cut_buf(memoryview(buf))]
         if last:
             carry = None
             yield Block(base, buf, chunks)
