@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 MiB = 1 << 20
 
 
@@ -37,3 +39,32 @@ def test_json_lines_progress_then_one_summary(tmp_path, cli):
     assert progress and progress[-1]["done_bytes"] == 40 * MiB and progress[-1]["total_bytes"] == 40 * MiB
     assert all(a["done_bytes"] <= b["done_bytes"] for a, b in zip(progress, progress[1:]))
     assert events[-1]["uploaded_bytes"] >= 40 * MiB
+
+
+def test_syslog_receives_warnings_and_the_outcome(tmp_path, cli):
+    """Without /dev/log (containers) the handler sends to localhost:514 over UDP: listen there."""
+    import socket
+
+    if os.path.exists("/dev/log"):
+        pytest.skip("this machine has /dev/log; the UDP fallback is not used")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", 514))
+    except OSError as exc:
+        pytest.skip(f"cannot listen on udp/514 here: {exc}")
+    sock.settimeout(10)
+    try:
+        img = _image(tmp_path)
+        cli("init")
+        cli("--syslog", "backup", str(img), "--max-duration", "0s", check=False)
+        messages = []
+        while True:
+            try:
+                messages.append(sock.recv(65536).decode())
+            except socket.timeout:
+                break
+            if any("incomplete" in m for m in messages):
+                break
+    finally:
+        sock.close()
+    assert any("agent[" in m and "incomplete" in m and str(img) in m for m in messages), messages
