@@ -375,7 +375,8 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             if resumed:
                 kept = sum(int(r.get("uploaded_bytes", 0)) for _, r in resumed)
                 listener(Warning(f"resuming {len(resumed)} unfinished run(s) of {src.path} "
-                                 f"({resumed[-1][1].get('reason')}): {kept} bytes they uploaded are reused"))
+                                 f"({resumed[-1][1].get('reason')}): the {kept / (1 << 20):.1f} MiB they uploaded "
+                                 "are reused"))
             listener(Started("backup", src.size))
             pipe = _Pipeline(repo, index, opts, listener)
             pipe.should_stop = lambda: _stop_reason(opts, deadline_mono)

@@ -102,6 +102,12 @@ class RetentionConfig(_Strict):
             raise ValueError(f"a percentage like 5% is expected, not {v!r}") from None
         return v
 
+    @model_validator(mode="after")
+    def _some_rule(self):
+        if self.policy().is_empty():
+            raise ValueError("set at least one keep_* rule (or remove [retention] to keep every snapshot)")
+        return self
+
     def policy(self):
         from agent.retention import Policy, parse_duration
 

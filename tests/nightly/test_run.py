@@ -199,3 +199,9 @@ def test_flags_beat_environment_beat_file(tmp_path, cli):
 def test_run_without_a_config_file_says_where_to_put_one(tmp_path, cli):
     res = cli("run", check=False, env={"AGENT_CONFIG": str(tmp_path / "missing.toml")})
     assert res.code == 2 and "does not exist" in res.err
+
+
+def test_retention_without_a_rule_is_refused_before_anything_runs(tmp_path, cli):
+    cfg = _write_config(tmp_path / "agent.toml", 'repository = "/srv/backup"\n[retention]\nprune = true\n')
+    res = cli("--config", str(cfg), "config", "check", check=False)
+    assert res.code == 2 and "retention: set at least one keep_* rule" in res.err

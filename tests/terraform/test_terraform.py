@@ -40,7 +40,7 @@ CHECKOV_VERSION = "3.3.30"
 CHECKOV_VENV = Path(os.environ.get("AGENT_CHECKOV_VENV", Path(__file__).resolve().parent / ".venv-checkov"))
 
 # every top-level key prefix of the repository format except locks/
-NON_LOCK_KEYS = [layout.CONFIG, layout.KEYS, layout.DATA, layout.INDEX, layout.SNAPSHOTS]
+NON_LOCK_KEYS = [layout.CONFIG, layout.KEYS, layout.DATA, layout.INDEX, layout.SNAPSHOTS, layout.RUNS]
 
 
 def _load(path: Path) -> dict:
@@ -388,6 +388,8 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
     cli("restore", first["snapshot_id"][:8], "--to", str(tmp_path / "r0.img"), env=backup)
     assert (tmp_path / "r0.img").read_bytes() == day0
     assert cli("check", env=backup).code == 0
+    # a run stopped by its window leaves a run record, which the backup credential may create
+    assert cli("backup", str(disk), "--max-duration", "0s", check=False, env=backup).code == 3
 
     # the backup credential cannot delete anything outside locks/, nor a version, nor change the bucket
     s3 = account.client("backup")

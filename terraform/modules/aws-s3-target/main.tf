@@ -169,6 +169,7 @@ data "aws_iam_policy_document" "bucket" {
       "${aws_s3_bucket.this.arn}/${local.key_prefix}data/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}index/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}snapshots/*",
+      "${aws_s3_bucket.this.arn}/${local.key_prefix}runs/*",
     ]
     principals {
       type        = "AWS"
