@@ -64,8 +64,12 @@ class AppContext:
         otherwise (silent with --quiet); warnings always pass through."""
         from agent.cli import progress_view as view
 
-        interval = float(os.environ.get("AGENT_PROGRESS_INTERVAL", 0) or 0) or (
-            self.settings.file.log.progress_interval_s if self.settings.file else 60.0)
+        try:
+            interval = float(os.environ.get("AGENT_PROGRESS_INTERVAL") or 0)
+        except ValueError:
+            raise UsageError("AGENT_PROGRESS_INTERVAL must be a number of seconds") from None
+        if interval <= 0:
+            interval = self.settings.file.log.progress_interval_s if self.settings.file else 60.0
         if self.settings.json:
             yield view.json_lines(label, view.stdout_line, self.warn)
         elif self.err.is_terminal and not self.settings.quiet:
