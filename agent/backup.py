@@ -240,12 +240,7 @@ class _Pipeline:
             self._complete_upload()
         self.checkpoint()
 
-    def stop_early(self) -> None:
-        """At a deadline: uploads already running finish and are indexed; queued work is dropped.
-
-        Chunks sealed but not yet uploaded are simply sealed again by the next run; what matters is
-        that the link is released soon after the deadline and that nothing uploaded is wasted.
-        """
+    def _cancel_queued(self) -> None:
         self.stopping = True
         for fut, *_ in self.hash_q:
             fut.cancel()
@@ -253,6 +248,14 @@ class _Pipeline:
             fut.cancel()
         self.hash_q.clear()
         self.seal_q.clear()
+
+    def stop_early(self) -> None:
+        """At a deadline: uploads already running finish and are indexed; queued work is dropped.
+
+        Chunks sealed but not yet uploaded are simply sealed again by the next run; what matters is
+        that the link is released soon after the deadline and that nothing uploaded is wasted.
+        """
+        self._cancel_queued()
         self.upload_q = deque(fut for fut in self.upload_q if not fut.cancel())  # running or done: let it finish
         while self.upload_q:
             self._complete_upload()
@@ -260,11 +263,7 @@ class _Pipeline:
 
     def abort(self) -> None:
         """After a failure: keep what finished uploading (indexed), drop the rest."""
-        self.stopping = True
-        for fut, *_ in self.hash_q:
-            fut.cancel()
-        for *_, fut in self.seal_q:
-            fut.cancel()
+        self._cancel_queued()
         try:
             while self.upload_q:
                 self._complete_upload()

@@ -90,6 +90,17 @@ def passphrase_from_settings(s: Settings) -> bytes | None:
     return secret
 
 
+def parse_percent(text: str, what: str, *, allow_zero: bool = True) -> float:
+    """`5%` (or `5`) as the fraction 0.05; one reading for every option and config field that takes a share."""
+    try:
+        p = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise UsageError(f"{what} takes a percentage like 5%, not {text!r}") from None
+    if not (0 <= p if allow_zero else 0 < p) or p > 100:
+        raise UsageError(f"{what} must be between 0% and 100%, not {text!r}")
+    return p / 100
+
+
 def kdf_params() -> KdfParams:
     """Argon2id cost for new key files; AGENT_KDF='time,memory_kib,parallelism' (tests use a cheap one)."""
     spec = os.environ.get("AGENT_KDF")

@@ -7,7 +7,6 @@ import os
 import random
 import shutil
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from backends.local import LocalBackend

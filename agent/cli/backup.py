@@ -57,7 +57,7 @@ def backup_summary(res) -> dict:
 
 
 def report_backup(app: AppContext, res) -> None:
-    """Print (or emit as JSON) one backup's outcome; also used by `agent run` per source."""
+    """Print (or emit as JSON) one backup's outcome."""
     if app.settings.json:
         app.emit_json(backup_summary(res))
         return

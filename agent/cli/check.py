@@ -24,13 +24,9 @@ def _subset(value: Optional[str]) -> tuple[Optional[float], Optional[tuple[int, 
             raise UsageError("--read-data-subset n/t needs 1 <= n <= t")
         return None, (n, t)
 
-    try:
-        p = float(value.rstrip("%"))
-    except ValueError:
-        raise UsageError(f"--read-data-subset takes a percentage like 10%, not {value!r}") from None
-    if not 0 < p <= 100:
-        raise UsageError("--read-data-subset must be between 0% and 100%")
-    return p / 100, None
+    from agent.config import parse_percent
+
+    return parse_percent(value, "--read-data-subset", allow_zero=False), None
 
 
 def check(

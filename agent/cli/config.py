@@ -22,9 +22,6 @@ def effective(app_ctx: AppContext) -> dict:
     doc["passphrase_command"] = s.passphrase_command
     doc["limits"] = {"upload": s.limit_upload or "off", "download": s.limit_download or "off"}
     doc["env"] = {k: REDACTED for k in doc.get("env", {})} or None
-    email = doc.get("notify", {}).get("email")
-    if email and email.get("password"):
-        email["password"] = REDACTED
     webhook = doc.get("notify", {}).get("webhook")
     if webhook:
         webhook["url"] = redact_url(webhook["url"])

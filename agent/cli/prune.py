@@ -24,14 +24,11 @@ def prune(
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for running backups to finish."),
 ) -> None:
     """Remove unreferenced data (after `agent forget`)."""
-    from agent.errors import UsageError
+    from agent.config import parse_percent
     from agent.maintenance import run_prune
 
     app: AppContext = app_context(ctx, json_output)
-    try:
-        unused = float(max_unused.rstrip("%")) / 100
-    except ValueError:
-        raise UsageError(f"--max-unused takes a percentage like 5%, not {max_unused!r}") from None
+    unused = parse_percent(max_unused, "--max-unused")
     with app.repository() as repo, app.progress("prune") as listener:
         res = run_prune(repo, max_unused=unused, max_repack=parse_size(max_repack) if max_repack else None,
                         dry_run=dry_run, lock_wait=lock_wait, listener=listener)

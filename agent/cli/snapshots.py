@@ -31,30 +31,21 @@ def snapshots(
         runs = [(name, r) for name, r in repo.list_runs() if (host is None or r.get("host") == host)
                 and (source is None or r.get("source") == source)] if all_runs else []
     if app.settings.json:
-        app.emit_json([{**s.summary(), "status": "complete"} for s in snaps]
-                      + [{**{k: v for k, v in r.items() if k != "packs"}, "id": name, "short_id": name[:8]} for name, r in runs] if all_runs
-                      else [s.summary() for s in snaps])
+        rows = [s.summary() | ({"status": "complete"} if all_runs else {}) for s in snaps]
+        app.emit_json(rows + [{**{k: v for k, v in r.items() if k != "packs"}, "id": name, "short_id": name[:8]}
+                              for name, r in runs])
         return
+    rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags), "complete")
+            for s in snaps]
+    rows += [(datetime.fromisoformat(r["started"]), name, r.get("host", ""), r.get("source", ""),
+              r.get("source_bytes"), r.get("uploaded_bytes"), "", f"{r.get('status', '?')}: {r.get('reason', '')}")
+             for name, r in runs]
     table = Table(box=None, header_style="bold")
-    for col in ("id", "time", "host", "source", "size", "new data", "tags"):
+    for col in ("id", "time", "host", "source", "size", "new data", "tags") + (("status",) if all_runs else ()):
         table.add_column(col, justify="right" if col in ("size", "new data") else "left")
-    if all_runs:
-        table.add_column("status")
-        rows = [(s.time, [s.id[:8], s.time.astimezone().strftime("%Y-%m-%d %H:%M:%S"), s.host, s.source_path,
-                          units.size(s.size), units.size(s.stats.get("stored_bytes")), ",".join(s.tags), "complete"])
-                for s in snaps]
-        for name, r in runs:
-            started = datetime.fromisoformat(r["started"])
-            rows.append((started, [name[:8], started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), r.get("host", ""),
-                                   r.get("source", ""), units.size(r.get("source_bytes")),
-                                   units.size(r.get("uploaded_bytes")), "",
-                                   f"{r.get('status', '?')}: {r.get('reason', '')}"]))
-        for _, row in sorted(rows, key=lambda x: x[0]):
-            table.add_row(*row)
-    else:
-        for s in snaps:
-            table.add_row(s.id[:8], s.time.astimezone().strftime("%Y-%m-%d %H:%M:%S"), s.host, s.source_path,
-                          units.size(s.size), units.size(s.stats.get("stored_bytes")), ",".join(s.tags))
+    for when, ident, h, src, size, new, tags, status in sorted(rows, key=lambda row: row[0]):
+        table.add_row(ident[:8], when.astimezone().strftime("%Y-%m-%d %H:%M:%S"), h, src, units.size(size),
+                      units.size(new), tags, *((status,) if all_runs else ()))
     app.out.print(table)
     app.info(f"{len(snaps)} snapshot(s)" + (f", {len(runs)} run(s) without a snapshot (not restorable)"
                                             if runs else ""))

@@ -14,6 +14,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent.config import parse_percent
 from agent.errors import AgentError, UsageError
 from agent.nightly.metrics import MetricsConfig
 from agent.nightly.notify import NotifyConfig
@@ -95,12 +96,7 @@ class RetentionConfig(_Strict):
     @field_validator("max_unused")
     @classmethod
     def _pct(cls, v):
-        try:
-            if not 0 <= float(v.rstrip("%")) <= 100:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"a percentage like 5% is expected, not {v!r}") from None
-        return v
+        return _check(lambda t: parse_percent(t, "max_unused"), v)
 
     @model_validator(mode="after")
     def _some_rule(self):
@@ -122,12 +118,7 @@ class CheckConfig(_Strict):
     @field_validator("read_data_subset")
     @classmethod
     def _pct(cls, v):
-        try:
-            if v is not None and not (v.endswith("%") and 0 < float(v[:-1]) <= 100):
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"a percentage like 2% is expected, not {v!r}") from None
-        return v
+        return _check(lambda t: parse_percent(t, "read_data_subset", allow_zero=False), v)
 
 
 class LogConfig(_Strict):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from backends.errors import BackendError
+from agent.config import parse_percent
 from agent.errors import AgentError
 from agent.nightly.config import Config, SourceConfig
 from agent.nightly.hooks import HookConfig, run_source_hook
@@ -111,7 +112,8 @@ def _maintenance(repo, cfg: Config, host: str, opts: RunOptions, errors: list[st
             with repo.lock(exclusive=False, command="forget", wait=opts.lock_wait):
                 forget(repo, plan)
         if cfg.retention.prune and plan.remove:
-            run_prune(repo, max_unused=float(cfg.retention.max_unused.rstrip("%")) / 100, lock_wait=opts.lock_wait)
+            run_prune(repo, max_unused=parse_percent(cfg.retention.max_unused, "max_unused"),
+                      lock_wait=opts.lock_wait)
     except (AgentError, BackendError) as exc:
         message, hint = _failure(exc)
         errors.append(f"retention: {message}" + (f" ({hint})" if hint else ""))
@@ -153,7 +155,7 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
             if cfg.retention is not None and complete and not _window_over(opts):
                 _maintenance(repo, cfg, host, opts, report.errors)
             if cfg.check.read_data_subset and complete and not _window_over(opts):
-                _check(repo, float(cfg.check.read_data_subset.rstrip("%")) / 100, report.errors)
+                _check(repo, parse_percent(cfg.check.read_data_subset, "read_data_subset"), report.errors)
             try:
                 report.repository_bytes = sum(repo.list_packs().values())
                 report.snapshot_count = len(repo.list_snapshots())

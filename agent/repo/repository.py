@@ -7,6 +7,7 @@ errors become agent errors here, with messages that say what to do.
 from __future__ import annotations
 
 import getpass
+import json
 import secrets
 import socket
 from datetime import datetime, timezone
@@ -294,16 +295,12 @@ class Repository:
 
         Never restorable: it names no chunk list. The next complete run of the same source removes it.
         """
-        import json
-
         sealed = self.envelope.seal_object(_RUN_KIND, json.dumps(record, separators=(",", ":")).encode())
         name = object_id(sealed)
         self._put(layout.run(name), sealed, "cannot upload the run record")
         return name
 
     def list_runs(self) -> list[tuple[str, dict]]:
-        import json
-
         try:
             names = [layout.name_of(i.key) for i in self._backend.list(layout.RUNS)]
             out = []

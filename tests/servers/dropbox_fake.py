@@ -17,7 +17,6 @@ connection, or their upload body corrupted on arrival. `quota` makes writes fail
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import json
 import re
@@ -33,38 +32,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.servers.tls import server_context
 from tests.servers.dropbox_fake_files import BINARY_ROUTES, ROUTES, DropboxFiles, RouteError, error_summary
 
 APP_KEY = "test-app-key"
 
 
 def make_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
-    """A self-signed EC P-256 CA certificate for 127.0.0.1/localhost: (CA file, server context)."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent test dropbox fake")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .sign(key, hashes.SHA256()))
-    directory.mkdir(parents=True, exist_ok=True)
-    ca, key_file = directory / "ca.pem", directory / "key.pem"
-    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(ca, key_file)
-    return ca, ctx
+    """(CA file, server context) for the fake's HTTPS endpoint."""
+    return server_context(directory, "agent test dropbox fake")
 
 
 @dataclass

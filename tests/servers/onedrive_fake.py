@@ -82,7 +82,7 @@ class OneDriveFake:
         self.create_parents = True  # uploads create missing parent folders, as OneDrive does
         self._graph = self._serve(None)
         self._identity = self._serve(tls_context(tls_dir))
-        self.ca_file = str(tls_dir / "fake-ca.pem")
+        self.ca_file = str(tls_dir / "ca.pem")
         self.graph_url = f"http://127.0.0.1:{self._graph.server_port}/v1.0"
         self.authority = f"https://127.0.0.1:{self._identity.server_port}/common"
 

@@ -10,14 +10,14 @@ token grants). Tokens are random strings the Graph side checks; the id token is 
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import json
 import secrets
 import ssl
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
+
+from tests.servers.tls import server_context
 
 
 def identity_reply(fake, origin: str, path: str, body: bytes) -> tuple[int, dict, dict]:
@@ -69,25 +69,5 @@ def _b64(obj: dict) -> str:
 
 
 def tls_context(tls_dir: Path) -> ssl.SSLContext:
-    """A throwaway self-signed certificate for 127.0.0.1 (msal refuses plain-http authorities)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "onedrive-fake")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    tls_dir.mkdir(parents=True, exist_ok=True)
-    (tls_dir / "fake-ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tls_dir / "fake-key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tls_dir / "fake-ca.pem", tls_dir / "fake-key.pem")
-    return ctx
+    """A throwaway self-signed certificate for 127.0.0.1 (msal refuses plain-http authorities); CA in ca.pem."""
+    return server_context(tls_dir, "onedrive-fake")[1]
