@@ -10,24 +10,37 @@ from __future__ import annotations
 import stat
 import tomllib
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Callable, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.bandwidth import RateSchedule
 from agent.config import parse_percent
 from agent.errors import AgentError, UsageError
 from agent.nightly.metrics import MetricsConfig
 from agent.nightly.notify import NotifyConfig
+from agent.retention import parse_duration
+from agent.timespec import next_clock_time, parse_run_duration
 
-def _check(parser, value):
-    """Run one of the CLI's parsers; its UsageError becomes a validation error naming the field."""
-    if value is None:
+
+def _parsed_by(parser: Callable[[str], object]):
+    """A string field the CLI's own parser must accept; its UsageError becomes a validation error
+    naming the field, so the file and the flags accept exactly the same forms."""
+    def check(value: str) -> str:
+        try:
+            parser(value)
+        except AgentError as exc:
+            raise ValueError(str(exc)) from None
         return value
-    try:
-        parser(value)
-    except AgentError as exc:
-        raise ValueError(str(exc)) from None
-    return value
+    return Annotated[str, AfterValidator(check)]
+
+
+Rate = _parsed_by(RateSchedule.parse)
+ClockTime = _parsed_by(next_clock_time)
+RunDuration = _parsed_by(parse_run_duration)
+RetentionSpan = _parsed_by(parse_duration)
+Share = _parsed_by(lambda t: parse_percent(t, "a share"))
+PositiveShare = _parsed_by(lambda t: parse_percent(t, "a share", allow_zero=False))
 
 
 class _Strict(BaseModel):
@@ -44,34 +57,13 @@ class SourceConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
-    upload: Optional[str] = None
-    download: Optional[str] = None
-
-    @field_validator("upload", "download")
-    @classmethod
-    def _rate(cls, v):
-        from agent.bandwidth import RateSchedule
-
-        return _check(RateSchedule.parse, v)
+    upload: Optional[Rate] = None
+    download: Optional[Rate] = None
 
 
 class WindowConfig(_Strict):
-    stop_at: Optional[str] = None
-    max_duration: Optional[str] = None
-
-    @field_validator("stop_at")
-    @classmethod
-    def _clock(cls, v):
-        from agent.timespec import next_clock_time
-
-        return _check(next_clock_time, v)
-
-    @field_validator("max_duration")
-    @classmethod
-    def _dur(cls, v):
-        from agent.timespec import parse_run_duration
-
-        return _check(parse_run_duration, v)
+    stop_at: Optional[ClockTime] = None
+    max_duration: Optional[RunDuration] = None
 
 
 class RetentionConfig(_Strict):
@@ -81,22 +73,10 @@ class RetentionConfig(_Strict):
     keep_weekly: int = Field(0, ge=0)
     keep_monthly: int = Field(0, ge=0)
     keep_yearly: int = Field(0, ge=0)
-    keep_within: Optional[str] = None
+    keep_within: Optional[RetentionSpan] = None
     keep_tag: list[str] = []
     prune: bool = True
-    max_unused: str = "5%"
-
-    @field_validator("keep_within")
-    @classmethod
-    def _within(cls, v):
-        from agent.retention import parse_duration
-
-        return _check(parse_duration, v)
-
-    @field_validator("max_unused")
-    @classmethod
-    def _pct(cls, v):
-        return _check(lambda t: parse_percent(t, "max_unused"), v)
+    max_unused: Share = "5%"
 
     @model_validator(mode="after")
     def _some_rule(self):
@@ -105,7 +85,7 @@ class RetentionConfig(_Strict):
         return self
 
     def policy(self):
-        from agent.retention import Policy, parse_duration
+        from agent.retention import Policy
 
         return Policy(last=self.keep_last, hourly=self.keep_hourly, daily=self.keep_daily, weekly=self.keep_weekly,
                       monthly=self.keep_monthly, yearly=self.keep_yearly, tags=list(self.keep_tag),
@@ -113,12 +93,7 @@ class RetentionConfig(_Strict):
 
 
 class CheckConfig(_Strict):
-    read_data_subset: Optional[str] = None  # e.g. "2%": authenticate a random share of packs after backups
-
-    @field_validator("read_data_subset")
-    @classmethod
-    def _pct(cls, v):
-        return _check(lambda t: parse_percent(t, "read_data_subset", allow_zero=False), v)
+    read_data_subset: Optional[PositiveShare] = None  # e.g. "2%": authenticate a random share of packs after backups
 
 
 class LogConfig(_Strict):
