@@ -28,6 +28,7 @@ from agent.source.device import _size_of, mounts_of
 _GAP = 256 << 10  # read across gaps smaller than this rather than issue another request
 _MAX_READ = 32 << 20
 _FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
 _FALLOC_FL_ZERO_RANGE = 0x10
 
 
@@ -86,12 +87,22 @@ def _open_target(path: str, size: int, force: bool) -> tuple[int, str]:
         raise TargetError(f"{path} already exists and is not empty", hint="add --force to overwrite it")
     fd = _open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        os.ftruncate(fd, 0)  # fresh holes everywhere
+        # Fresh holes everywhere, without truncating to zero: ext4 flushes a file truncated to zero
+        # and rewritten when it is closed (auto_da_alloc), which cost 2.5 s per 2.8 GB restored.
         os.ftruncate(fd, size)
+        if st is not None and st.st_size and not _punch(fd, size):
+            os.ftruncate(fd, 0)
+            os.ftruncate(fd, size)
     except OSError as exc:
         os.close(fd)
         raise TargetError(f"cannot size {path} to {size} bytes: {exc.strerror}") from None
     return fd, "file"
+
+
+def _punch(fd: int, size: int) -> bool:
+    """Deallocate a whole file (--force over an old image); False where the file system cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, ctypes.c_long(0), ctypes.c_long(size)) == 0
 
 
 def _open(path: str, flags: int, mode: int = 0o600) -> int:

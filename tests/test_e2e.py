@@ -124,3 +124,16 @@ def test_restore_refuses_non_empty_target_without_force(cli, image, tmp_path):
     assert target.read_bytes() == b"precious"
     cli("restore", "latest", "--to", str(target), "--force")
     assert target.read_bytes() == image.path.read_bytes()
+
+
+def test_restore_force_over_a_larger_image_full_of_ff_leaves_holes_not_old_bytes(cli, image, tmp_path):
+    """--force over an old image: its bytes must not survive where the snapshot has zero runs."""
+    cli("init")
+    cli("backup", str(image.path))
+    size = image.path.stat().st_size
+    target = tmp_path / "old.img"
+    target.write_bytes(b"\xff" * (size + (1 << 20)))
+    cli("restore", "latest", "--to", str(target), "--force")
+    assert target.stat().st_size == size
+    assert target.read_bytes() == image.path.read_bytes()
+    assert target.stat().st_blocks * 512 < size  # the zero runs are holes again
