@@ -24,7 +24,8 @@ import numpy as np
 
 from crypto.ids import keyed_hasher
 from agent import __version__
-from agent.chunking import Block, Hole, cut_blocks, make_chunker, read_blocks
+from agent.buffers import BufferPool
+from agent.chunking import BLOCK_SIZE, Block, Hole, cut_blocks, make_chunker, read_blocks
 from agent.errors import CorruptObject, SourceError
 from agent.memory import release_free_memory
 from agent.parent_cut import GuidedCutter, ParentChunks
@@ -46,7 +47,8 @@ class _StopRequested(Exception):
 
 _READ_AHEAD = 1  # blocks read and cut ahead of hashing (agent.readahead)
 _HASH_DEPTH = 1  # blocks hashed ahead of the dedup step
-_SEAL_BYTES = 24 << 20  # raw bytes being compressed and sealed at once
+_SEAL_BYTES = 8 << 20  # raw bytes being compressed and sealed at once
+_POOLED = 10  # read buffers kept for reuse: about what the stages above hold at once
 
 
 @dataclass
@@ -191,9 +193,12 @@ class _Pipeline:
     def _finish_and_write(self, builder: PackBuilder) -> tuple[str, int, list[PackEntry]]:
         """In an upload thread: naming a pack (SHA-256 of 16 MiB) and sealing its header cost as much as
         cutting it, so they stay off the main thread."""
-        pack_id, data, entries = builder.finish(self.env)
-        self.repo.write_pack(pack_id, data)
-        return pack_id, len(data), entries
+        pack = builder.finish(self.env)
+        try:
+            self.repo.write_pack(pack)
+        finally:
+            pack.close()
+        return pack.id, pack.size, pack.entries
 
     def _poll_uploads(self) -> None:
         while self.upload_q and self.upload_q[0].done():
@@ -274,6 +279,8 @@ class _Pipeline:
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.up.shutdown(wait=True, cancel_futures=True)
+        for builder in self.packs.values():  # a stopped run's unfinished packs: sealed again next time
+            builder.discard()
 
 
 def adopt_orphan_packs(repo: Repository, index: ChunkIndex, listener: Listener = ignore) -> list[str]:
@@ -383,8 +390,10 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             # two threads ahead of this one: the disk reads while the previous block is cut
             cdc = make_chunker(repo.params.chunker, repo.master.chunker_seed)
             guide = _guide(repo, index, earlier[-1] if earlier else None, cdc, pipe, listener)
-            raw = ReadAhead(read_blocks(src), _READ_AHEAD)
-            reader = ReadAhead(cut_blocks(raw, cdc, guide), 1)
+            head = repo.params.chunker.max_size  # room for a block's uncut tail
+            pool = BufferPool(head + BLOCK_SIZE, keep=_POOLED)
+            raw = ReadAhead(read_blocks(src, pool, head), _READ_AHEAD)
+            reader = ReadAhead(cut_blocks(raw, cdc, pool, head, guide), 1)
             try:
                 try:
                     for item in reader:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 import pyfastcdc
 
+from agent.buffers import BufferPool
 from agent.errors import SourceError
 from agent.repo.format import ChunkerParams
 from agent.source.device import Source
@@ -22,7 +23,7 @@ from agent.source.device import Source
 if TYPE_CHECKING:
     from agent.parent_cut import GuidedCutter
 
-BLOCK_SIZE = 8 << 20
+BLOCK_SIZE = 4 << 20
 
 
 @dataclass
@@ -47,13 +48,11 @@ def make_chunker(params: ChunkerParams, seed: int) -> pyfastcdc.FastCDC:
                              normalized_chunking=1, seed=seed)
 
 
-def iter_blocks(src: Source, cdc: pyfastcdc.FastCDC, block_size: int = BLOCK_SIZE) -> Iterator[Block | Hole]:
-    """Blocks of final chunks and holes, in image order (reading and cutting in the caller's thread)."""
-    return cut_blocks(read_blocks(src, block_size), cdc)
-
-
-def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[Hole | tuple[int, np.ndarray, bool]]:
-    """Raw reads of the data extents as (offset, buffer, last of its extent), and the holes between.
+def read_blocks(src: Source, pool: BufferPool, head: int,
+                block_size: int = BLOCK_SIZE) -> Iterator[Hole | tuple[int, np.ndarray, int, bool]]:
+    """Raw reads of the data extents as (offset, pool buffer, length, last of its extent), and the
+    holes between. Data lands `head` bytes into the buffer, leaving room for the previous block's
+    uncut tail, so cutting never concatenates.
 
     Separate from cutting so the two can run in different threads: the disk keeps reading while
     the previous block is cut (agent.readahead).
@@ -65,8 +64,8 @@ def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[Hole | tu
         off = start
         while off < end:
             n = min(block_size, end - off)
-            buf = np.empty(n, dtype=np.uint8)
-            view = memoryview(buf)
+            backing = pool.take()
+            view = memoryview(backing)[head:head + n]
             got = 0
             while got < n:
                 r = os.preadv(src.fd, [view[got:]], off + got)
@@ -74,38 +73,45 @@ def read_blocks(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[Hole | tu
                     raise SourceError(f"{src.path} ended at byte {off + got} while {src.size} were expected: it "
                                       "shrank or vanished during the backup; no snapshot was written")
                 got += r
+            del view
             off += n
-            yield off - n, buf, off >= end
+            yield off - n, backing, n, off >= end
         pos = end
     if pos < src.size:
         yield Hole(pos, src.size - pos)
 
 
-def cut_blocks(reads: Iterable[Hole | tuple[int, np.ndarray, bool]], cdc: pyfastcdc.FastCDC,
-               guide: "GuidedCutter | None" = None) -> Iterator[Block | Hole]:
+def cut_blocks(reads: Iterable[Hole | tuple[int, np.ndarray, int, bool]], cdc: pyfastcdc.FastCDC, pool: BufferPool,
+               head: int, guide: "GuidedCutter | None" = None) -> Iterator[Block | Hole]:
     """Cut raw reads into chunks. A block's last cut is forced by the buffer's end unless its extent
-    ends there, so it is carried over and cut again with the next block. With a `guide`, the parent
-    snapshot's chunks are reused where the bytes are unchanged (agent.parent_cut)."""
-    carry: np.ndarray | None = None
+    ends there, so it is carried over (copied into the next buffer's head room) and cut again with
+    the next block. With a `guide`, the parent snapshot's chunks are reused where the bytes are
+    unchanged (agent.parent_cut)."""
+    carry: memoryview | None = None
     base = 0  # image offset of buf[0]
     for item in reads:
         if isinstance(item, Hole):
             yield item
             continue
-        off, data, last = item
+        off, backing, n, last = item
         if carry is None:
-            buf, base = data, off
-        else:
-            buf = np.concatenate([carry, data])
+            buf, base = pool.lend(backing, head, head + n), off
+        elif len(carry) <= head:
+            start = head - len(carry)
+            backing[start:head] = np.frombuffer(carry, dtype=np.uint8)
+            buf = pool.lend(backing, start, head + n)
+        else:  # cannot happen with chunks <= head; stay correct anyway
+            buf = np.concatenate([np.frombuffer(carry, dtype=np.uint8), backing[head:head + n]])
+        del backing
+        carry = None
         if guide is not None:
             chunks = guide.cut(memoryview(buf), base, base + len(buf), last)
         else:
             chunks = [(base + c.offset, c.length, c.data, None) for c in cdc.cut_buf(memoryview(buf))]
         if last:
-            carry = None
             yield Block(base, buf, chunks)
         else:
             last_at = chunks.pop()[0]
-            carry = buf[last_at - base:]
+            carry = memoryview(buf)[last_at - base:]
             yield Block(base, buf, chunks)
             base = last_at

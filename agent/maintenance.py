@@ -188,6 +188,9 @@ def _split_runs(runs: list[tuple[str, dict]], snaps: list[Snapshot]) -> tuple[li
 
 
 def _write(repo: Repository, builder: PackBuilder) -> tuple[str, int, list[PackEntry]]:
-    pack_id, data, entries = builder.finish(repo.envelope)
-    repo.write_pack(pack_id, data)
-    return pack_id, len(data), entries
+    pack = builder.finish(repo.envelope)
+    try:
+        repo.write_pack(pack)
+    finally:
+        pack.close()
+    return pack.id, pack.size, pack.entries

@@ -8,11 +8,12 @@ implementation keeps this contract.
 from __future__ import annotations
 
 import abc
+import os
 import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from backends.errors import InvalidKey, InvalidRange
 
@@ -76,6 +77,15 @@ class Backend(abc.ABC):
             retain_until: datetime | None = None) -> None:
         """Store `data` atomically: readers see the old object, the new one, or none; never a part."""
 
+    def put_file(self, key: str, file: BinaryIO, size: int, *, mode: PutMode = PutMode.OVERWRITE,
+                 retain_until: datetime | None = None) -> None:
+        """Store the first `size` bytes of an open, flushed file, with the same guarantees as `put`.
+
+        Lets writers spool large objects (packs) to disk rather than hold them in memory. This
+        default reads the file into memory; backends that can stream from it override it.
+        """
+        self.put(key, read_spool(file, size), mode=mode, retain_until=retain_until)
+
     @abc.abstractmethod
     def get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
         """Read the object, or `length` bytes from `offset`; a range past the end raises InvalidRange."""
@@ -100,6 +110,14 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_spool(file: BinaryIO, size: int) -> bytes:
+    """The first `size` bytes of `file`, whatever its position; a shorter file is an error."""
+    data = os.pread(file.fileno(), size, 0) if size else b""
+    if len(data) != size:
+        raise ValueError(f"spooled file holds {len(data)} bytes, not the {size} to store")
+    return data
 
 
 def endpoint_label(endpoint: str | None) -> str:

@@ -19,6 +19,11 @@ def keyed_hasher(id_key: bytes) -> "blake3.blake3":
     return blake3.blake3(key=id_key)
 
 
+def object_hasher() -> "hashlib._Hash":
+    """Incremental form of `object_id`, for objects spooled to disk (hexdigest() is the name)."""
+    return hashlib.sha256()
+
+
 def object_id(data: bytes | memoryview) -> str:
     """Name of a stored object: SHA-256 of its (already encrypted) bytes, verifiable without keys."""
     return hashlib.sha256(data).hexdigest()

@@ -28,17 +28,17 @@ def backup(
                                                "(5h, 90m); the next run resumes. Exit status 3."),
 ) -> None:
     """Back up SOURCE; only chunks the repository lacks are uploaded."""
-    from agent.backup import BackupOptions, run_backup
     from agent.cli.stopping import graceful_stop
     from agent.timespec import parse_instant, run_deadline
 
     app: AppContext = app_context(ctx, json_output)
     app.set_limits(limit_upload, limit_download)
-    opts = BackupOptions(tags=list(tag), host=host or (app.settings.file and app.settings.file.host) or None,
-                         time=parse_instant(time) if time else None, lock_wait=lock_wait,
-                         deadline=run_deadline(stop_at, max_duration))
+    when, deadline = parse_instant(time) if time else None, run_deadline(stop_at, max_duration)
     with graceful_stop() as stop, app.repository() as repo, app.progress("backup") as listener:
-        opts.stop = stop
+        from agent.backup import BackupOptions, run_backup  # after the key derivation: agent.repo.keyring
+
+        opts = BackupOptions(tags=list(tag), host=host or (app.settings.file and app.settings.file.host) or None,
+                             time=when, lock_wait=lock_wait, deadline=deadline, stop=stop)
         res = run_backup(repo, source, opts, listener)
     report_backup(app, res)
     if not res.complete:

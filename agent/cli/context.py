@@ -118,10 +118,13 @@ class AppContext:
 
     @contextmanager
     def repository(self) -> Iterator["Repository"]:  # noqa: F821 - imported lazily
-        from agent.repo.repository import Repository
+        from agent.repo.keyring import unlock
 
         backend = self.backend()
-        repo = Repository.open(backend, self.passphrase())
+        keys = unlock(backend, self.passphrase())  # Argon2id before the engine loads (agent.repo.keyring)
+        from agent.repo.repository import Repository
+
+        repo = Repository.unlocked(backend, keys)
         try:
             yield repo
         finally:

@@ -17,19 +17,21 @@ def init(ctx: typer.Context,
     """Create a new encrypted repository at --repo / AGENT_REPO."""
     from agent.config import kdf_params
     from agent.repo.format import RepoParams
-    from agent.repo.repository import Repository
+    from agent.repo.keyring import create
 
     app: AppContext = app_context(ctx, json_output)
     backend = app.backend()
     passphrase = app.passphrase(confirm=True, prompt="New repository passphrase")
     pack_size = pack_size_mib << 20 if pack_size_mib else min(max(backend.capabilities.preferred_object_size, 1 << 20),
                                                              1 << 30)
-    repo = Repository.init(backend, passphrase, params=RepoParams(pack_size=pack_size), kdf=kdf_params())
-    repo.close()
+    try:  # only the keys and config: the engine's modules are not even loaded (agent.repo.keyring)
+        repo_id = create(backend, passphrase, RepoParams(pack_size=pack_size), kdf_params()).config["id"]
+    finally:
+        backend.close()
     if app.settings.json:
-        app.emit_json({"repository": repo.id, "location": backend.location, "pack_size": pack_size})
+        app.emit_json({"repository": repo_id, "location": backend.location, "pack_size": pack_size})
     else:
-        app.out.print(f"created repository {repo.id[:8]} at {backend.location} (packs of {pack_size >> 20} MiB)")
+        app.out.print(f"created repository {repo_id[:8]} at {backend.location} (packs of {pack_size >> 20} MiB)")
         app.info("keep the passphrase safe: without it the backups cannot be read")
 
 

@@ -108,7 +108,7 @@ def run() -> None:
     except AgentError as exc:
         _fail(str(exc), exc.hint, exc.exit_code, debug)
     except BackendError as exc:
-        from agent.repo.repository import storage_error
+        from agent.repo.keyring import storage_error
 
         err = storage_error(exc, "storage error")
         _fail(str(err), err.hint, err.exit_code, debug)

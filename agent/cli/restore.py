@@ -28,8 +28,6 @@ def restore(
 ) -> None:
     """Restore a snapshot (by id, 'latest', or --at) to --to."""
     from agent.errors import UsageError
-    from agent.repo.snapshots import filter_snapshots, pick_at, resolve
-    from agent.restore import RestoreOptions, run_restore
     from agent.timespec import parse_instant
 
     app: AppContext = app_context(ctx, json_output)
@@ -37,6 +35,9 @@ def restore(
         raise UsageError("give a snapshot id or --at, not both")
     app.set_limits(None, limit_download)
     with app.repository() as repo:
+        from agent.repo.snapshots import filter_snapshots, pick_at, resolve  # after the key derivation
+        from agent.restore import RestoreOptions, run_restore
+
         snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source)
         snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")
         app.info(f"restoring snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "

@@ -62,7 +62,7 @@ def run_lock(path: Path) -> Iterator[None]:
 
 def _failure(exc: BaseException) -> tuple[str, str | None]:
     if isinstance(exc, BackendError):
-        from agent.repo.repository import storage_error
+        from agent.repo.keyring import storage_error
 
         exc = storage_error(exc, "storage error")
     if isinstance(exc, AgentError):

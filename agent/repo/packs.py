@@ -6,12 +6,15 @@ index (crash recovery, `check`). Pack id = SHA-256 of the pack bytes, verifiable
 
 from __future__ import annotations
 
+import os
 import struct
+import tempfile
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
-from crypto.ids import object_id
+from crypto.ids import object_hasher, object_id
 from agent.errors import CorruptObject
 from agent.repo.envelope import Envelope
 
@@ -20,6 +23,7 @@ _KIND = b"pack-header"
 HEADER_DTYPE = np.dtype([("type", "u1"), ("id", "V32"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4")])
 #: a header larger than this is refused (bounds memory on hostile input)
 MAX_HEADER = 32 << 20
+_HASH_PIECE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -31,35 +35,81 @@ class PackEntry:
     raw_length: int
 
 
-class PackBuilder:
-    """Accumulates sealed blobs in memory; `finish` returns (pack id, pack bytes, entries)."""
+class SpooledPack:
+    """A finished pack in an unnamed temporary file, ready for `Backend.put_file`; close it after."""
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
+    def __init__(self, pack_id: str, file: BinaryIO, size: int, entries: list[PackEntry]) -> None:
+        self.id, self.file, self.size, self.entries = pack_id, file, size, entries
+
+    def read(self) -> bytes:
+        return os.pread(self.file.fileno(), self.size, 0)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class PackBuilder:
+    """Spools sealed blobs to an unnamed temporary file, so a pack being filled or uploaded costs
+    no memory (packs are 16-64 MiB, and several are in flight); `finish` seals the header.
+
+    The file lives in `spool_dir` (default: TMPDIR); it has no name, so nothing is left behind
+    by a crash, and it holds only sealed blobs.
+    """
+
+    def __init__(self, spool_dir: str | None = None) -> None:
+        self._spool_dir = spool_dir
+        self._file: BinaryIO | None = None
+        self._size = 0
         self._entries: list[tuple[int, bytes, int, int, int]] = []
         self.raw_bytes = 0
 
     def __len__(self) -> int:
-        return len(self._buf)
+        return self._size
 
     @property
     def count(self) -> int:
         return len(self._entries)
 
-    def add(self, btype: int, cid: bytes, sealed: bytes, raw_length: int) -> None:
-        self._entries.append((btype, cid, len(self._buf), len(sealed), raw_length))
-        self._buf += sealed
+    def _append(self, data: bytes | memoryview) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self._spool_dir)
+        view = memoryview(data)
+        fd = self._file.fileno()
+        while view:
+            view = view[os.write(fd, view):]
+        self._size += len(data)
+
+    def add(self, btype: int, cid: bytes, sealed: bytes | memoryview, raw_length: int) -> None:
+        self._entries.append((btype, cid, self._size, len(sealed), raw_length))
+        self._append(sealed)
         self.raw_bytes += raw_length
 
-    def finish(self, envelope: Envelope) -> tuple[str, bytes, list[PackEntry]]:
+    def finish(self, envelope: Envelope) -> SpooledPack:
+        """Append the sealed header and its length; name the pack by hashing the file back (from
+        the page cache, in pieces) in the calling thread, which is an upload thread in backups."""
         table = np.array(self._entries, dtype=HEADER_DTYPE)
         plain = _MAGIC + struct.pack("<I", len(table)) + table.tobytes()
         sealed = envelope.seal_object(_KIND, plain)
-        self._buf += sealed + struct.pack("<I", len(sealed))
-        data = bytes(self._buf)
-        self._buf = bytearray()  # one copy of the pack in memory, not two, while it uploads
+        self._append(sealed + struct.pack("<I", len(sealed)))
+        assert self._file is not None
+        h = object_hasher()
+        buf = bytearray(_HASH_PIECE)
+        fd, pos = self._file.fileno(), 0
+        while pos < self._size:
+            n = os.preadv(fd, [buf], pos)
+            if n <= 0:
+                raise OSError(f"pack spool file shrank to {pos} bytes")
+            h.update(memoryview(buf)[:n])
+            pos += n
         entries = [PackEntry(*e) for e in self._entries]
-        return object_id(data), data, entries
+        pack = SpooledPack(h.hexdigest(), self._file, self._size, entries)
+        self._file = None
+        return pack
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def header_location(pack_size: int, tail: bytes) -> tuple[int, int]:

@@ -6,52 +6,29 @@ errors become agent errors here, with messages that say what to do.
 
 from __future__ import annotations
 
-import getpass
 import json
 import secrets
-import socket
-from datetime import datetime, timezone
 
 from backends.base import Backend, PutMode
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, PermissionDenied,
-                             QuotaExceeded, TransientError)
+from backends.errors import AlreadyExists, BackendError, NotFound
 from crypto import keys as keyfiles
-from crypto.errors import UnsupportedSuite, WrongPassphrase as _WrongPassphrase
 from crypto.ids import object_id
 from crypto.kdf import KdfParams
 from crypto.keys import MasterKey
-from agent.errors import (AgentError, CorruptObject, RepositoryExists, RepositoryNotFound, StorageError,
-                          UnsupportedFormat, UsageError, WrongPassphrase)
+from agent.errors import CorruptObject, UsageError
 from agent.repo import layout
 from agent.repo.cache import ObjectCache
 from agent.repo.envelope import BlobType, Envelope
-from agent.repo.format import RepoParams, encode_config, open_config, read_plain_config
+from agent.repo.format import RepoParams, open_config
 from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segments_into
 from agent.repo.locks import Lock, remove_stale
-from agent.repo.packs import PackEntry, header_location, parse_header
+from agent.repo.packs import PackEntry, SpooledPack, header_location, parse_header
 from agent.repo.snapshots import Snapshot
+from agent.repo.keyring import Unlocked, create, key_meta, storage_error, unlock
 
 _INDEX_KIND = b"index"
 _SNAPSHOT_KIND = b"snapshot"
 _RUN_KIND = b"run"
-
-
-def storage_error(exc: BackendError, what: str) -> AgentError:
-    """One translation of backend failures into user-facing errors."""
-    if isinstance(exc, AuthError):
-        return StorageError(f"{what}: the storage rejected the credentials ({exc})",
-                            hint="check the backend credentials")
-    if isinstance(exc, PermissionDenied):
-        return StorageError(f"{what}: permission denied ({exc})", hint="check access rights on the repository")
-    if isinstance(exc, QuotaExceeded):
-        return StorageError(f"{what}: the storage is full or over quota ({exc})",
-                            hint="free space or raise the quota; the next run resumes where this one stopped")
-    if isinstance(exc, TransientError):
-        return StorageError(f"{what}: the storage kept failing ({exc})",
-                            hint="check the network and the provider's status; the next run resumes")
-    if isinstance(exc, (NotFound, InvalidRange)):
-        return CorruptObject(f"{what}: object missing or truncated ({exc})")
-    return StorageError(f"{what}: {exc}")
 
 
 class Repository:
@@ -77,63 +54,18 @@ class Repository:
     @classmethod
     def init(cls, backend: Backend, passphrase: bytes, *, params: RepoParams | None = None,
              kdf: KdfParams | None = None, cache: ObjectCache | None = None) -> "Repository":
-        params = params or RepoParams()
-        try:
-            backend.head(layout.CONFIG)
-            raise RepositoryExists(f"a repository already exists at {backend.location}")
-        except NotFound:
-            pass
-        except BackendError as exc:
-            raise storage_error(exc, f"cannot reach {backend.location}") from None
-        master = MasterKey.generate()
-        repo_id = secrets.token_hex(16)
-        created = datetime.now(timezone.utc).isoformat()
-        key_id = secrets.token_hex(16)
-        keyfile = keyfiles.wrap(master, passphrase, repo_id, kdf or KdfParams(), _key_meta("initial key"))
-        try:
-            # the key first, the config last: a half-initialised repository has no config and is not one
-            backend.put(layout.key_file(key_id), keyfile, mode=PutMode.CREATE)
-            backend.put(layout.CONFIG, encode_config(repo_id, params, master.encryption_key, created),
-                        mode=PutMode.CREATE)
-        except AlreadyExists:
-            raise RepositoryExists(f"a repository already exists at {backend.location}") from None
-        except BackendError as exc:
-            raise storage_error(exc, f"cannot create the repository at {backend.location}") from None
-        config = read_plain_config(backend.get(layout.CONFIG))
-        return cls(backend, master, config, params, key_id, cache)
+        return cls.unlocked(backend, create(backend, passphrase, params or RepoParams(), kdf or KdfParams()),
+                            cache=cache)
 
     @classmethod
     def open(cls, backend: Backend, passphrase: bytes, *, cache: ObjectCache | None = None) -> "Repository":
-        try:
-            raw = backend.get(layout.CONFIG)
-        except NotFound:
-            raise RepositoryNotFound(f"no repository at {backend.location}") from None
-        except BackendError as exc:
-            raise storage_error(exc, f"cannot read the repository at {backend.location}") from None
-        config = read_plain_config(raw)
-        master, key_id = cls._unlock(backend, passphrase, config["id"])
-        params = open_config(config, master.encryption_key)
-        return cls(backend, master, config, params, key_id, cache)
+        return cls.unlocked(backend, unlock(backend, passphrase), cache=cache)
 
-    @staticmethod
-    def _unlock(backend: Backend, passphrase: bytes, repo_id: str) -> tuple[MasterKey, str]:
-        try:
-            infos = list(backend.list(layout.KEYS))
-        except BackendError as exc:
-            raise storage_error(exc, "cannot list the repository keys") from None
-        if not infos:
-            raise CorruptObject("the repository has no key files; it cannot be opened")
-        for info in infos:
-            key_id = layout.name_of(info.key)
-            try:
-                return keyfiles.unwrap(backend.get(info.key), passphrase, repo_id), key_id
-            except _WrongPassphrase:
-                continue
-            except UnsupportedSuite as exc:
-                raise UnsupportedFormat(f"key file {key_id[:8]}: {exc}") from None
-            except BackendError as exc:
-                raise storage_error(exc, f"cannot read key file {key_id[:8]}") from None
-        raise WrongPassphrase("wrong passphrase: no key of this repository opens with it")
+    @classmethod
+    def unlocked(cls, backend: Backend, keys: Unlocked, *, cache: ObjectCache | None = None) -> "Repository":
+        """A repository whose key `unlock` already derived (agent.repo.keyring says why it is separate)."""
+        params = open_config(keys.config, keys.master.encryption_key)
+        return cls(backend, keys.master, keys.config, params, keys.key_id, cache)
 
     def close(self) -> None:
         self._backend.close()
@@ -159,7 +91,7 @@ class Repository:
 
     def add_key(self, passphrase: bytes, *, label: str = "", kdf: KdfParams | None = None) -> str:
         key_id = secrets.token_hex(16)
-        data = keyfiles.wrap(self.master, passphrase, self.id, kdf or KdfParams(), _key_meta(label))
+        data = keyfiles.wrap(self.master, passphrase, self.id, kdf or KdfParams(), key_meta(label))
         self._put(layout.key_file(key_id), data, "cannot store the new key", mode=PutMode.CREATE)
         return key_id
 
@@ -186,8 +118,13 @@ class Repository:
         except BackendError as exc:
             raise storage_error(exc, what) from None
 
-    def write_pack(self, pack_id: str, data: bytes) -> None:
-        self._put(layout.pack(pack_id), data, f"cannot upload pack {pack_id[:16]}")
+    def write_pack(self, pack: SpooledPack) -> None:
+        try:
+            self._backend.put_file(layout.pack(pack.id), pack.file, pack.size, mode=PutMode.CREATE)
+        except AlreadyExists:
+            pass  # content-addressed: the same name holds the same bytes
+        except BackendError as exc:
+            raise storage_error(exc, f"cannot upload pack {pack.id[:16]}") from None
 
     def read_pack_range(self, pack_id: str, offset: int, length: int) -> bytes:
         try:
@@ -325,12 +262,3 @@ class Repository:
     # ---- blobs -----------------------------------------------------------------------------
     def open_blob(self, btype: BlobType, cid: bytes, sealed: bytes, raw_length: int) -> bytes:
         return self.envelope.open(btype, cid, sealed, raw_length)
-
-
-def _key_meta(label: str) -> dict:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = ""
-    return {"created": datetime.now(timezone.utc).isoformat(), "host": socket.gethostname(), "user": user,
-            "label": label}

@@ -88,6 +88,15 @@ class AccountingBackend(Middleware):
             raise
         self.accounting.transferred(up=memoryview(data).nbytes)
 
+    def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        self.accounting.operation("put")
+        try:
+            self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until)
+        except Exception as exc:
+            self.accounting.error(exc)
+            raise
+        self.accounting.transferred(up=size)
+
     def get(self, key, *, offset=0, length=None) -> bytes:
         self.accounting.operation("get")
         try:

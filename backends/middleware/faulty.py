@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from backends.base import Backend, ObjectInfo, PutMode
+from backends.base import Backend, ObjectInfo, PutMode, read_spool
 from backends.errors import BackendError, NotFound, TransientError
 from backends.middleware.wrapper import Middleware
 
@@ -129,6 +129,9 @@ class FaultyBackend(Middleware):
 
     def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
         self._simple("put", key, lambda: self.inner.put(key, data, mode=mode, retain_until=retain_until))
+
+    def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        self.put(key, read_spool(file, size), mode=mode, retain_until=retain_until)
 
     def head(self, key) -> ObjectInfo:
         return self._simple("head", key, lambda: self.inner.head(key))

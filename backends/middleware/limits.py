@@ -39,6 +39,10 @@ class ConnectionLimitBackend(Middleware):
         with self._slots:
             self.inner.put(key, data, mode=mode, retain_until=retain_until)
 
+    def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        with self._slots:
+            self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until)
+
     def get(self, key, *, offset=0, length=None) -> bytes:
         with self._slots:
             return self.inner.get(key, offset=offset, length=length)
@@ -171,6 +175,11 @@ class BandwidthLimitBackend(Middleware):
         if self.upload is not None:
             _charge(self.upload, memoryview(data).nbytes)
         self.inner.put(key, data, mode=mode, retain_until=retain_until)
+
+    def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        if self.upload is not None:
+            _charge(self.upload, size)
+        self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until)
 
     def get(self, key, *, offset=0, length=None) -> bytes:
         data = self.inner.get(key, offset=offset, length=length)

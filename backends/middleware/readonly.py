@@ -14,6 +14,9 @@ class ReadOnlyBackend(Middleware):
         validate_key(key)
         raise PermissionDenied(f"repository opened read-only: refusing to write {key!r}")
 
+    def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        self.put(key, b"", mode=mode, retain_until=retain_until)
+
     def delete(self, key) -> None:
         validate_key(key)
         raise PermissionDenied(f"repository opened read-only: refusing to delete {key!r}")

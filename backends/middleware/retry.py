@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable, Iterator, TypeVar
 
-from backends.base import Backend, ObjectInfo, PutMode
+from backends.base import Backend, ObjectInfo, PutMode, read_spool
 from backends.errors import AlreadyExists, NotFound, TransientError
 from backends.middleware.wrapper import Middleware
 
@@ -97,6 +97,16 @@ class RetryBackend(Middleware):
             except AlreadyExists:
                 # An earlier attempt may have stored the object and lost only the response.
                 if n == 1 or not self._stored_equals(key, data):
+                    raise
+
+        self._call("put", key, attempt)
+
+    def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        def attempt(n: int) -> None:
+            try:
+                self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until)
+            except AlreadyExists:
+                if n == 1 or not self._stored_equals(key, read_spool(file, size)):
                     raise
 
         self._call("put", key, attempt)

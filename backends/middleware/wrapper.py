@@ -28,6 +28,9 @@ class Middleware(Backend):
     def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
         self.inner.put(key, data, mode=mode, retain_until=retain_until)
 
+    def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until)
+
     def get(self, key, *, offset=0, length=None) -> bytes:
         return self.inner.get(key, offset=offset, length=length)
 

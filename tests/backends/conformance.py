@@ -7,6 +7,7 @@ fresh, empty backend. Keys are namespaced per test so servers can be shared with
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -122,6 +123,30 @@ class Conformance:
         mid = len(payload) // 2 + 3
         assert backend.get("big/blob", offset=mid, length=1000) == payload[mid:mid + 1000]
         assert backend.get("big/blob") == payload
+
+    def test_put_file_stores_the_first_size_bytes_from_the_start(self, backend: Backend):
+        """Spooled packs: whatever the file position, exactly `size` bytes from offset 0."""
+        payload = os.urandom(3 << 20) + b"tail"
+        with tempfile.TemporaryFile() as f:
+            f.write(payload + b"not part of the object")
+            f.flush()
+            backend.put_file("data/ff/spooled", f, len(payload), mode=PutMode.CREATE)
+            assert backend.head("data/ff/spooled").size == len(payload)
+            assert backend.get("data/ff/spooled") == payload
+            assert backend.get("data/ff/spooled", offset=len(payload) - 4) == b"tail"
+            with pytest.raises(AlreadyExists):
+                backend.put_file("data/ff/spooled", f, 10, mode=PutMode.CREATE)
+            backend.put_file("data/ff/spooled", f, 10)  # OVERWRITE
+            assert backend.get("data/ff/spooled") == payload[:10]
+
+    def test_put_file_of_a_short_file_stores_nothing(self, backend: Backend):
+        with tempfile.TemporaryFile() as f:
+            f.write(b"only this")
+            f.flush()
+            with pytest.raises(Exception):
+                backend.put_file("short", f, 100, mode=PutMode.CREATE)
+        with pytest.raises(NotFound):
+            backend.head("short")
 
     def test_concurrent_puts(self, backend: Backend):
         errors: list[BaseException] = []

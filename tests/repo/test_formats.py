@@ -28,7 +28,9 @@ def test_pack_roundtrip(blobs):
     for data in blobs:
         cid = ENV.chunk_id(data)
         b.add(BlobType.DATA, cid, ENV.seal(BlobType.DATA, cid, data), len(data))
-    pack_id, raw, entries = b.finish(ENV)
+    pack = b.finish(ENV)
+    pack_id, raw, entries = pack.id, pack.read(), pack.entries
+    pack.close()
     parsed = read_pack_bytes(ENV, raw, pack_id)
     assert parsed == entries
     for e, data in zip(parsed, blobs):
