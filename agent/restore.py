@@ -26,7 +26,7 @@ from agent.snapshot_data import snapshot_extents
 from agent.source.device import _size_of, mounts_of
 
 _GAP = 256 << 10  # read across gaps smaller than this rather than issue another request
-_MAX_READ = 32 << 20
+_MAX_READ = 8 << 20  # per request; four in flight bound a restore's memory
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _FALLOC_FL_ZERO_RANGE = 0x10

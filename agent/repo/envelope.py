@@ -69,8 +69,8 @@ class Envelope:
             raise CorruptObject(f"blob {cid.hex()[:16]} failed authentication") from None
         limit = raw_length if raw_length is not None else MAX_RAW_BLOB
         if body[:1] == b"\x01":
-            try:
-                data = self._dctx().decompress(body[1:], max_output_size=limit)
+            try:  # a memoryview: slicing the bytes would copy the whole blob first
+                data = self._dctx().decompress(memoryview(body)[1:], max_output_size=limit)
             except zstandard.ZstdError:
                 raise CorruptObject(f"blob {cid.hex()[:16]} does not decompress") from None
         elif body[:1] == b"\x00":
