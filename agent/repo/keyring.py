@@ -2,7 +2,7 @@
 opens and unwrap it.
 
 Kept apart from agent.repo.repository, and light on imports (no numpy, zstd or chunker), so the
-CLI runs Argon2id before it loads the engine: the KDF's 64 MiB then add to a 33 MB process
+CLI runs Argon2id before it loads the engine: the KDF's 64 MiB then add to a 43 MB process
 instead of a 50 MB one, which decides the peak memory of init and of an incremental backup.
 """
 
