@@ -23,7 +23,7 @@ from agent.source.device import Source
 if TYPE_CHECKING:
     from agent.parent_cut import GuidedCutter
 
-BLOCK_SIZE = 4 << 20
+BLOCK_SIZE = 3 << 20  # day2 in the engine: 2 MiB 96 MB / 6.1 s, 3 MiB 103 MB / 5.8 s, 4 MiB 108 MB / 6.0 s
 
 
 @dataclass
