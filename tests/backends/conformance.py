@@ -116,6 +116,13 @@ class Conformance:
         backend.put("bin", payload)
         assert backend.get("bin") == payload
 
+    def test_payloads_with_line_endings_at_the_edges(self, backend: Backend):
+        """Multipart wire formats put a line ending before the delimiter: a body's own trailing
+        CR or LF must survive (a sealed object ends in any byte)."""
+        for i, payload in enumerate((b"x\r", b"x\n", b"x\r\n", b"\r\nx", b"\n", b"\r", b"x\n\r\n\r")):
+            backend.put(f"edges/{i}", payload)
+            assert backend.get(f"edges/{i}") == payload, payload
+
     def test_large_object(self, backend: Backend):
         payload = os.urandom(self.large_object_size + 12345)
         backend.put("big/blob", payload)

@@ -62,15 +62,18 @@ def parse_multipart(body: bytes, content_type: str) -> tuple[dict, bytes]:
     parts = body.split(b"--" + match.group(1).encode())[1:-1]  # drop the preamble and the closing "--"
     if len(parts) != 2:
         raise DriveError(400, "badContent", f"expected 2 parts, got {len(parts)}")
+    # One line ending for the whole body, as the first delimiter line shows: a payload ending in
+    # "\r" in an "\n" body must keep its "\r" (guessing per part lost it: about one upload in 256).
+    eol = b"\r\n" if parts[0].startswith(b"\r\n") else b"\n"
     payloads = []
     for part in parts:
-        part = part[2:] if part.startswith(b"\r\n") else part[1:] if part.startswith(b"\n") else part
+        part = part[len(eol):] if part.startswith(eol) else part
         crlf, lf = part.find(b"\r\n\r\n"), part.find(b"\n\n")
         cut, skip = (crlf, 4) if crlf != -1 and (lf == -1 or crlf < lf) else (lf, 2)
         if cut == -1:
             raise DriveError(400, "badContent", "multipart part without headers")
         payload = part[cut + skip:]
-        payload = payload[:-2] if payload.endswith(b"\r\n") else payload[:-1] if payload.endswith(b"\n") else payload
+        payload = payload[:-len(eol)] if payload.endswith(eol) else payload
         payloads.append(payload)
     return json.loads(payloads[0] or b"{}"), payloads[1]
 
