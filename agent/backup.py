@@ -107,6 +107,9 @@ class _Pipeline:
     def __init__(self, repo: Repository, index: ChunkIndex, opts: BackupOptions, listener: Listener) -> None:
         self.repo, self.index, self.opts, self.emit = repo, index, opts, listener
         self.env = repo.envelope
+        # Hashing is on the critical path (the cutter waits for it to accept parent chunks); sealing
+        # is not. One queue put hash jobs behind up to 8 MiB of compression, starving the reader.
+        self.hash_pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="hash")
         self.pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="seal")
         self.uploads = opts.uploads or min(4, repo.capabilities.max_connections)
         self.up = ThreadPoolExecutor(self.uploads, thread_name_prefix="upload")
@@ -134,7 +137,7 @@ class _Pipeline:
             self.zero_bytes += item.length
             return
         self.read_bytes += sum(c[1] for c in item.chunks)
-        self.hash_q.append((self.pool.submit(_hash_block, self.env, item), item.offset))
+        self.hash_q.append((self.hash_pool.submit(_hash_block, self.env, item), item.offset))
         self._drain_hashes(_HASH_DEPTH)
         self._poll_uploads()
 
@@ -277,6 +280,7 @@ class _Pipeline:
             pass
 
     def close(self) -> None:
+        self.hash_pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.up.shutdown(wait=True, cancel_futures=True)
         for builder in self.packs.values():  # a stopped run's unfinished packs: sealed again next time
@@ -319,7 +323,7 @@ def _guide(repo: Repository, index: ChunkIndex, parent: Snapshot | None, cdc, pi
         listener(Warning(f"not reusing the chunk boundaries of snapshot {parent.id[:8]}: {exc}"))
         return None
     return GuidedCutter(cdc, chunks, repo.params.chunker.max_size,
-                        lambda views: list(pipe.pool.map(pipe.env.chunk_id, views)))
+                        lambda views: list(pipe.hash_pool.map(pipe.env.chunk_id, views)))
 
 
 def _stop_reason(opts: BackupOptions, deadline_mono: float | None) -> str | None:
