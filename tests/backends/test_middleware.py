@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import tempfile
 import threading
 import time
 
@@ -434,6 +435,20 @@ def test_bandwidth_backend_charges_puts_up_and_gets_down_in_slices():
     backend.head("k")
     list(backend.list())
     assert len(up.charges) == 4 and len(down.charges) == 2
+
+
+def test_spooled_puts_are_charged_and_counted_by_their_size():
+    """Packs arrive through put_file: the upload limit and the byte counts must see them too."""
+    up = RecordingLimiter()
+    acct = AccountingBackend(BandwidthLimitBackend(MemoryBackend(), up, None))
+    with tempfile.TemporaryFile() as f:
+        f.write(bytes(2 * SLICE + 7) + b"not stored")
+        f.flush()
+        acct.put_file("pack", f, 2 * SLICE + 7, mode=PutMode.CREATE)
+    assert up.charges == [SLICE, SLICE, 7]
+    assert acct.snapshot().bytes_up == 2 * SLICE + 7 and acct.get("pack") == bytes(2 * SLICE + 7)
+    with pytest.raises(PermissionDenied), tempfile.TemporaryFile() as f:
+        ReadOnlyBackend(MemoryBackend()).put_file("x", f, 0)
 
 
 def test_bandwidth_real_time_shared_by_threads():
