@@ -73,7 +73,6 @@ def read_blocks(src: Source, pool: BufferPool, head: int,
                     raise SourceError(f"{src.path} ended at byte {off + got} while {src.size} were expected: it "
                                       "shrank or vanished during the backup; no snapshot was written")
                 got += r
-            del view
             off += n
             yield off - n, backing, n, off >= end
         pos = end

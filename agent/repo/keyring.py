@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from backends.base import Backend, PutMode
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, PermissionDenied, QuotaExceeded,
-                             TransientError)
+from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, PermissionDenied,
+                             QuotaExceeded, TransientError)
 from crypto import keys as keyfiles
 from crypto.errors import UnsupportedSuite, WrongPassphrase as _WrongPassphrase
 from crypto.kdf import KdfParams
 from crypto.keys import MasterKey
-from agent.errors import (AgentError, CorruptObject, RepositoryExists, RepositoryNotFound, StorageError, UnsupportedFormat,
-                          WrongPassphrase)
+from agent.errors import (AgentError, CorruptObject, RepositoryExists, RepositoryNotFound, StorageError,
+                          UnsupportedFormat, WrongPassphrase)
 from agent.repo import layout
 from agent.repo.format import RepoParams, encode_config, read_plain_config
 

@@ -41,9 +41,6 @@ class SpooledPack:
     def __init__(self, pack_id: str, file: BinaryIO, size: int, entries: list[PackEntry]) -> None:
         self.id, self.file, self.size, self.entries = pack_id, file, size, entries
 
-    def read(self) -> bytes:
-        return os.pread(self.file.fileno(), self.size, 0)
-
     def close(self) -> None:
         self.file.close()
 
@@ -52,12 +49,11 @@ class PackBuilder:
     """Spools sealed blobs to an unnamed temporary file, so a pack being filled or uploaded costs
     no memory (packs are 16-64 MiB, and several are in flight); `finish` seals the header.
 
-    The file lives in `spool_dir` (default: TMPDIR); it has no name, so nothing is left behind
-    by a crash, and it holds only sealed blobs.
+    The file lives in TMPDIR; it has no name, so nothing is left behind by a crash, and it holds
+    only sealed blobs.
     """
 
-    def __init__(self, spool_dir: str | None = None) -> None:
-        self._spool_dir = spool_dir
+    def __init__(self) -> None:
         self._file: BinaryIO | None = None
         self._size = 0
         self._entries: list[tuple[int, bytes, int, int, int]] = []
@@ -72,7 +68,7 @@ class PackBuilder:
 
     def _append(self, data: bytes | memoryview) -> None:
         if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self._spool_dir)
+            self._file = tempfile.TemporaryFile()
         view = memoryview(data)
         fd = self._file.fileno()
         while view:

@@ -10,7 +10,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from backends.base import Backend, ObjectInfo, PutMode
 from backends.middleware.wrapper import Middleware
@@ -80,18 +80,15 @@ class AccountingBackend(Middleware):
         return self.accounting.snapshot()
 
     def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
-        self.accounting.operation("put")
-        try:
-            self.inner.put(key, data, mode=mode, retain_until=retain_until)
-        except Exception as exc:
-            self.accounting.error(exc)
-            raise
-        self.accounting.transferred(up=memoryview(data).nbytes)
+        self._put(lambda: self.inner.put(key, data, mode=mode, retain_until=retain_until), memoryview(data).nbytes)
 
     def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        self._put(lambda: self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until), size)
+
+    def _put(self, send: Callable[[], None], size: int) -> None:
         self.accounting.operation("put")
         try:
-            self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until)
+            send()
         except Exception as exc:
             self.accounting.error(exc)
             raise

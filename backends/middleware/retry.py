@@ -91,22 +91,19 @@ class RetryBackend(Middleware):
     # -- operations ---------------------------------------------------------------------
 
     def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
-        def attempt(n: int) -> None:
-            try:
-                self.inner.put(key, data, mode=mode, retain_until=retain_until)
-            except AlreadyExists:
-                # An earlier attempt may have stored the object and lost only the response.
-                if n == 1 or not self._stored_equals(key, data):
-                    raise
-
-        self._call("put", key, attempt)
+        self._put(key, lambda: self.inner.put(key, data, mode=mode, retain_until=retain_until), lambda: data)
 
     def put_file(self, key, file, size, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
+        self._put(key, lambda: self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until),
+                  lambda: read_spool(file, size))
+
+    def _put(self, key: str, send: Callable[[], None], content: Callable[[], bytes | memoryview]) -> None:
         def attempt(n: int) -> None:
             try:
-                self.inner.put_file(key, file, size, mode=mode, retain_until=retain_until)
+                send()
             except AlreadyExists:
-                if n == 1 or not self._stored_equals(key, read_spool(file, size)):
+                # An earlier attempt may have stored the object and lost only the response.
+                if n == 1 or not self._stored_equals(key, content()):
                     raise
 
         self._call("put", key, attempt)

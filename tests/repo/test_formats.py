@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from backends.base import read_spool
 from crypto.ids import keyed_hasher
 from crypto.keys import MasterKey
 from agent.errors import CorruptObject
@@ -29,7 +30,7 @@ def test_pack_roundtrip(blobs):
         cid = ENV.chunk_id(data)
         b.add(BlobType.DATA, cid, ENV.seal(BlobType.DATA, cid, data), len(data))
     pack = b.finish(ENV)
-    pack_id, raw, entries = pack.id, pack.read(), pack.entries
+    pack_id, raw, entries = pack.id, read_spool(pack.file, pack.size), pack.entries
     pack.close()
     parsed = read_pack_bytes(ENV, raw, pack_id)
     assert parsed == entries
