@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto.errors import UnsupportedSuite
 from crypto.kdf import KdfParams
 from agent.errors import UsageError
 
@@ -102,12 +103,14 @@ def parse_percent(text: str, what: str, *, allow_zero: bool = True) -> float:
 
 
 def kdf_params() -> KdfParams:
-    """Argon2id cost for new key files; AGENT_KDF='time,memory_kib,parallelism' (tests use a cheap one)."""
+    """Argon2id cost for new key files: AGENT_KDF='time,memory_kib,parallelism' raises (or, in tests,
+    lowers) the default; out-of-range values are refused as they are in a key file."""
     spec = os.environ.get("AGENT_KDF")
     if not spec:
         return KdfParams()
     try:
         t, m, p = (int(x) for x in spec.split(","))
-    except ValueError:
-        raise UsageError("AGENT_KDF must be 'time,memory_kib,parallelism'") from None
-    return KdfParams(time_cost=t, memory_kib=m, parallelism=p)
+        return KdfParams.from_dict({"time_cost": t, "memory_kib": m, "parallelism": p, "algorithm": "argon2id"})
+    except (ValueError, UnsupportedSuite):
+        raise UsageError(f"AGENT_KDF must be 'time,memory_kib,parallelism' within 1-64 passes, 8 KiB-4 GiB and "
+                         f"1-64 lanes (for example 3,65536,4), not {spec!r}") from None

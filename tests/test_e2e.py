@@ -5,6 +5,7 @@ from unkeyed content."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -100,6 +101,17 @@ def test_wrong_passphrase_changes_nothing(cli, image, tmp_path):
         assert "wrong passphrase" in res.err and "Traceback" not in res.err
     assert {p: p.stat().st_mtime_ns for p in cli.repo.rglob("*")} == before
     assert not (tmp_path / "x.img").exists()
+
+
+def test_agent_kdf_sets_the_cost_of_new_key_files_and_out_of_range_values_are_refused(cli):
+    res = cli("init", check=False, env={"AGENT_KDF": "1,4,1"})  # 4 KiB: below Argon2id's minimum
+    assert res.code == 2 and "AGENT_KDF" in res.err and "'1,4,1'" in res.err and "Traceback" not in res.err
+    assert not cli.repo.exists()
+    cli("init", env={"AGENT_KDF": "2,64,1"})
+    (keyfile,) = (cli.repo / "keys").iterdir()
+    assert json.loads(keyfile.read_text())["kdf"] == {"time_cost": 2, "memory_kib": 64, "parallelism": 1,
+                                                      "algorithm": "argon2id"}
+    assert cli("snapshots", env={"AGENT_KDF": "1,8,1"}).code == 0  # opening uses the key file's own cost
 
 
 def test_clear_errors_for_missing_repo_source_and_newer_format(cli, tmp_path):
