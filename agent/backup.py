@@ -25,7 +25,7 @@ import numpy as np
 from crypto.ids import keyed_hasher
 from agent import __version__
 from agent.buffers import BufferPool
-from agent.chunking import BLOCK_SIZE, Block, Hole, cut_blocks, make_chunker, read_blocks
+from agent.chunking import BLOCK_SIZE, HEAD_ROOM, Block, Hole, cut_blocks, make_chunker, read_blocks
 from agent.errors import CorruptObject, SourceError
 from agent.memory import release_free_memory
 from agent.parent_cut import GuidedCutter, ParentChunks
@@ -48,7 +48,9 @@ class _StopRequested(Exception):
 _READ_AHEAD = 1  # blocks read and cut ahead of hashing (agent.readahead)
 _HASH_DEPTH = 1  # blocks hashed ahead of the dedup step
 _SEAL_BYTES = 8 << 20  # raw bytes being compressed and sealed at once
-_POOLED = 10  # read buffers kept for reuse: about what the stages above hold at once
+# Read buffers that may exist at once (agent.buffers): reading, cutting, the carried tail, hashing and
+# chunks queued for sealing each hold one or two; more only raised the peak.
+_BUFFERS = 5
 
 
 @dataclass
@@ -394,8 +396,8 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             # two threads ahead of this one: the disk reads while the previous block is cut
             cdc = make_chunker(repo.params.chunker, repo.master.chunker_seed)
             guide = _guide(repo, index, earlier[-1] if earlier else None, cdc, pipe, listener)
-            head = repo.params.chunker.max_size  # room for a block's uncut tail
-            pool = BufferPool(head + BLOCK_SIZE, keep=_POOLED)
+            head = min(repo.params.chunker.max_size, HEAD_ROOM)  # room for a block's uncut tail
+            pool = BufferPool(head + BLOCK_SIZE, limit=_BUFFERS)
             raw = ReadAhead(read_blocks(src, pool, head), _READ_AHEAD)
             reader = ReadAhead(cut_blocks(raw, cdc, pool, head, guide), 1)
             try:
@@ -417,6 +419,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                                                   "failed", adopted + pipe.uploaded_packs))
                 raise
             finally:
+                pool.close()  # a reader waiting for a buffer must not hold up the stop
                 reader.close()
                 raw.close()
                 pipe.close()

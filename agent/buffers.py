@@ -1,4 +1,4 @@
-"""Recycled read buffers for the backup pipeline.
+"""Recycled read buffers for the backup pipeline, and the bound on how many exist.
 
 Every block of a disk used to be read into a fresh allocation. glibc then either maps and unmaps
 each one (a page fault per 4 KiB: about a second of system time per 2 GB) or, once its dynamic
@@ -7,8 +7,10 @@ the data in flight. A few buffers reused for the whole run avoid both.
 
 A buffer goes back to the pool by itself when the last view of it dies (the chunks of a block
 are views handed to hashing and sealing threads): a finalizer on the block's array, so no stage
-has to count references. When every pooled buffer is still in use, `take` allocates a new one
-rather than wait, so a view held longer than expected costs memory, never a deadlock.
+has to count references. At most `limit` buffers exist: `take` waits for one to come back. That
+wait is the pipeline's memory bound, and it cannot deadlock, because every stage downstream of the
+reader finishes what it holds without needing a new buffer. `close` releases a waiting reader
+(it then allocates) so a stopping run never hangs on it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,23 @@ import numpy as np
 
 
 class BufferPool:
-    def __init__(self, size: int, keep: int) -> None:
-        self.size, self.keep = size, keep
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
         self._free: list[np.ndarray] = []
-        self._lock = threading.Lock()
-        self.allocated = 0  # buffers ever allocated: the pool's peak, for tests and profiles
+        # re-entrant: a finalizer may run (and give a buffer back) in a thread already inside the pool
+        self._cond = threading.Condition(threading.RLock())
+        self._live = 0  # buffers allocated and not dropped
+        self._closed = False
+        self.allocated = 0  # buffers ever allocated, for tests and profiles
 
     def take(self) -> np.ndarray:
-        """A buffer of `size` bytes (contents undefined). Hand it back with `lend`."""
-        with self._lock:
+        """A buffer of `size` bytes (contents undefined); waits while `limit` are in use."""
+        with self._cond:
+            while not self._free and self._live >= self.limit and not self._closed:
+                self._cond.wait()
             if self._free:
                 return self._free.pop()
+            self._live += 1
             self.allocated += 1
         return np.empty(self.size, dtype=np.uint8)
 
@@ -41,10 +49,19 @@ class BufferPool:
         ndarray view would point at `backing` directly and outlive the finalizer's target).
         """
         view = np.frombuffer(memoryview(backing)[start:end], dtype=np.uint8)
-        weakref.finalize(view, self._give_back, backing)
+        weakref.finalize(view, self.give_back, backing)
         return view
 
-    def _give_back(self, backing: np.ndarray) -> None:
-        with self._lock:
-            if len(self._free) < self.keep:
+    def give_back(self, backing: np.ndarray) -> None:
+        """Return a buffer: called by a lent view's finalizer, or directly for one that was never lent."""
+        with self._cond:
+            if len(self._free) < self.limit:
                 self._free.append(backing)
+            else:  # allocated past the limit after close()
+                self._live -= 1
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

@@ -1,9 +1,15 @@
-"""Give freed buffers back to the operating system.
+"""How the process uses glibc's allocator, which decides much of its peak memory.
 
-The pipeline frees hundreds of MB of short-lived chunk and pack buffers per GB from several
-threads; glibc keeps them in per-thread arenas, so RSS climbs to several times the live data
-(measured: 300 MB peak for about 150 MB live). `malloc_trim` returns those pages at low cost when
-called once per pack; fixing the mmap threshold instead doubled system time in page faults.
+The pipeline frees hundreds of MB of short-lived chunk and sealed-blob buffers per GB from a
+dozen threads. By default glibc gives each thread its own arena and keeps freed memory in it
+until the top of the arena is free past a trim threshold that grows with the largest buffer
+seen (up to 64 MiB); measured, that held 25-30 MB more than the data in flight.
+
+`tune_allocator` (once, at start-up) shares one arena between the threads (the hot loops run in
+native code without allocating, so they do not contend for it) and fixes the thresholds: blocks
+under 16 MiB (every chunk, blob and restore read) come from the arena and are reused, and free
+memory above 1 MiB at its top goes back to the system. `release_free_memory` (once per pack)
+also returns free pages from the middle of the arena.
 """
 
 from __future__ import annotations
@@ -12,17 +18,29 @@ import ctypes
 import ctypes.util
 from functools import lru_cache
 
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
 
 @lru_cache(maxsize=1)
-def _trim():
+def _libc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc: nothing to tune
         return None
 
 
+def tune_allocator() -> None:
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_ARENA_MAX, 1)
+        libc.mallopt(_M_MMAP_THRESHOLD, 16 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 20)
+
+
 def release_free_memory() -> None:
-    trim = _trim()
-    if trim is not None:
-        trim(0)
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)

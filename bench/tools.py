@@ -8,6 +8,7 @@ up, and what the backup printed (snapshot id, tool-side stats).
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import json
 import os
@@ -181,6 +182,9 @@ def freeze_agent(repo_root: Path, dest: Path) -> str:
         shutil.copytree(repo_root / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for f in sorted(dest.rglob("*.py")):
         h.update(str(f.relative_to(dest)).encode() + b"\0" + f.read_bytes())
+    # byte-compiled, as `pip install` leaves a package (PYTHONDONTWRITEBYTECODE would otherwise make
+    # every command compile ~150 modules again)
+    compileall.compile_dir(str(dest), quiet=1)
     Agent.src = dest
     return h.hexdigest()[:16]
 

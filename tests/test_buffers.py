@@ -1,6 +1,7 @@
 """The read-buffer pool must never hand out a buffer that a chunk view still points into."""
 
 import gc
+import threading
 
 import numpy as np
 
@@ -8,7 +9,7 @@ from agent.buffers import BufferPool
 
 
 def test_buffer_returns_only_after_the_last_view_of_any_kind_dies():
-    pool = BufferPool(1 << 20, keep=4)
+    pool = BufferPool(1 << 20, limit=4)
     backing = pool.take()
     backing[:] = 7
     lent = pool.lend(backing, 100, 200)
@@ -28,10 +29,30 @@ def test_buffer_returns_only_after_the_last_view_of_any_kind_dies():
     assert pool.allocated == 1 and again.size == 1 << 20  # recycled, not a new allocation
 
 
-def test_pool_allocates_rather_than_waits_and_keeps_at_most_keep():
-    pool = BufferPool(4096, keep=2)
-    views = [pool.lend(pool.take(), 0, 10) for _ in range(5)]
-    assert pool.allocated == 5
-    del views
+def test_take_waits_at_the_limit_until_a_view_dies_and_close_releases_waiters():
+    pool = BufferPool(4096, limit=2)
+    views = [pool.lend(pool.take(), 0, 10) for _ in range(2)]
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(pool.take()))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and got == []  # both buffers are lent: it waits
+    del views[0]
     gc.collect()
-    assert len(pool._free) == 2
+    waiter.join(5)
+    assert not waiter.is_alive() and len(got) == 1 and pool.allocated == 2  # the freed one, reused
+    late: list = []
+    blocked = threading.Thread(target=lambda: late.append(pool.take()))
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive()
+    pool.close()  # a stopping pipeline: the waiting reader allocates instead of hanging
+    blocked.join(5)
+    assert not blocked.is_alive() and pool.allocated == 3
+
+
+def test_a_buffer_given_back_directly_is_reused():
+    pool = BufferPool(4096, limit=1)
+    first = pool.take()
+    pool.give_back(first)
+    assert pool.take() is first and pool.allocated == 1

@@ -100,8 +100,10 @@ app.add_typer(schedule_cmd.app, name="schedule")
 def run() -> None:
     """Console entry point: typed errors become one clear line and a documented exit code."""
     from agent.errors import AgentError
+    from agent.memory import tune_allocator
     from backends.errors import BackendError
 
+    tune_allocator()
     debug = "--debug" in sys.argv
     try:
         rc = app(standalone_mode=False)
