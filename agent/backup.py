@@ -47,10 +47,10 @@ class _StopRequested(Exception):
 
 _READ_AHEAD = 1  # blocks read and cut ahead of hashing (agent.readahead)
 _HASH_DEPTH = 1  # blocks hashed ahead of the dedup step
-_SEAL_BYTES = 8 << 20  # raw bytes being compressed and sealed at once
+_SEAL_BYTES = 4 << 20  # raw bytes being compressed and sealed at once: keeps two threads busy; 8 MiB held 4 MB more
 # Read buffers that may exist at once (agent.buffers): reading, cutting, the carried tail, hashing and
 # chunks queued for sealing each hold one or two; more only raised the peak.
-_BUFFERS = 5
+_BUFFERS = 4
 
 
 @dataclass

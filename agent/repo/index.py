@@ -38,6 +38,7 @@ def _key(cid: bytes) -> int:
     return int.from_bytes(cid[:8], "big")
 
 
+_FEW = 16  # known(): below this many ids, one scalar search each beats a vectorised search
 _COLUMNS = (("rest", "V24"), ("pack", "<u4"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4"), ("type", "u1"))
 
 
@@ -151,7 +152,9 @@ class ChunkIndex:
         """Membership of many ids with one vectorised search: a backup asks for each block's chunks
         at once (a numpy call per chunk cost more than hashing it)."""
         out = [cid in self._delta for cid in ids]
-        if ids and len(self._keys) and not all(out):
+        if len(ids) <= _FEW:  # numpy's fixed cost per call (~70 us) is more than a few scalar lookups
+            return [hit or self._find(cid) >= 0 for hit, cid in zip(out, ids)]
+        if len(self._keys) and not all(out):
             rows = self._search(np.frombuffer(b"".join(ids), dtype="V32"))
             out = [hit or bool(row >= 0) for hit, row in zip(out, rows)]
         return out
