@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.errors import AgentError, CorruptObject, TargetError
+from agent.memory import keep_freed
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
 from agent.repo.chunklist import DATA
 from agent.repo.envelope import BlobType
@@ -163,6 +164,7 @@ def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOpti
                 listener: Listener = ignore) -> RestoreResult:
     opts = opts or RestoreOptions()
     t0 = time.monotonic()
+    keep_freed(32 << 20)
     with repo.lock(exclusive=False, command="restore", wait=opts.lock_wait):
         return _restore(repo, snap, target, opts, listener, t0)
 
