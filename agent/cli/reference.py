@@ -65,7 +65,9 @@ def _type(param: Any, ctx: Any) -> str:
         if shown.startswith("list[") and shown.endswith("]"):
             shown = shown[5:-1]
         kind = f"`{shown}`"
-    lo, hi = getattr(param, "min", None), getattr(param, "max", None)
+    # typer 0.29 keeps a range on the parameter; earlier releases on its click type (IntRange)
+    lo = getattr(param, "min", getattr(param.type, "min", None))
+    hi = getattr(param, "max", getattr(param.type, "max", None))
     if lo is not None and hi is not None:
         kind += f" ({lo} to {hi})"
     elif lo is not None:
