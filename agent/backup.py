@@ -396,7 +396,6 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             # two threads ahead of this one: the disk reads while the previous block is cut
             cdc = make_chunker(repo.params.chunker, repo.master.chunker_seed)
             guide = _guide(repo, index, earlier[-1] if earlier else None, cdc, pipe, listener)
-            release_free_memory()  # what decoding the index and chunk list freed, before buffers are taken
             head = min(repo.params.chunker.max_size, HEAD_ROOM)  # room for a block's uncut tail
             pool = BufferPool(head + BLOCK_SIZE, limit=_BUFFERS)
             raw = ReadAhead(read_blocks(src, pool, head), _READ_AHEAD)
