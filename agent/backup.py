@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-import numpy as np
-
 from crypto.ids import keyed_hasher
 from agent import __version__
 from agent.buffers import BufferPool
-from agent.chunking import BLOCK_SIZE, HEAD_ROOM, Block, Hole, cut_blocks, make_chunker, read_blocks
+from agent.chunking import BLOCK_SIZE, HEAD_ROOM, Block, Hole, cut_blocks, is_zero, make_chunker, read_blocks
 from agent.errors import CorruptObject, SourceError
 from agent.memory import release_free_memory
 from agent.parent_cut import GuidedCutter, ParentChunks
@@ -98,7 +96,7 @@ def _hash_block(env: Envelope, block: Block) -> list[tuple[int, int, memoryview,
     for off, length, view, known in block.chunks:
         if known is not None:  # a parent chunk, verified while cutting
             out.append((off, length, view, known))
-        elif view[0] == 0 and view[-1] == 0 and not np.frombuffer(view, dtype=np.uint8).any():
+        elif view[0] == 0 and view[-1] == 0 and is_zero(view):
             out.append((off, length, view, None))
         else:
             out.append((off, length, view, env.chunk_id(view)))

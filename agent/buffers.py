@@ -11,27 +11,30 @@ has to count references. At most `limit` buffers exist: `take` waits for one to 
 wait is the pipeline's memory bound, and it cannot deadlock, because every stage downstream of the
 reader finishes what it holds without needing a new buffer. `close` releases a waiting reader
 (it then allocates) so a stopping run never hangs on it.
+
+Buffers are plain `bytearray`s. A lent view is a memoryview over a ctypes array made on the
+buffer: unlike a memoryview, the ctypes array can carry the finalizer, and every slice of the view
+keeps it alive.
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import weakref
-
-import numpy as np
 
 
 class BufferPool:
     def __init__(self, size: int, limit: int) -> None:
         self.size, self.limit = size, limit
-        self._free: list[np.ndarray] = []
+        self._free: list[bytearray] = []
         # re-entrant: a finalizer may run (and give a buffer back) in a thread already inside the pool
         self._cond = threading.Condition(threading.RLock())
         self._live = 0  # buffers allocated and not dropped
         self._closed = False
         self.allocated = 0  # buffers ever allocated, for tests and profiles
 
-    def take(self) -> np.ndarray:
+    def take(self) -> bytearray:
         """A buffer of `size` bytes (contents undefined); waits while `limit` are in use."""
         with self._cond:
             while not self._free and self._live >= self.limit and not self._closed:
@@ -40,19 +43,16 @@ class BufferPool:
                 return self._free.pop()
             self._live += 1
             self.allocated += 1
-        return np.empty(self.size, dtype=np.uint8)
+        return bytearray(self.size)
 
-    def lend(self, backing: np.ndarray, start: int, end: int) -> np.ndarray:
-        """A view of backing[start:end] whose death returns `backing` to the pool.
+    def lend(self, backing: bytearray, start: int, end: int) -> memoryview:
+        """A view of backing[start:end] (format 'B') whose death, with all its slices, returns
+        `backing` to the pool."""
+        owner = (ctypes.c_char * (end - start)).from_buffer(backing, start)
+        weakref.finalize(owner, self.give_back, backing)
+        return memoryview(owner).cast("B")
 
-        Built on a memoryview so that numpy slices of it keep it alive (a slice of a plain
-        ndarray view would point at `backing` directly and outlive the finalizer's target).
-        """
-        view = np.frombuffer(memoryview(backing)[start:end], dtype=np.uint8)
-        weakref.finalize(view, self.give_back, backing)
-        return view
-
-    def give_back(self, backing: np.ndarray) -> None:
+    def give_back(self, backing: bytearray) -> None:
         """Return a buffer: called by a lent view's finalizer, or directly for one that was never lent."""
         with self._cond:
             if len(self._free) < self.limit:

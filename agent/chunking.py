@@ -1,7 +1,7 @@
 """Content-defined chunking of a source with keyed FastCDC.
 
-Reads each data extent in large blocks into uninitialised numpy buffers (no zero-fill, one
-copy of at most one chunk per block for the carry-over) and cuts them with pyfastcdc, whose
+Reads each data extent in large blocks into recycled buffers (agent.buffers; one copy of at most
+one chunk per block for the carry-over) and cuts them with pyfastcdc, whose
 inner loop runs without the GIL. The gear table is XORed with a secret seed from the master key,
 so cut points do not reveal content to anyone without the key.
 """
@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-import numpy as np
 import pyfastcdc
 
 from agent.buffers import BufferPool
@@ -34,8 +33,17 @@ class Block:
     """Final chunks of one read: (offset in image, length, view into `buf`, id if already known)."""
 
     offset: int
-    buf: np.ndarray
+    buf: memoryview | bytearray
     chunks: list[tuple[int, int, memoryview, bytes | None]]
+
+
+_ZEROS = bytes(256 << 10)  # compared against, never written
+
+
+def is_zero(view: memoryview) -> bool:
+    """All bytes zero? memcmp against a constant (bytes.startswith), 256 KiB at a time."""
+    step = len(_ZEROS)
+    return all(_ZEROS.startswith(view[i:i + step]) for i in range(0, len(view), step))
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ def make_chunker(params: ChunkerParams, seed: int) -> pyfastcdc.FastCDC:
 
 
 def read_blocks(src: Source, pool: BufferPool, head: int,
-                block_size: int = BLOCK_SIZE) -> Iterator[Hole | tuple[int, np.ndarray, int, bool]]:
+                block_size: int = BLOCK_SIZE) -> Iterator[Hole | tuple[int, bytearray, int, bool]]:
     """Raw reads of the data extents as (offset, pool buffer, length, last of its extent), and the
     holes between. Data lands `head` bytes into the buffer, leaving room for the previous block's
     uncut tail, so cutting never concatenates.
@@ -83,7 +91,7 @@ def read_blocks(src: Source, pool: BufferPool, head: int,
         yield Hole(pos, src.size - pos)
 
 
-def cut_blocks(reads: Iterable[Hole | tuple[int, np.ndarray, int, bool]], cdc: pyfastcdc.FastCDC, pool: BufferPool,
+def cut_blocks(reads: Iterable[Hole | tuple[int, bytearray, int, bool]], cdc: pyfastcdc.FastCDC, pool: BufferPool,
                head: int, guide: "GuidedCutter | None" = None) -> Iterator[Block | Hole]:
     """Cut raw reads into chunks. A block's last cut is forced by the buffer's end unless its extent
     ends there, so it is carried over (copied into the next buffer's head room) and cut again with
@@ -100,10 +108,10 @@ def cut_blocks(reads: Iterable[Hole | tuple[int, np.ndarray, int, bool]], cdc: p
             buf, base = pool.lend(backing, head, head + n), off
         elif len(carry) <= head:
             start = head - len(carry)
-            backing[start:head] = np.frombuffer(carry, dtype=np.uint8)
+            backing[start:head] = carry
             buf = pool.lend(backing, start, head + n)
         else:  # a carry longer than the head room (rare: see HEAD_ROOM): join in a fresh array
-            buf = np.concatenate([np.frombuffer(carry, dtype=np.uint8), backing[head:head + n]])
+            buf = carry.tobytes() + memoryview(backing)[head:head + n]
             pool.give_back(backing)
         del backing
         carry = None

@@ -13,7 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 
 from agent.errors import UsageError
 from agent.progress import Listener, Warning, ignore
@@ -95,14 +94,19 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         runs_kept, runs_done = _split_runs(repo.list_runs(), snaps)
         protected = {p for _, r in runs_kept for p in r.get("packs", ())}
 
-        pack_col = index.column("pack").astype(np.int64)
+        pack_col = index.column("pack")
         if protected:  # uploads of an unfinished run: the next run resumes from them
-            used |= np.isin(pack_col, [i for i, p in enumerate(index.pack_ids) if p in protected])
-        length = index.column("length").astype(np.int64)
+            kept = {i for i, p in enumerate(index.pack_ids) if p in protected}
+            for r, p in enumerate(pack_col):
+                if p in kept:
+                    used[r] = 1
         npacks = len(index.pack_ids)
-        live_bytes = np.bincount(pack_col, weights=length * used, minlength=npacks)
-        all_bytes = np.bincount(pack_col, weights=length, minlength=npacks)
-        sizes = np.array(index.pack_sizes, dtype=np.int64)
+        live_bytes, all_bytes = [0] * npacks, [0] * npacks
+        for p, n, u in zip(pack_col, index.column("length"), used):
+            all_bytes[p] += n
+            if u:
+                live_bytes[p] += n
+        sizes = index.pack_sizes
         res.packs_before = len(stored)
         res.bytes_before = int(sum(stored.values()))
 
@@ -110,10 +114,10 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         orphans = [p for p in stored if not index.has_pack(p) and p not in protected]
         dead = [i for i in range(npacks) if live_bytes[i] == 0]
         partial = [i for i in range(npacks) if 0 < live_bytes[i] < all_bytes[i]]
-        unused_total = int((all_bytes - live_bytes).sum())
+        unused_total = sum(all_bytes) - sum(live_bytes)
         res.unused_before = unused_total
-        remaining_unused = int(sum(all_bytes[i] - live_bytes[i] for i in partial))
-        total_after = int(sum(sizes[i] for i in range(npacks) if live_bytes[i] > 0))
+        remaining_unused = sum(all_bytes[i] - live_bytes[i] for i in partial)
+        total_after = sum(sizes[i] for i in range(npacks) if live_bytes[i] > 0)
         repack: list[int] = []
         budget = max_repack if max_repack is not None else float("inf")
         for i in sorted(partial, key=lambda i: all_bytes[i] - live_bytes[i], reverse=True):
@@ -123,11 +127,11 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
                 continue
             budget -= live_bytes[i]
             repack.append(i)
-            remaining_unused -= int(all_bytes[i] - live_bytes[i])
+            remaining_unused -= all_bytes[i] - live_bytes[i]
         res.unused_after = remaining_unused
         res.packs_deleted = len(dead) + len(orphans)
         res.packs_repacked = len(repack)
-        res.bytes_freed = int(sum(sizes[i] for i in dead + repack) + sum(stored[p] for p in orphans))
+        res.bytes_freed = sum(sizes[i] for i in dead + repack) + sum(stored[p] for p in orphans)
         if dry_run:
             return res
 
@@ -135,17 +139,16 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         new_packs: list[tuple[str, int, list[PackEntry]]] = []
         builders = {BlobType.DATA: PackBuilder(), BlobType.META: PackBuilder()}
         repack_set = set(repack)
-        live_rows = np.nonzero(used)[0]
         by_pack: dict[int, list[int]] = defaultdict(list)
-        for r in live_rows[np.isin(pack_col[live_rows], list(repack_set))]:
-            by_pack[int(pack_col[r])].append(int(r))
-        ids = index.row_ids()
+        for r, (p, u) in enumerate(zip(pack_col, used)):
+            if u and p in repack_set:
+                by_pack[p].append(r)
         for i in repack:
             pack_id = index.pack_ids[i]
             data = repo.read_pack(pack_id)
             entries = {e.id: e for e in read_pack_bytes(repo.envelope, data, pack_id)}
             for r in by_pack[i]:
-                e = entries[ids[r].tobytes()]
+                e = entries[index.row_id(r)]
                 b = builders[BlobType(e.type)]
                 b.add(e.type, e.id, data[e.offset:e.offset + e.length], e.raw_length)
                 if len(b) >= repo.params.pack_size:
@@ -159,7 +162,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
 
         # 2. one index for everything that stays, superseding every old segment
         gone = set(dead) | repack_set
-        keep_rows = np.nonzero(~np.isin(pack_col, list(gone)))[0]
+        keep_rows = [r for r, p in enumerate(pack_col) if p not in gone]
         if gone or orphans or len(segments) > 1:
             repo.write_index_plain(encode_segment_rows(index, keep_rows, new_packs, segments))
             for name in segments:

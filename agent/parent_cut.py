@@ -11,39 +11,48 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import numpy as np
+from array import array
+from bisect import bisect_left
+
 import pyfastcdc
 
-from agent.repo.chunklist import DATA
+from agent.repo.chunklist import DATA, records
 
 Chunk = tuple[int, int, memoryview, "bytes | None"]  # image offset, length, bytes, id when already known
 _BATCH = 64  # candidates hashed per round trip to the pool
 
 
 class ParentChunks:
-    """The parent's data chunks as sorted columns (44 bytes per chunk), looked up by start offset."""
+    """The parent's data chunks as sorted columns (48 bytes per chunk), looked up by start offset."""
 
-    def __init__(self, groups: Sequence[np.ndarray]) -> None:
-        recs = np.concatenate(groups) if groups else np.zeros(0, dtype=[("kind", "u1"), ("length", "<u8"),
-                                                                         ("id", "V32")])
-        lengths = recs["length"].astype(np.uint64)
-        starts = np.cumsum(lengths) - lengths
-        data = recs["kind"] == DATA
-        # A chunk followed by zeros (or the image's end) may have been cut there only because a data
-        # extent ended (a hole followed): not a cut the chunker would make where the data goes on.
-        before_zero = np.ones(len(recs), dtype=bool)
-        before_zero[:-1] = recs["kind"][1:] != DATA
-        self.starts = starts[data]
-        self.lengths = lengths[data].astype(np.int64)
-        self.ids = recs["id"][data]
-        self.maybe_forced = before_zero[data]
+    def __init__(self, groups: Sequence[bytes]) -> None:
+        self.starts, self.lengths, self.maybe_forced = array("Q"), array("Q"), bytearray()
+        ids = []
+        pos = 0
+        prev_data = False
+        for kind, length, cid in records(groups):
+            if kind == DATA:
+                if prev_data:
+                    self.maybe_forced[-1] = 0  # followed by data: its end was a real cut
+                self.starts.append(pos)
+                self.lengths.append(length)
+                # followed by zeros or the image's end, it may have been cut there only because a
+                # data extent ended (a hole followed): not a cut the chunker makes where data goes on
+                self.maybe_forced.append(1)
+                ids.append(cid)
+            prev_data = kind == DATA
+            pos += length
+        self.ids = b"".join(ids)
 
     def __len__(self) -> int:
         return len(self.starts)
 
+    def id(self, i: int) -> bytes:
+        return self.ids[32 * i:32 * i + 32]
+
     def find(self, pos: int) -> int:
-        i = int(self.starts.searchsorted(np.uint64(pos)))
-        return i if i < len(self.starts) and int(self.starts[i]) == pos else -1
+        i = bisect_left(self.starts, pos)
+        return i if i < len(self.starts) and self.starts[i] == pos else -1
 
 
 class GuidedCutter:
@@ -81,8 +90,8 @@ class GuidedCutter:
         starts, lengths = self.parent.starts, self.parent.lengths
         cands = []
         p = pos
-        while i < len(starts) and int(starts[i]) == p and p + int(lengths[i]) <= end and len(cands) < _BATCH:
-            n = int(lengths[i])
+        while i < len(starts) and starts[i] == p and p + lengths[i] <= end and len(cands) < _BATCH:
+            n = lengths[i]
             if self.parent.maybe_forced[i] and not (extent_ends and p + n == end):
                 break
             cands.append((p, n, view[p - base:p - base + n], i))
@@ -92,7 +101,7 @@ class GuidedCutter:
             return []
         out: list[Chunk] = []
         for (p, n, v, i), cid in zip(cands, self.hash_many([c[2] for c in cands])):
-            if cid != self.parent.ids[i].tobytes():
+            if cid != self.parent.id(i):
                 break
             out.append((p, n, v, cid))
             self.reused += n

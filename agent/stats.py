@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from agent.repo.repository import Repository
 from agent.snapshot_data import mark_used
 
@@ -43,14 +41,14 @@ class RepoStats:
 def repo_stats(repo: Repository) -> RepoStats:
     index = repo.load_index()
     snaps = repo.list_snapshots()
-    raw = index.column("raw").astype(np.int64)
+    raw = index.column("raw")
     st = RepoStats(snapshots=len(snaps), packs=len(index.pack_ids), stored_bytes=int(sum(index.pack_sizes)),
-                   raw_bytes=int(raw.sum()), logical_bytes=sum(s.size for s in snaps))
+                   raw_bytes=sum(raw), logical_bytes=sum(s.size for s in snaps))
     groups = defaultdict(list)
     for s in snaps:
         groups[(s.host, s.source_path)].append(s)
     for (host, source), members in sorted(groups.items()):
         used = mark_used(repo, index, members)
         st.groups.append(GroupStats(host, source, len(members), max(members, key=lambda s: s.time).size,
-                                    sum(s.size for s in members), int((raw * used).sum())))
+                                    sum(s.size for s in members), sum(n for n, u in zip(raw, used) if u)))
     return st

@@ -105,23 +105,23 @@ def _rss_kib(field: str = "VmRSS") -> int:
 
 def index_probe(n: int, segments: int) -> dict:
     """Runs in a fresh child: build N entries as SEGMENTS decoded segments, load like load_index."""
-    import numpy as np
+    import random
 
-    from agent.repo.index import SEG_DTYPE, ChunkIndex, load_segments_into
+    from agent.repo.index import SEG_RECORD, ChunkIndex, load_segments_into
 
-    rng = np.random.default_rng(1)
+    rng = random.Random(1)
     per_pack = 32  # 16 MiB packs of 512 KiB chunks
     decoded = []
     for s in range(segments):  # built before the baseline: load_index decodes every segment first too
         lo, hi = n * s // segments, n * (s + 1) // segments
         m = hi - lo
-        etab = np.zeros(m, dtype=SEG_DTYPE)
-        etab["id"] = np.frombuffer(rng.bytes(32 * m), dtype="V32")
-        etab["pack"] = np.arange(m) // per_pack
-        etab["offset"], etab["length"], etab["raw"], etab["type"] = 0, 300_000, 524_288, 1
+        records = sorted(SEG_RECORD.pack(rng.randbytes(32), i // per_pack, 0, 300_000, 524_288, 1) for i in range(m))
+        etab = b"".join(records)  # sorted by id, as encode_segment writes them
+        del records
         packs = [(secrets.token_hex(32), 16 << 20) for _ in range(-(-m // per_pack))]
         decoded.append((packs, etab))
-    probe = decoded[0][1]["id"][: min(100_000, len(decoded[0][1]))].copy()
+    first = decoded[0][1]
+    probe = [bytes(first[i:i + 32]) for i in range(0, min(100_000 * SEG_RECORD.size, len(first)), SEG_RECORD.size)]
     base, base_hwm = _rss_kib(), _rss_kib("VmHWM")
     t0 = time.perf_counter()
     idx = ChunkIndex()
@@ -131,7 +131,7 @@ def index_probe(n: int, segments: int) -> dict:
     with_segments = _rss_kib()
     del decoded, packs, etab  # the build loop's variables hold the last decoded segment too
     after = _rss_kib()
-    ids = [probe[i].tobytes() for i in range(len(probe))]
+    ids = probe
     t0 = time.perf_counter()
     hits = sum(cid in idx for cid in ids)
     lookup_us = (time.perf_counter() - t0) / len(ids) * 1e6

@@ -7,14 +7,13 @@ records. Each group is stored as a META blob, so unchanged stretches of a list d
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-import numpy as np
-
 from agent.errors import CorruptObject
 
-RECORD = np.dtype([("kind", "u1"), ("length", "<u8"), ("id", "V32")])
+RECORD = struct.Struct("<BQ32s")  # kind, length, chunk id
 DATA = 0
 ZERO = 1
 _NO_ID = bytes(32)
@@ -74,18 +73,23 @@ class ChunkListWriter:
             self._group = []
 
 
-def decode_group(data: bytes, name: str) -> np.ndarray:
-    if len(data) % RECORD.itemsize:
+def decode_group(data: bytes, name: str) -> bytes:
+    """Check a group's records (RECORD, back to back) and return them."""
+    if len(data) % RECORD.size:
         raise CorruptObject(f"chunk list blob {name[:16]} is malformed")
-    recs = np.frombuffer(data, dtype=RECORD)
-    if len(recs) and int(recs["kind"].max()) > ZERO:
+    if data and max(data[::RECORD.size]) > ZERO:  # every record's first byte is its kind
         raise CorruptObject(f"chunk list blob {name[:16]} has an unknown record kind")
-    return recs
+    return bytes(data)
 
 
-def extents(groups: Iterable[np.ndarray]) -> Iterator[Extent]:
+def records(groups: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """(kind, length, id) of every record, in image order."""
+    for group in groups:
+        yield from RECORD.iter_unpack(group)
+
+
+def extents(groups: Iterable[bytes]) -> Iterator[Extent]:
     offset = 0
-    for recs in groups:
-        for kind, length, cid in zip(recs["kind"].tolist(), recs["length"].tolist(), recs["id"]):
-            yield Extent(offset, length, kind, cid.tobytes())
-            offset += length
+    for kind, length, cid in records(groups):
+        yield Extent(offset, length, kind, cid)
+        offset += length

@@ -12,15 +12,13 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
-
 from crypto.ids import object_hasher, object_id
 from agent.errors import CorruptObject
 from agent.repo.envelope import Envelope
 
 _MAGIC = b"APH1"
 _KIND = b"pack-header"
-HEADER_DTYPE = np.dtype([("type", "u1"), ("id", "V32"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4")])
+HEADER_RECORD = struct.Struct("<B32sIII")  # type, id, offset, length, raw length
 #: a header larger than this is refused (bounds memory on hostile input)
 MAX_HEADER = 32 << 20
 _HASH_PIECE = 1 << 20
@@ -83,8 +81,8 @@ class PackBuilder:
     def finish(self, envelope: Envelope) -> SpooledPack:
         """Append the sealed header and its length; name the pack by hashing the file back (from
         the page cache, in pieces) in the calling thread, which is an upload thread in backups."""
-        table = np.array(self._entries, dtype=HEADER_DTYPE)
-        plain = _MAGIC + struct.pack("<I", len(table)) + table.tobytes()
+        table = b"".join(HEADER_RECORD.pack(*e) for e in self._entries)
+        plain = _MAGIC + struct.pack("<I", len(self._entries)) + table
         sealed = envelope.seal_object(_KIND, plain)
         self._append(sealed + struct.pack("<I", len(sealed)))
         assert self._file is not None
@@ -123,11 +121,9 @@ def parse_header(envelope: Envelope, sealed: bytes | memoryview, data_end: int, 
     if plain[:4] != _MAGIC or len(plain) < 8:
         raise CorruptObject(f"pack {name[:16]} has an unknown header format")
     (count,) = struct.unpack("<I", plain[4:8])
-    if len(plain) != 8 + count * HEADER_DTYPE.itemsize:
+    if len(plain) != 8 + count * HEADER_RECORD.size:
         raise CorruptObject(f"pack {name[:16]} header is malformed")
-    table = np.frombuffer(plain, dtype=HEADER_DTYPE, offset=8, count=count)
-    entries = [PackEntry(int(r["type"]), r["id"].tobytes(), int(r["offset"]), int(r["length"]), int(r["raw"]))
-               for r in table]
+    entries = [PackEntry(*r) for r in HEADER_RECORD.iter_unpack(memoryview(plain)[8:])]
     for e in entries:
         if e.offset + e.length > data_end:
             raise CorruptObject(f"pack {name[:16]} header points past the data")

@@ -1,6 +1,6 @@
 """A fork server for `agent`, so the documentation examples do not pay Python's imports per command.
 
-Starting `agent` costs about half a second of imports (typer, rich, numpy, pydantic, the repository
+Starting `agent` costs about half a second of imports (typer, rich, pydantic, the repository
 code) before it does anything; the docs run some sixty commands. The server imports the CLI once and
 forks a fresh child per command; the `agent` script the pages call is a tiny client that hands the
 child its argv, environment, working directory and stdin/stdout/stderr (as file descriptors) and
