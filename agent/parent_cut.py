@@ -23,7 +23,7 @@ _BATCH = 64  # candidates hashed per round trip to the pool
 
 
 class ParentChunks:
-    """The parent's data chunks as sorted columns (48 bytes per chunk), looked up by start offset."""
+    """The parent's data chunks as sorted columns (49 bytes per chunk), looked up by start offset."""
 
     def __init__(self, groups: Sequence[bytes]) -> None:
         self.starts, self.lengths, self.maybe_forced = array("Q"), array("Q"), bytearray()

@@ -109,8 +109,8 @@ class ChunkIndex:
 
         Sorting whole records sorts by id (it comes first). An id already indexed keeps its
         location; of ids repeated among the new records (a chunk stored twice, e.g. by an
-        interrupted run) one is kept. Into an empty index the rows are built with two joins; into
-        a filled one (a night's chunks into a large index) existing rows are copied in slices
+        interrupted run) one is kept. Into an empty index the columns are gathered from one joined
+        buffer (_columns); into a filled one (a night's chunks into a large index) existing rows are copied in slices
         between insertion points, a few memcpys.
         """
         records.sort()  # fast on the sorted runs that segments are written as
