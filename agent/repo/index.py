@@ -109,9 +109,9 @@ class ChunkIndex:
 
         Sorting whole records sorts by id (it comes first). An id already indexed keeps its
         location; of ids repeated among the new records (a chunk stored twice, e.g. by an
-        interrupted run) one is kept. Into an empty index the columns are gathered from one joined
-        buffer (_columns); into a filled one (a night's chunks into a large index) existing rows are copied in slices
-        between insertion points, a few memcpys.
+        interrupted run) one is kept. Into an empty index the columns are gathered from one
+        joined buffer (_columns); into a filled one (a night's chunks into a large index) the
+        existing rows are copied in slices between insertion points, a few memcpys.
         """
         records.sort()  # fast on the sorted runs that segments are written as
         if not self._keys:
@@ -130,11 +130,8 @@ class ChunkIndex:
                 continue
             last = cid
             k = int.from_bytes(rec[:8], "big")
-            i = bisect_left(keys, k, done)
-            tail = rec[8:32]
-            while i < len(keys) and keys[i] == k and rows[i * ROW.size:i * ROW.size + 24] < tail:
-                i += 1  # a shared 8-byte prefix (rare): keep full-id order among the equal keys
-            if i < len(keys) and keys[i] == k and rows[i * ROW.size:i * ROW.size + 24] == tail:
+            i, known = self._locate(k, rec[8:32], done)
+            if known:
                 continue
             if i > done:
                 out_keys.extend(keys[done:i])
@@ -148,18 +145,21 @@ class ChunkIndex:
         out_rows += memoryview(rows)[done * ROW.size:]
         self._keys, self._rows = out_keys, out_rows
 
-    def _match(self, i: int, k: int, tail: bytes) -> int:
-        """Row of the id (key k, remaining bytes tail) at or after row i, or -1."""
+    def _locate(self, k: int, tail: bytes, lo: int = 0) -> tuple[int, bool]:
+        """Where the id with key k and remaining bytes `tail` is, or would be inserted (rows are in
+        full-id order, also among the rare equal keys), and whether it is there."""
         keys, rows, size = self._keys, self._rows, ROW.size
+        i = bisect_left(keys, k, lo)
         while i < len(keys) and keys[i] == k:
-            if rows[i * size:i * size + 24] == tail:
-                return i
+            have = rows[i * size:i * size + 24]
+            if have >= tail:
+                return i, have == tail
             i += 1
-        return -1
+        return i, False
 
     def _find(self, cid: bytes) -> int:
-        k = int.from_bytes(cid[:8], "big")
-        return self._match(bisect_left(self._keys, k), k, cid[8:])
+        i, known = self._locate(int.from_bytes(cid[:8], "big"), cid[8:])
+        return i if known else -1
 
     def __contains__(self, cid: bytes) -> bool:
         return cid in self._delta or self._find(cid) >= 0
@@ -204,8 +204,9 @@ class ChunkIndex:
     def column(self, name: str) -> array:
         """One per-row field (pack, offset, length, raw, type), aligned with rows_of()."""
         self._merge()
-        field = 1 + COLUMNS.index(name)
-        return array("B" if name == "type" else "I", (r[field] for r in ROW.iter_unpack(self._rows)))
+        if name == "type":
+            return array("B", self._rows[ROW.size - 1::ROW.size])
+        return _u32_field(self._rows, 24 + 4 * COLUMNS.index(name), ROW.size)
 
 
 def _drop_repeats(keys: array, rows: bytearray) -> tuple[array, bytearray]:
@@ -306,11 +307,11 @@ def load_segments_into(index: ChunkIndex, segments: list[tuple[list[tuple[str, i
         index._insert(records)
 
 
-def _u32_field(raw: bytes, at: int) -> array:
-    """The little-endian u32 at byte `at` of every SEG_RECORD, gathered with strided slices (in C)."""
-    out = bytearray(len(raw) // SEG_RECORD.size * 4)
+def _u32_field(raw: bytes | bytearray, at: int, stride: int = SEG_RECORD.size) -> array:
+    """The little-endian u32 at byte `at` of every fixed-size record, gathered with strided slices (in C)."""
+    out = bytearray(len(raw) // stride * 4)
     for j in range(4):
-        out[j::4] = raw[at + j::SEG_RECORD.size]
+        out[j::4] = raw[at + j::stride]
     values = array("I")
     values.frombytes(out)
     if sys.byteorder == "big":
