@@ -109,11 +109,14 @@ def test_prune_killed_anywhere_is_finished_by_the_next(cli, tmp_path, kill_after
 
 def test_stats_reports_dedup_per_source(cli, tmp_path):
     cli("init")
-    copies = _nights(cli, tmp_path, 3, mib=4)
+    # 12 MiB, not 4: with ~8 chunks per image the ratio swung between 1.09 and 1.35 with the
+    # repository's random chunker seed; at 12 MiB two rewritten MiB a night always dedup past 1.2
+    mib = 12
+    copies = _nights(cli, tmp_path, 3, mib=mib)
     st = cli("stats", "--json").json()
-    assert st["snapshots"] == 3 and st["logical_bytes"] == 3 * (4 << 20)
+    assert st["snapshots"] == 3 and st["logical_bytes"] == 3 * (mib << 20)
     assert st["stored_bytes"] < st["logical_bytes"] and st["dedup_ratio"] > 1.2
     [group] = st["groups"]
-    assert group["snapshots"] == 3 and group["latest_size"] == 4 << 20
+    assert group["snapshots"] == 3 and group["latest_size"] == mib << 20
     assert group["unique_raw_bytes"] == st["raw_bytes"]
     assert len(copies) == 3
