@@ -62,6 +62,7 @@ class BackupOptions:
     lock_wait: float = 0.0  # seconds to wait for a running prune
     deadline: datetime | None = None  # stop cleanly at this time (--stop-at / --max-duration)
     stop: threading.Event | None = None  # set by a signal handler: stop cleanly now
+    direct_io: bool = True  # read the source with O_DIRECT where possible (agent.source.device)
 
 
 @dataclass
@@ -371,7 +372,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
     if opts.deadline is not None:
         deadline_mono = t0 + (opts.deadline - started).total_seconds()
     host = opts.host or socket.gethostname()
-    with open_source(path) as src:
+    with open_source(path, direct=opts.direct_io) as src:
         for w in src.warnings:
             listener(Warning(w))
         table = _partition_table(src)

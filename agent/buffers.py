@@ -12,14 +12,16 @@ wait is the pipeline's memory bound, and it cannot deadlock, because every stage
 reader finishes what it holds without needing a new buffer. `close` releases a waiting reader
 (it then allocates) so a stopping run never hangs on it.
 
-Buffers are plain `bytearray`s. A lent view is a memoryview over a ctypes array made on the
-buffer: unlike a memoryview, the ctypes array can carry the finalizer, and every slice of the view
-keeps it alive.
+Buffers are anonymous `mmap`s: page-aligned, as O_DIRECT reads need (agent.source.device), and
+handed back to the system whole when dropped. A lent view is a memoryview over a ctypes array made
+on the buffer: unlike a memoryview, the ctypes array can carry the finalizer, and every slice of
+the view keeps it alive.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import threading
 import weakref
 
@@ -27,14 +29,14 @@ import weakref
 class BufferPool:
     def __init__(self, size: int, limit: int) -> None:
         self.size, self.limit = size, limit
-        self._free: list[bytearray] = []
+        self._free: list[mmap.mmap] = []
         # re-entrant: a finalizer may run (and give a buffer back) in a thread already inside the pool
         self._cond = threading.Condition(threading.RLock())
         self._live = 0  # buffers allocated and not dropped
         self._closed = False
         self.allocated = 0  # buffers ever allocated, for tests and profiles
 
-    def take(self) -> bytearray:
+    def take(self) -> mmap.mmap:
         """A buffer of `size` bytes (contents undefined); waits while `limit` are in use."""
         with self._cond:
             while not self._free and self._live >= self.limit and not self._closed:
@@ -43,16 +45,16 @@ class BufferPool:
                 return self._free.pop()
             self._live += 1
             self.allocated += 1
-        return bytearray(self.size)
+        return mmap.mmap(-1, self.size)
 
-    def lend(self, backing: bytearray, start: int, end: int) -> memoryview:
+    def lend(self, backing: mmap.mmap, start: int, end: int) -> memoryview:
         """A view of backing[start:end] (format 'B') whose death, with all its slices, returns
         `backing` to the pool."""
         owner = (ctypes.c_char * (end - start)).from_buffer(backing, start)
         weakref.finalize(owner, self.give_back, backing)
         return memoryview(owner).cast("B")
 
-    def give_back(self, backing: bytearray) -> None:
+    def give_back(self, backing: mmap.mmap) -> None:
         """Return a buffer: called by a lent view's finalizer, or directly for one that was never lent."""
         with self._cond:
             if len(self._free) < self.limit:

@@ -8,7 +8,6 @@ so cut points do not reveal content to anyone without the key.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator
 
@@ -20,6 +19,8 @@ from agent.repo.format import ChunkerParams
 from agent.source.device import Source
 
 if TYPE_CHECKING:
+    from mmap import mmap
+
     from agent.parent_cut import GuidedCutter
 
 BLOCK_SIZE = 2 << 20  # 3 MiB blocks were 0.2 s faster on day2 but held 5 MB more at every step
@@ -33,7 +34,7 @@ class Block:
     """Final chunks of one read: (offset in image, length, view into `buf`, id if already known)."""
 
     offset: int
-    buf: memoryview | bytearray
+    buf: memoryview | bytes
     chunks: list[tuple[int, int, memoryview, bytes | None]]
 
 
@@ -60,7 +61,7 @@ def make_chunker(params: ChunkerParams, seed: int) -> pyfastcdc.FastCDC:
 
 
 def read_blocks(src: Source, pool: BufferPool, head: int,
-                block_size: int = BLOCK_SIZE) -> Iterator[Hole | tuple[int, bytearray, int, bool]]:
+                block_size: int = BLOCK_SIZE) -> Iterator[Hole | tuple[int, mmap, int, bool]]:
     """Raw reads of the data extents as (offset, pool buffer, length, last of its extent), and the
     holes between. Data lands `head` bytes into the buffer, leaving room for the previous block's
     uncut tail, so cutting never concatenates.
@@ -79,7 +80,7 @@ def read_blocks(src: Source, pool: BufferPool, head: int,
             view = memoryview(backing)[head:head + n]
             got = 0
             while got < n:
-                r = os.preadv(src.fd, [view[got:]], off + got)
+                r = src.read_into(view[got:], off + got)
                 if r == 0:
                     raise SourceError(f"{src.path} ended at byte {off + got} while {src.size} were expected: it "
                                       "shrank or vanished during the backup; no snapshot was written")
@@ -91,7 +92,7 @@ def read_blocks(src: Source, pool: BufferPool, head: int,
         yield Hole(pos, src.size - pos)
 
 
-def cut_blocks(reads: Iterable[Hole | tuple[int, bytearray, int, bool]], cdc: pyfastcdc.FastCDC, pool: BufferPool,
+def cut_blocks(reads: Iterable[Hole | tuple[int, mmap, int, bool]], cdc: pyfastcdc.FastCDC, pool: BufferPool,
                head: int, guide: "GuidedCutter | None" = None) -> Iterator[Block | Hole]:
     """Cut raw reads into chunks. A block's last cut is forced by the buffer's end unless its extent
     ends there, so it is carried over (copied into the next buffer's head room) and cut again with

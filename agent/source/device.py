@@ -2,6 +2,11 @@
 
 Reports size, identity (so `--at` and parents match the same disk), data extents (holes of sparse
 files are skipped without reading them), and whether a block device is mounted read-write.
+
+The bulk of a backup reads the source a second time through O_DIRECT when the filesystem allows it:
+the disk's blocks go straight into the pipeline's aligned buffers instead of being copied out of
+the page cache, which halves the system time of an incremental night, and the server's cached
+working set (its database, its files) is not evicted by a pass over the whole disk.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ _BLKGETSIZE64 = 0x80081272
 #: holes smaller than this are read (the kernel returns zeros without disk I/O); skipping tiny
 #: holes would restart the chunker on every fragment of an ext4 image and ruin deduplication
 HOLE_MIN = 1 << 20
+#: offsets, lengths and buffer addresses of direct reads are multiples of this (every logical block size)
+DIRECT_ALIGN = 4096
 
 
 @dataclass
@@ -31,11 +38,32 @@ class Source:
     size: int
     identity: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    direct_fd: int | None = None  # the same file opened with O_DIRECT, when the filesystem allows it
 
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.fd, length, offset)
 
+    def read_into(self, view: memoryview, offset: int) -> int:
+        """One read of up to len(view) bytes at `offset` into `view` (short only at the end of the
+        source). Direct when offset and length are aligned; the buffer must then be aligned too
+        (agent.buffers hands out page-aligned ones). A filesystem or buffer that refuses direct
+        I/O (EINVAL) turns it off for the rest of the run: the page cache gives the same bytes."""
+        if self.direct_fd is not None and not (offset | len(view)) % DIRECT_ALIGN:
+            try:
+                return os.preadv(self.direct_fd, [view], offset)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self._close_direct()
+        return os.preadv(self.fd, [view], offset)
+
+    def _close_direct(self) -> None:
+        if self.direct_fd is not None:
+            os.close(self.direct_fd)
+            self.direct_fd = None
+
     def close(self) -> None:
+        self._close_direct()
         os.close(self.fd)
 
     def __enter__(self) -> "Source":
@@ -92,7 +120,8 @@ def _size_of(fd: int, kind: str) -> int:
     return os.fstat(fd).st_size
 
 
-def open_source(path: str) -> Source:
+def open_source(path: str, direct: bool = False) -> Source:
+    """Open `path` for reading; with `direct`, also open it with O_DIRECT for `Source.read_into`."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0))
     except PermissionError:
@@ -121,6 +150,8 @@ def open_source(path: str) -> Source:
         pass
     identity = {"st_dev": st.st_dev, "st_ino": st.st_ino}
     src = Source(os.path.abspath(path), fd, kind, _size_of(fd, kind), identity)
+    if direct:
+        src.direct_fd = _open_direct(path, st)
     if kind == "block":
         identity.update(_block_identity(st.st_rdev))
         mounted = mounts_of(st.st_rdev)
@@ -130,6 +161,27 @@ def open_source(path: str) -> Source:
                 f"{path} (or a partition of it) is mounted read-write at {', '.join(m[0] for m in rw)}: the image may "
                 "be inconsistent. Use a filesystem freeze or an LVM snapshot (see docs/backup.md, snapshot hooks)")
     return src
+
+
+def _open_direct(path: str, st: os.stat_result) -> int | None:
+    """The same object opened with O_DIRECT, or None where that is refused (tmpfs before Linux 6.6,
+    some network and FUSE filesystems) or the path now names something else."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECT", 0)
+    if flags == os.O_RDONLY | os.O_CLOEXEC:
+        return None
+    for extra in (getattr(os, "O_NOATIME", 0), 0):
+        try:
+            fd = os.open(path, flags | extra)
+        except PermissionError:
+            continue
+        except OSError:
+            return None
+        same = os.fstat(fd)
+        if (same.st_dev, same.st_ino) == (st.st_dev, st.st_ino):
+            return fd
+        os.close(fd)
+        return None
+    return None
 
 
 def _block_identity(rdev: int) -> dict:

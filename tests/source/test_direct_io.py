@@ -1,0 +1,134 @@
+"""Direct (O_DIRECT) reads of the source: the same bytes as cached reads, and the page cache left alone."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backends.local import LocalBackend
+from crypto.kdf import TEST_PARAMS
+from agent.backup import BackupOptions, run_backup
+from agent.buffers import BufferPool
+from agent.repo.cache import ObjectCache
+from agent.repo.format import RepoParams
+from agent.repo.repository import Repository
+from agent.source.device import DIRECT_ALIGN, open_source
+
+SIZE = (3 << 20) + 1234  # not a multiple of the alignment: the tail is read through the cache
+
+
+def _supports_direct(path) -> bool:
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def image(tmp_path):
+    img = tmp_path / "disk.img"
+    img.write_bytes(os.urandom(SIZE))
+    if not _supports_direct(img):
+        pytest.skip(f"{tmp_path} does not support O_DIRECT")
+    return img
+
+
+def _read_all(src, buf: memoryview, offset: int) -> bytes:
+    got = 0
+    while got < len(buf):
+        n = src.read_into(buf[got:], offset + got)
+        if n == 0:
+            break
+        got += n
+    return bytes(buf[:got])
+
+
+def test_direct_fd_is_opened_only_when_asked(image):
+    with open_source(str(image), direct=True) as src:
+        assert src.direct_fd is not None
+        assert os.fstat(src.direct_fd).st_ino == os.stat(image).st_ino
+    with open_source(str(image)) as src:
+        assert src.direct_fd is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blocks=st.integers(0, SIZE // DIRECT_ALIGN), shift=st.sampled_from([0, 0, 1, 512, 2048]),
+       length=st.integers(1, 1 << 20), aligned_len=st.booleans())
+def test_read_into_matches_cached_reads(image, blocks, shift, length, aligned_len):
+    """Aligned and unaligned offsets and lengths, into a page-aligned buffer, give the file's bytes."""
+    offset = blocks * DIRECT_ALIGN + shift
+    if aligned_len:
+        length = max(DIRECT_ALIGN, length - length % DIRECT_ALIGN)
+    expected = image.read_bytes()[offset:offset + length]
+    pool = BufferPool(1 << 20, limit=1)
+    with open_source(str(image), direct=True) as src:
+        assert _read_all(src, memoryview(pool.take())[:length], offset) == expected
+        assert src.direct_fd is not None  # aligned buffers never make it give up
+
+
+def test_unaligned_buffer_falls_back_to_cached_reads(image):
+    """A buffer direct I/O refuses (EINVAL) still gets the right bytes, through the page cache."""
+    buf = memoryview(bytearray((1 << 20) + 1))[1:]  # one byte past the allocation's alignment
+    with open_source(str(image), direct=True) as src:
+        assert _read_all(src, buf, 4 * DIRECT_ALIGN) == image.read_bytes()[4 * DIRECT_ALIGN:4 * DIRECT_ALIGN + (1 << 20)]
+        assert _read_all(src, buf, 0) == image.read_bytes()[:1 << 20]
+
+
+def _resident_fraction(path) -> float:
+    """Share of the file's pages in the page cache (mincore on a read-only shared mapping)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.stat(path).st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        vec = ctypes.create_string_buffer(pages)
+        try:
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(b & 1 for b in vec.raw) / pages
+
+
+def _evict(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def test_backup_reads_past_the_page_cache_and_stores_the_same_snapshot(tmp_path):
+    img = tmp_path / "big.img"
+    img.write_bytes(os.urandom(24 << 20))
+    if not _supports_direct(img):
+        pytest.skip(f"{tmp_path} does not support O_DIRECT")
+    _evict(img)
+    if _resident_fraction(img) > 0.1:
+        pytest.skip("this filesystem keeps pages cached after POSIX_FADV_DONTNEED")
+    repo = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", kdf=TEST_PARAMS, cache=ObjectCache(None),
+                           params=RepoParams(pack_size=4 << 20))
+    try:
+        run_backup(repo, str(img), BackupOptions(direct_io=True))
+        assert _resident_fraction(img) < 0.1  # only the partition-table probe went through the cache
+        _evict(img)
+        run_backup(repo, str(img), BackupOptions(direct_io=False))
+        assert _resident_fraction(img) > 0.9
+        first, second = repo.list_snapshots()
+        assert first.digest == second.digest and first.chunk_list == second.chunk_list
+    finally:
+        repo.close()
