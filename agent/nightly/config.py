@@ -51,6 +51,7 @@ class SourceConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     path: str = Field(min_length=1)
     tags: list[str] = []
+    direct_io: bool = True  # read with O_DIRECT (agent backup --no-direct-io: false)
     pre: Optional[str] = None  # shell command run before the backup (e.g. take an LVM snapshot)
     post: Optional[str] = None  # run after it, also when it failed (e.g. remove the snapshot)
     hook_timeout_s: float = Field(600, gt=0)

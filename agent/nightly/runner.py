@@ -84,7 +84,8 @@ def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener
         try:
             res = run_backup(repo, src.path, BackupOptions(tags=list(src.tags), host=opts.host,
                                                            deadline=opts.deadline, stop=opts.stop,
-                                                           lock_wait=opts.lock_wait), listener)
+                                                           lock_wait=opts.lock_wait, direct_io=src.direct_io),
+                             listener)
         except (AgentError, BackendError) as exc:
             rep.error, rep.hint = _failure(exc)
         else:

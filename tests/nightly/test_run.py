@@ -115,6 +115,7 @@ post = "echo post $AGENT_SOURCE_NAME $AGENT_STATUS >> {log}"
 [[sources]]
 name = "disk-b"
 path = "{b}"
+direct_io = false
 
 [retention]
 keep_last = 2
