@@ -23,14 +23,14 @@ from typing import Callable
 from crypto.ids import keyed_hasher
 from agent import __version__
 from agent.buffers import BufferPool
-from agent.chunking import BLOCK_SIZE, HEAD_ROOM, Block, Hole, cut_blocks, is_zero, make_chunker, read_blocks
+from agent.chunking import BLOCK_SIZE, HEAD_ROOM, Block, Hole, is_zero, make_chunker
 from agent.errors import CorruptObject, SourceError
 from agent.memory import release_free_memory
 from agent.parent_cut import GuidedCutter, ParentChunks
-from agent.readahead import ReadAhead
 from agent.snapshot_data import load_chunk_list
+from agent.stretches import BUFFERS_PER_STRETCH, StretchReader, split
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
-from agent.repo.chunklist import ChunkListWriter
+from agent.repo.chunklist import ChunkListWriter, DeferredRecords
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.index import ChunkIndex
 from agent.repo.packs import PackBuilder, PackEntry
@@ -43,7 +43,6 @@ class _StopRequested(Exception):
     """Raised inside the pipeline when a deadline or stop request arrives while it waits on uploads."""
 
 
-_READ_AHEAD = 1  # blocks read and cut ahead of hashing (agent.readahead)
 _HASH_DEPTH = 1  # blocks hashed ahead of the dedup step
 _SEAL_BYTES = 4 << 20  # raw bytes being compressed and sealed at once: keeps two threads busy; 8 MiB held 4 MB more
 # Read buffers that may exist at once (agent.buffers): reading, cutting, the carried tail, hashing and
@@ -63,6 +62,8 @@ class BackupOptions:
     deadline: datetime | None = None  # stop cleanly at this time (--stop-at / --max-duration)
     stop: threading.Event | None = None  # set by a signal handler: stop cleanly now
     direct_io: bool = True  # read the source with O_DIRECT where possible (agent.source.device)
+    stretches: int = 2  # stretches of the disk read and cut at once (agent.stretches)
+    stretch_min: int = 256 << 20  # smaller sources are read front to back in one stretch
 
 
 @dataclass
@@ -115,7 +116,7 @@ class _Pipeline:
         self.uploads = opts.uploads or min(4, repo.capabilities.max_connections)
         self.up = ThreadPoolExecutor(self.uploads, thread_name_prefix="upload")
         self.pending: set[bytes] = set()
-        self.hash_q: deque[tuple[Future, int]] = deque()
+        self.hash_q: deque[tuple[Future, ChunkListWriter | DeferredRecords]] = deque()
         self.seal_q: deque[tuple[BlobType, bytes, int, Future]] = deque()
         self.seal_bytes = 0
         self.upload_q: deque[Future] = deque()  # each yields (pack id, size, entries)
@@ -125,42 +126,54 @@ class _Pipeline:
         self.chunklist = ChunkListWriter(keyed_hasher(repo.master.id_key))
         self.meta_ids: list[str] = []
         self.read_bytes = self.zero_bytes = self.new_bytes = self.stored_bytes = self.uploaded_bytes = 0
+        self.done_bytes = 0
         self.chunks = self.new_chunks = 0
         self.should_stop: Callable[[], str | None] = lambda: None
         self.uploaded_packs: list[str] = []
         self.stopping = False
 
     # -- stages ---------------------------------------------------------------------------------
-    def feed(self, item: Block | Hole) -> None:
+    def feed(self, item: Block | Hole, records: ChunkListWriter | DeferredRecords | None = None) -> None:
+        """Take one block or hole; its chunk-list records go to `records` (default: the chunk list)."""
+        records = records or self.chunklist
         if isinstance(item, Hole):
             self._drain_hashes(0)
-            self.chunklist.add_zero(item.length)
+            records.add_zero(item.length)
             self.zero_bytes += item.length
+            self.done_bytes += item.length
             return
-        self.read_bytes += sum(c[1] for c in item.chunks)
-        self.hash_q.append((self.hash_pool.submit(_hash_block, self.env, item), item.offset))
+        length = sum(c[1] for c in item.chunks)
+        self.read_bytes += length
+        self.done_bytes += length  # of the image, over all stretches: what progress shows
+        self.hash_q.append((self.hash_pool.submit(_hash_block, self.env, item), records))
         self._drain_hashes(_HASH_DEPTH)
         self._poll_uploads()
 
+    def append_deferred(self, later: DeferredRecords) -> None:
+        """The stretches before `later` are done: its records follow them in the chunk list."""
+        self._drain_hashes(0)
+        later.replay(self.chunklist)
+        self._store_meta()
+
     def _drain_hashes(self, depth: int) -> None:
         while len(self.hash_q) > depth:
-            fut, _ = self.hash_q.popleft()
+            fut, records = self.hash_q.popleft()
             hashed = fut.result()
             known = iter(self.index.known([cid for *_, cid in hashed if cid is not None]))
             for off, length, view, cid in hashed:
                 self.chunks += 1
                 if cid is None:
-                    self.chunklist.add_zero(length)
+                    records.add_zero(length)
                     self.zero_bytes += length
                     continue
-                self.chunklist.add_data(length, cid)
+                records.add_data(length, cid)
                 if next(known) or cid in self.pending:
                     continue
                 self._seal(BlobType.DATA, cid, view)
                 self.new_bytes += length
                 self.new_chunks += 1
             self._store_meta()
-            self.emit(Advanced(self.chunklist.offset, self.new_bytes, self.uploaded_bytes))
+            self.emit(Advanced(self.done_bytes, self.new_bytes, self.uploaded_bytes))
 
     def _seal(self, btype: BlobType, cid: bytes, data) -> None:
         self.pending.add(cid)
@@ -225,7 +238,7 @@ class _Pipeline:
         self.unindexed.append((pack_id, size, entries))
         self.uploaded_bytes += size
         self.uploaded_packs.append(pack_id)
-        self.emit(Advanced(self.chunklist.offset, self.new_bytes, self.uploaded_bytes))
+        self.emit(Advanced(self.done_bytes, self.new_bytes, self.uploaded_bytes))
         self.since_checkpoint += size
         if self.since_checkpoint >= self.opts.checkpoint_bytes:
             self.checkpoint()
@@ -313,17 +326,22 @@ def _partition_table(src: Source) -> dict | None:
         return None
 
 
-def _guide(repo: Repository, index: ChunkIndex, parent: Snapshot | None, cdc, pipe: _Pipeline,
-           listener: Listener) -> GuidedCutter | None:
-    """Cut along the parent snapshot's chunks where the disk is unchanged (agent.parent_cut)."""
+def _parent_chunks(repo: Repository, index: ChunkIndex, parent: Snapshot | None,
+                   listener: Listener) -> ParentChunks | None:
+    """The parent snapshot's chunks, to cut along where the disk is unchanged (agent.parent_cut)."""
     if parent is None:
         return None
     try:
-        chunks = ParentChunks(load_chunk_list(repo, index, parent))
+        return ParentChunks(load_chunk_list(repo, index, parent))
     except CorruptObject as exc:
         listener(Warning(f"not reusing the chunk boundaries of snapshot {parent.id[:8]}: {exc}"))
         return None
-    return GuidedCutter(cdc, chunks, repo.params.chunker.max_size,
+
+
+def _guided(cdc, parent: ParentChunks | None, repo: Repository, pipe: _Pipeline) -> GuidedCutter | None:
+    if parent is None:
+        return None
+    return GuidedCutter(cdc, parent, repo.params.chunker.max_size,
                         lambda views: list(pipe.hash_pool.map(pipe.env.chunk_id, views)))
 
 
@@ -341,7 +359,7 @@ def _run_record(host: str, src: Source, started: datetime, pipe: _Pipeline, reas
     return {
         "version": 1, "status": status, "reason": reason, "host": host, "source": src.path,
         "started": started.isoformat(), "stopped": datetime.now(timezone.utc).isoformat(),
-        "source_bytes": src.size, "done_bytes": pipe.chunklist.offset, "new_bytes": pipe.new_bytes,
+        "source_bytes": src.size, "done_bytes": pipe.done_bytes, "new_bytes": pipe.new_bytes,
         "uploaded_bytes": pipe.uploaded_bytes, "agent_version": __version__, "packs": packs,
     }
 
@@ -392,20 +410,20 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             pipe = _Pipeline(repo, index, opts, listener)
             pipe.should_stop = lambda: _stop_reason(opts, deadline_mono)
             stopped = None
-            # two threads ahead of this one: the disk reads while the previous block is cut
             cdc = make_chunker(repo.params.chunker, repo.master.chunker_seed)
-            guide = _guide(repo, index, earlier[-1] if earlier else None, cdc, pipe, listener)
+            parent = _parent_chunks(repo, index, earlier[-1] if earlier else None, listener)
+            spans = split(src.size, opts.stretches, opts.stretch_min)
             head = min(repo.params.chunker.max_size, HEAD_ROOM)  # room for a block's uncut tail
-            pool = BufferPool(head + BLOCK_SIZE, limit=_BUFFERS)
-            raw = ReadAhead(read_blocks(src, pool, head), _READ_AHEAD)
-            reader = ReadAhead(cut_blocks(raw, cdc, pool, head, guide), 1)
+            pool = BufferPool(head + BLOCK_SIZE, limit=_BUFFERS + BUFFERS_PER_STRETCH * (len(spans) - 1))
+            reader = StretchReader(src, spans, pool, head, cdc, lambda: _guided(cdc, parent, repo, pipe),
+                                   pipe.chunklist)
             try:
                 try:
-                    for item in reader:
+                    for item, records in reader.items(pipe.append_deferred):
                         stopped = pipe.should_stop()
                         if stopped:
                             break
-                        pipe.feed(item)
+                        pipe.feed(item, records)
                     if not stopped:
                         pipe.finish()
                 except _StopRequested:
@@ -420,7 +438,6 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             finally:
                 pool.close()  # a reader waiting for a buffer must not hold up the stop
                 reader.close()
-                raw.close()
                 pipe.close()
             if stopped:
                 lock.ensure_valid()

@@ -60,17 +60,24 @@ def make_chunker(params: ChunkerParams, seed: int) -> pyfastcdc.FastCDC:
                              normalized_chunking=1, seed=seed)
 
 
-def read_blocks(src: Source, pool: BufferPool, head: int,
-                block_size: int = BLOCK_SIZE) -> Iterator[Hole | tuple[int, mmap, int, bool]]:
-    """Raw reads of the data extents as (offset, pool buffer, length, last of its extent), and the
-    holes between. Data lands `head` bytes into the buffer, leaving room for the previous block's
-    uncut tail, so cutting never concatenates.
+def read_blocks(src: Source, pool: BufferPool, head: int, block_size: int = BLOCK_SIZE, lo: int = 0,
+                hi: int | None = None) -> Iterator[Hole | tuple[int, mmap, int, bool]]:
+    """Raw reads of the data extents in [lo, hi) as (offset, pool buffer, length, last of its
+    extent), and the holes between. Data lands `head` bytes into the buffer, leaving room for the
+    previous block's uncut tail, so cutting never concatenates. `hi` ends an extent (a cut is forced
+    there), which is what lets two stretches of one disk be read and cut at once.
 
     Separate from cutting so the two can run in different threads: the disk keeps reading while
     the previous block is cut (agent.readahead).
     """
-    pos = 0
+    hi = src.size if hi is None else hi
+    pos = lo
     for start, end in src.data_extents():
+        start, end = max(start, lo), min(end, hi)
+        if start >= end:
+            if start >= hi:
+                break
+            continue
         if start > pos:
             yield Hole(pos, start - pos)
         off = start
@@ -88,8 +95,8 @@ def read_blocks(src: Source, pool: BufferPool, head: int,
             off += n
             yield off - n, backing, n, off >= end
         pos = end
-    if pos < src.size:
-        yield Hole(pos, src.size - pos)
+    if pos < hi:
+        yield Hole(pos, hi - pos)
 
 
 def cut_blocks(reads: Iterable[Hole | tuple[int, mmap, int, bool]], cdc: pyfastcdc.FastCDC, pool: BufferPool,

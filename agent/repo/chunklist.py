@@ -8,6 +8,7 @@ records. Each group is stored as a META blob, so unchanged stretches of a list d
 from __future__ import annotations
 
 import struct
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -71,6 +72,36 @@ class ChunkListWriter:
         if self._group:
             self.ready.append(b"".join(self._group))
             self._group = []
+
+
+class DeferredRecords:
+    """Records of a later stretch of the image, cut while an earlier one still is, kept in an
+    unnamed temporary file (41 bytes a chunk) until `replay` appends them to the writer in order."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self.offset = 0
+
+    def add_data(self, length: int, cid: bytes) -> None:
+        self._file.write(RECORD.pack(DATA, length, cid))
+        self.offset += length
+
+    def add_zero(self, length: int) -> None:
+        self._file.write(RECORD.pack(ZERO, length, _NO_ID))
+        self.offset += length
+
+    def replay(self, writer: ChunkListWriter) -> None:
+        self._file.seek(0)
+        while piece := self._file.read(RECORD.size * 4096):
+            for kind, length, cid in RECORD.iter_unpack(piece):
+                if kind == DATA:
+                    writer.add_data(length, cid)
+                else:
+                    writer.add_zero(length)
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def decode_group(data: bytes, name: str) -> bytes:

@@ -76,7 +76,8 @@ def test_unaligned_buffer_falls_back_to_cached_reads(image):
     """A buffer direct I/O refuses (EINVAL) still gets the right bytes, through the page cache."""
     buf = memoryview(bytearray((1 << 20) + 1))[1:]  # one byte past the allocation's alignment
     with open_source(str(image), direct=True) as src:
-        assert _read_all(src, buf, 4 * DIRECT_ALIGN) == image.read_bytes()[4 * DIRECT_ALIGN:4 * DIRECT_ALIGN + (1 << 20)]
+        at = 4 * DIRECT_ALIGN
+        assert _read_all(src, buf, at) == image.read_bytes()[at:at + (1 << 20)]
         assert _read_all(src, buf, 0) == image.read_bytes()[:1 << 20]
 
 
