@@ -3,7 +3,7 @@
 1. A 64 GiB sparse image (a few hundred MB of random and compressible data in four regions, holes
    elsewhere) is backed up twice (first and unchanged) and restored, with wall time and peak RSS:
    does the agent's cost follow the data, not the apparent size?
-2. Memory per chunk of a 1,000,000-chunk index (512 GiB of unique data at 512 KiB chunks), loaded
+2. Memory per chunk of a 1,000,000-chunk index (256 GiB of unique data at the default 256 KiB chunks), loaded
    the way `load_index` does: once from a single segment, and once from 2,000 segments (what a
    repository written by backups with a checkpoint every 256 MiB holds). Measured in a fresh child
    process per variant: held column bytes, RSS growth, peak RSS growth, load time, lookup time.
@@ -110,12 +110,12 @@ def index_probe(n: int, segments: int) -> dict:
     from agent.repo.index import SEG_RECORD, ChunkIndex, load_segments_into
 
     rng = random.Random(1)
-    per_pack = 32  # 16 MiB packs of 512 KiB chunks
+    per_pack = 64  # 16 MiB packs of 256 KiB chunks
     decoded = []
     for s in range(segments):  # built before the baseline: load_index decodes every segment first too
         lo, hi = n * s // segments, n * (s + 1) // segments
         m = hi - lo
-        records = sorted(SEG_RECORD.pack(rng.randbytes(32), i // per_pack, 0, 300_000, 524_288, 1) for i in range(m))
+        records = sorted(SEG_RECORD.pack(rng.randbytes(32), i // per_pack, 0, 150_000, 262_144, 1) for i in range(m))
         etab = b"".join(records)  # sorted by id, as encode_segment writes them
         del records
         packs = [(secrets.token_hex(32), 16 << 20) for _ in range(-(-m // per_pack))]
