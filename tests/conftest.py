@@ -1,4 +1,5 @@
-"""Shared fixtures: run the real `agent` command in a subprocess against a temporary repository."""
+"""Shared fixtures: run the real `agent` command in a subprocess against a temporary repository, or
+open one in-process (`repo`) for engine tests."""
 
 from __future__ import annotations
 
@@ -52,3 +53,18 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path) -> Cli:
     return Cli(tmp_path)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A fresh local repository with the test KDF and 1 MiB packs (several packs from a few MiB)."""
+    from backends.local import LocalBackend
+    from crypto.kdf import TEST_PARAMS
+    from agent.repo.cache import ObjectCache
+    from agent.repo.format import RepoParams
+    from agent.repo.repository import Repository
+
+    r = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", kdf=TEST_PARAMS, cache=ObjectCache(None),
+                        params=RepoParams(pack_size=1 << 20))
+    yield r
+    r.close()

@@ -16,18 +16,9 @@ from agent.check import run_check
 from agent.errors import RepositoryLocked, SourceError
 from agent.progress import Advanced
 from agent.repo.cache import ObjectCache
-from agent.repo.format import RepoParams
 from agent.repo.locks import list_locks
 from agent.repo.repository import Repository
 from agent.restore import run_restore
-
-
-@pytest.fixture
-def repo(tmp_path):
-    r = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", kdf=TEST_PARAMS, cache=ObjectCache(None),
-                        params=RepoParams(pack_size=1 << 20))
-    yield r
-    r.close()
 
 
 def test_holes_are_not_read_and_come_back_as_holes(repo, tmp_path):

@@ -8,12 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends.local import LocalBackend
-from crypto.kdf import TEST_PARAMS
 from agent.backup import BackupOptions, run_backup
-from agent.repo.cache import ObjectCache
-from agent.repo.format import RepoParams
-from agent.repo.repository import Repository
 from agent.restore import run_restore
 from agent.stretches import split
 
@@ -30,14 +25,6 @@ def test_stretches_cover_the_source_once_at_aligned_points_that_depend_only_on_i
     assert all(hi > lo for lo, hi in parts)
     assert all(lo % MiB == 0 for lo, _ in parts)
     assert len(parts) <= (n if size >= n * minimum else 1)
-
-
-@pytest.fixture
-def repo(tmp_path):
-    r = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", kdf=TEST_PARAMS, cache=ObjectCache(None),
-                        params=RepoParams(pack_size=1 << 20))
-    yield r
-    r.close()
 
 
 def _opts(n: int) -> BackupOptions:
