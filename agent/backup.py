@@ -1,10 +1,11 @@
 """Backup orchestration: source -> chunker -> keyed hash -> dedup -> compress+seal -> packs -> upload
 -> index checkpoints -> index segment -> snapshot.
 
-Bounded queues between stages keep memory flat whatever the disk size. The main thread reads and
-cuts (pyfastcdc releases the GIL), a small pool hashes and seals (blake3, zstd and AES-GCM release
-it too), and an upload pool writes packs. Only what the repository lacks is sealed and uploaded;
-zero runs and holes are recorded in the chunk list and never stored.
+Bounded queues between stages keep memory flat whatever the disk size. Per stretch of the disk
+(agent.stretches) one thread reads and one cuts (pyfastcdc releases the GIL); this thread looks
+chunks up and keeps the chunk list, a small pool hashes and another seals (blake3, zstd and
+AES-GCM release the GIL too), and an upload pool writes packs. Only what the repository lacks is
+sealed and uploaded; zero runs and holes are recorded in the chunk list and never stored.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ class _Pipeline:
     # -- stages ---------------------------------------------------------------------------------
     def feed(self, item: Block | Hole, records: ChunkListWriter | DeferredRecords | None = None) -> None:
         """Take one block or hole; its chunk-list records go to `records` (default: the chunk list)."""
-        records = records or self.chunklist
+        if records is None:
+            records = self.chunklist
         if isinstance(item, Hole):
             self._drain_hashes(0)
             records.add_zero(item.length)

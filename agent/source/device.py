@@ -3,10 +3,10 @@
 Reports size, identity (so `--at` and parents match the same disk), data extents (holes of sparse
 files are skipped without reading them), and whether a block device is mounted read-write.
 
-The bulk of a backup reads the source a second time through O_DIRECT when the filesystem allows it:
-the disk's blocks go straight into the pipeline's aligned buffers instead of being copied out of
-the page cache, which halves the system time of an incremental night, and the server's cached
-working set (its database, its files) is not evicted by a pass over the whole disk.
+A backup reads the bulk of the source through a second descriptor opened with O_DIRECT, when the
+filesystem allows it: the disk's blocks go straight into the pipeline's aligned buffers instead of
+being copied out of the page cache, which halves the system time of an incremental night, and the
+server's cached working set (its database, its files) is not evicted by a pass over the whole disk.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Source:
     identity: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     direct_fd: int | None = None  # the same file opened with O_DIRECT, when the filesystem allows it
+    direct_ok: bool = True  # False once direct I/O was refused: every read goes through the cache
 
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.fd, length, offset)
@@ -47,23 +48,21 @@ class Source:
         """One read of up to len(view) bytes at `offset` into `view` (short only at the end of the
         source). Direct when offset and length are aligned; the buffer must then be aligned too
         (agent.buffers hands out page-aligned ones). A filesystem or buffer that refuses direct
-        I/O (EINVAL) turns it off for the rest of the run: the page cache gives the same bytes."""
-        if self.direct_fd is not None and not (offset | len(view)) % DIRECT_ALIGN:
+        I/O (EINVAL) turns it off for the rest of the run: the page cache gives the same bytes.
+        Safe from several reading threads: the descriptor stays open until `close`."""
+        if self.direct_ok and self.direct_fd is not None and not (offset | len(view)) % DIRECT_ALIGN:
             try:
                 return os.preadv(self.direct_fd, [view], offset)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                self._close_direct()
+                self.direct_ok = False
         return os.preadv(self.fd, [view], offset)
 
-    def _close_direct(self) -> None:
+    def close(self) -> None:
         if self.direct_fd is not None:
             os.close(self.direct_fd)
             self.direct_fd = None
-
-    def close(self) -> None:
-        self._close_direct()
         os.close(self.fd)
 
     def __enter__(self) -> "Source":
