@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.backup import BackupOptions, run_backup
+from agent.check import run_check
+from agent.errors import SourceError
+from agent.progress import Advanced
 from agent.restore import run_restore
 from agent.stretches import split
 
@@ -80,3 +84,37 @@ def test_stretches_reuse_a_front_to_back_parent_and_keep_only_changes(repo, tmp_
         out = tmp_path / f"{snap.id}.img"
         run_restore(repo, snap, str(out))
         assert out.read_bytes() == img.read_bytes()
+
+
+def test_a_stop_request_mid_run_leaves_no_snapshot_and_the_next_run_completes(repo, tmp_path):
+    img = tmp_path / "disk.img"
+    img.write_bytes(os.urandom(40 * MiB))
+    stop = threading.Event()
+
+    def stop_on_progress(ev):
+        if isinstance(ev, Advanced) and ev.done_bytes >= 8 * MiB:
+            stop.set()
+
+    opts = _opts(2)
+    opts.stop = stop
+    res = run_backup(repo, str(img), opts, listener=stop_on_progress)
+    assert not res.complete and repo.list_snapshots() == []
+    again = run_backup(repo, str(img), _opts(2))
+    assert again.complete
+    out = tmp_path / "out.img"
+    run_restore(repo, repo.list_snapshots()[0], str(out))
+    assert out.read_bytes() == img.read_bytes()
+
+
+def test_a_source_that_shrinks_under_the_second_stretch_fails_cleanly(repo, tmp_path):
+    img = tmp_path / "disk.img"
+    img.write_bytes(os.urandom(40 * MiB))
+
+    def truncate_on_progress(ev):
+        if isinstance(ev, Advanced) and img.stat().st_size > 30 * MiB:
+            os.truncate(img, 30 * MiB)  # inside the second half
+
+    with pytest.raises(SourceError, match="no snapshot"):
+        run_backup(repo, str(img), _opts(2), listener=truncate_on_progress)
+    assert repo.list_snapshots() == []
+    assert run_check(repo).ok
