@@ -46,8 +46,9 @@ class _StopRequested(Exception):
 
 _HASH_DEPTH = 1  # blocks hashed ahead of the dedup step
 _SEAL_BYTES = 4 << 20  # raw bytes being compressed and sealed at once: keeps two threads busy; 8 MiB held 4 MB more
-# Read buffers that may exist at once (agent.buffers): reading, cutting, the carried tail, hashing and
-# chunks queued for sealing each hold one or two; more only raised the peak.
+# Read buffers that may exist at once (agent.buffers) for one stretch: reading, cutting, the carried
+# tail, hashing and chunks queued for sealing each hold one or two; more only raised the peak. Each
+# further stretch adds agent.stretches.BUFFERS_PER_STRETCH.
 _BUFFERS = 4
 
 
