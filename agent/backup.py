@@ -135,10 +135,8 @@ class _Pipeline:
         self.stopping = False
 
     # -- stages ---------------------------------------------------------------------------------
-    def feed(self, item: Block | Hole, records: ChunkListWriter | DeferredRecords | None = None) -> None:
-        """Take one block or hole; its chunk-list records go to `records` (default: the chunk list)."""
-        if records is None:
-            records = self.chunklist
+    def feed(self, item: Block | Hole, records: ChunkListWriter | DeferredRecords) -> None:
+        """Take one block or hole; its chunk-list records go to `records` (agent.stretches says where)."""
         if isinstance(item, Hole):
             self._drain_hashes(0)
             records.add_zero(item.length)

@@ -21,10 +21,10 @@ class Merge(Generic[T]):
     and (producer number, None) once that producer is done. A producer's exception is raised in
     the consumer."""
 
-    def __init__(self, producers: list[Iterable[T]], depth: int = 2, name: str = "read") -> None:
+    def __init__(self, producers: list[Iterable[T]], depth: int = 2) -> None:
         self._q: queue.Queue = queue.Queue(depth)
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(k, items), name=name, daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(k, items), name="read", daemon=True)
                          for k, items in enumerate(producers)]
         for t in self._threads:
             t.start()
