@@ -49,6 +49,9 @@ test: system-deps venv
 	@# The docs must build with --strict. Not with -q: it hides warnings from --strict too (exit 0).
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict \
 	  -d "$$d/site" >"$$d/log" 2>&1 || { cat "$$d/log"; exit 1; }
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check agent backends crypto tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 .PHONY: docs cli-reference

@@ -8,8 +8,8 @@ implementation keeps this contract.
 from __future__ import annotations
 
 import abc
-import os
 import enum
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,7 +105,7 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Release connections; the default has nothing to release."""
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, *exc) -> None:

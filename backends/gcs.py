@@ -35,10 +35,28 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
-from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, endpoint_label, validate_key,
-                           validate_prefix)
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, ObjectLocked,
-                             PermissionDenied, QuotaExceeded, TransientError, Unsupported)
+from backends.base import (
+    Backend,
+    Capabilities,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    endpoint_label,
+    validate_key,
+    validate_prefix,
+)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    InvalidRange,
+    NotFound,
+    ObjectLocked,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+    Unsupported,
+)
 
 CHUNK_ALIGN = 256 << 10  # resumable chunks must be multiples of 256 KiB
 MAX_OBJECT_SIZE = 5 << 40
@@ -136,7 +154,7 @@ class GCSBackend(Backend):
         return storage.Client(project=project) if project else storage.Client()
 
     @classmethod
-    def from_url(cls, url: SplitResult, options: dict[str, str], **tuning) -> "GCSBackend":
+    def from_url(cls, url: SplitResult, options: dict[str, str], **tuning) -> GCSBackend:
         """gs://bucket/prefix?endpoint=&project=&object_lock=&lock_mode=
 
         `tuning` passes constructor arguments that have no place in a URL (tests lower thresholds).

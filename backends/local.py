@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -81,7 +81,7 @@ class LocalBackend(Backend):
                 raise _translate(exc, str(self.root)) from exc
 
     @classmethod
-    def from_url(cls, url, options) -> "LocalBackend":
+    def from_url(cls, url, options) -> LocalBackend:
         return cls(url.path, create=False)
 
     @property
@@ -148,7 +148,7 @@ class LocalBackend(Backend):
             st = self._path(key).stat()
         except OSError as exc:
             raise _translate(exc, key) from exc
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def list(self, prefix="") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
@@ -171,7 +171,7 @@ class LocalBackend(Backend):
                     st = os.stat(os.path.join(dirpath, name))
                 except FileNotFoundError:
                     continue  # deleted while listing
-                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def delete(self, key) -> None:
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Iterator
 
 from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
@@ -19,7 +19,7 @@ class MemoryBackend(Backend):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url, options) -> "MemoryBackend":
+    def from_url(cls, url, options) -> MemoryBackend:
         return cls(url.netloc or "memory")
 
     @property
@@ -34,7 +34,7 @@ class MemoryBackend(Backend):
         with self._lock:
             if mode is PutMode.CREATE and key in self._objects:
                 raise AlreadyExists(key)
-            self._objects[key] = (blob, datetime.now(timezone.utc))
+            self._objects[key] = (blob, datetime.now(UTC))
 
     def get(self, key, *, offset=0, length=None) -> bytes:
         validate_key(key)

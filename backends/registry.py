@@ -1,13 +1,16 @@
-"""Repository URL -> backend. Cloud SDKs are imported only when their scheme is used.
+"""Repository URL -> backend, and `agent login SERVICE` -> its auth module. Cloud SDKs are
+imported only when their scheme (or login) is used.
 
 Each backend class offers `from_url(url: SplitResult, options: dict[str, str])`. Adding a
-backend is one line here plus one optional extra in pyproject.toml.
+backend is one line here plus one optional extra in pyproject.toml; a backend with an OAuth login
+adds one more line to `_LOGINS`.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from types import ModuleType
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from backends.base import Backend
@@ -26,11 +29,28 @@ _SCHEMES: dict[str, tuple[str, str | None]] = {
     "onedrive": ("backends.onedrive.backend:OneDriveBackend", "onedrive"),
 }
 
+# `agent login SERVICE` -> the module with its `default_token_path()` and `login(...)`; the pip
+# extra is that of the scheme of the same name.
+_LOGINS: dict[str, str] = {
+    "gdrive": "backends.gdrive.auth",
+    "dropbox": "backends.dropbox.auth",
+    "onedrive": "backends.onedrive.auth",
+}
+
 _SECRET_QUERY_KEYS = {"password", "secret", "token", "key", "access_key", "secret_key", "sas", "sig"}
 
 
 class BackendUnavailable(BackendError):
-    """The backend's optional dependencies are not installed."""
+    """The backend's optional dependencies are not installed.
+
+    `package` is the missing Python package and `install` the command that adds it; both are None
+    when the backend itself is not part of this build.
+    """
+
+    def __init__(self, message: str, *, package: str | None = None, install: str | None = None):
+        super().__init__(message)
+        self.package = package
+        self.install = install
 
 
 def redact_url(url: str) -> str:
@@ -76,14 +96,28 @@ def open_backend(url: str) -> Backend:
         known = ", ".join(sorted(s + "://" for s in _SCHEMES))
         raise BackendError(f"unknown repository scheme {scheme!r} in {redact_url(url)}; known: {known}") from None
     module_name, class_name = target.split(":")
+    cls = getattr(_import(module_name, f"the {scheme}:// backend", extra), class_name)
+    return cls.from_url(parts, dict(parse_qsl(parts.query)))
+
+
+def login_module(service: str) -> ModuleType:
+    """The auth module behind `agent login SERVICE`, imported now (not when the CLI starts).
+
+    BackendUnavailable names the extra to install when the service's SDK is missing.
+    """
     try:
-        module = importlib.import_module(module_name)
+        module_name = _LOGINS[service]
+    except KeyError:
+        raise BackendError(f"there is no login for {service!r}; known: {', '.join(_LOGINS)}") from None
+    return _import(module_name, f"logging in to {service}", _SCHEMES[service][1])
+
+
+def _import(module_name: str, what: str, extra: str | None) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("backends."):
-            raise BackendUnavailable(f"the {scheme}:// backend is not part of this build") from None
-        hint = f"pip install 'agent[{extra}]'" if extra else "reinstall agent"
-        raise BackendUnavailable(
-            f"the {scheme}:// backend needs the Python package {exc.name!r}; install it with: {hint}"
-        ) from None
-    cls = getattr(module, class_name)
-    return cls.from_url(parts, dict(parse_qsl(parts.query)))
+            raise BackendUnavailable(f"{what} is not part of this build") from None
+        install = f"pip install 'agent[{extra}]'" if extra else "reinstall agent"
+        raise BackendUnavailable(f"{what} needs the Python package {exc.name!r}; install it with: {install}",
+                                 package=exc.name, install=install) from None

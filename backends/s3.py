@@ -19,22 +19,50 @@ Choices, and why:
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Iterator
 from urllib.parse import SplitResult
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError,
-                                 CredentialRetrievalError, HTTPClientError, IncompleteReadError, NoAuthTokenError,
-                                 NoCredentialsError, PartialCredentialsError, ProfileNotFound, SSOError,
-                                 TokenRetrievalError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoAuthTokenError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    SSOError,
+    TokenRetrievalError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, endpoint_label, http_range,
-                           validate_key,
-                           validate_prefix)
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, ObjectLocked,
-                             PermissionDenied, QuotaExceeded, TransientError, Unsupported)
+from backends.base import (
+    Backend,
+    Capabilities,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    endpoint_label,
+    http_range,
+    validate_key,
+    validate_prefix,
+)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    InvalidRange,
+    NotFound,
+    ObjectLocked,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+    Unsupported,
+)
 
 MIN_PART_SIZE = 5 << 20  # S3 refuses smaller parts, except the last
 MAX_PARTS = 10_000
@@ -122,7 +150,7 @@ class S3Backend(Backend):
             raise self._translate(exc, None) from exc
 
     @classmethod
-    def from_url(cls, url: SplitResult, options: dict[str, str], **tuning) -> "S3Backend":
+    def from_url(cls, url: SplitResult, options: dict[str, str], **tuning) -> S3Backend:
         """s3://bucket/prefix?endpoint=&region=&storage_class=&sse=&kms_key=&path_style=&profile=&object_lock=&lock_mode=
 
         `tuning` passes constructor arguments that have no place in a URL (tests lower thresholds).
@@ -367,7 +395,7 @@ class S3Backend(Backend):
             return False
         until = reply.get("ObjectLockRetainUntilDate")
         held = reply.get("ObjectLockLegalHoldStatus") == "ON"
-        return held or (until is not None and until > datetime.now(timezone.utc))
+        return held or (until is not None and until > datetime.now(UTC))
 
     def close(self) -> None:
         self._client.close()

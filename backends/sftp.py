@@ -26,7 +26,7 @@ import socket
 import stat
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import SplitResult, unquote
@@ -35,8 +35,16 @@ import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
 from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
-from backends.errors import (AlreadyExists, AuthError, BackendError, NotFound, PermissionDenied, QuotaExceeded,
-                             TransientError, Unsupported)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+    Unsupported,
+)
 
 _TMP_PREFIX = ".tmp-"
 _OPTIONS = ("key", "known_hosts", "connections", "timeout")
@@ -178,7 +186,7 @@ def _fsync(sftp: paramiko.SFTPClient, f: paramiko.SFTPFile) -> None:
     """fsync@openssh.com, so a published object survives a server crash; skipped if unsupported."""
     try:
         sftp._request(CMD_EXTENDED, "fsync@openssh.com", f.handle)
-    except IOError as exc:
+    except OSError as exc:
         if "unsupported" not in str(exc).lower():
             raise
 
@@ -201,7 +209,7 @@ def _write_checked(sftp: paramiko.SFTPClient, f: paramiko.SFTPFile, payload: byt
 def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
     try:
         return stat.S_ISDIR(sftp.stat(path).st_mode)
-    except IOError:
+    except OSError:
         return False
 
 
@@ -210,7 +218,7 @@ def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
     try:
         sftp.mkdir(path, 0o700)
         return
-    except IOError as exc:
+    except OSError as exc:
         if exc.errno != errno.ENOENT or path in ("/", ""):
             if _is_dir(sftp, path):
                 return
@@ -218,7 +226,7 @@ def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
     _makedirs(sftp, posixpath.dirname(path))
     try:
         sftp.mkdir(path, 0o700)
-    except IOError:
+    except OSError:
         if not _is_dir(sftp, path):
             raise
 
@@ -247,7 +255,7 @@ class SFTPBackend(Backend):
         self._pool = _ChannelPool(self._connect, connections, timeout)
 
     @classmethod
-    def from_url(cls, url: SplitResult, options: dict[str, str]) -> "SFTPBackend":
+    def from_url(cls, url: SplitResult, options: dict[str, str]) -> SFTPBackend:
         if url.password is not None:
             raise BackendError("refusing an sftp:// URL that contains a password (it would leak into shell "
                                "history and logs); use an SSH key (?key=/path, AGENT_SFTP_KEY_FILE or ssh-agent) "
@@ -347,7 +355,7 @@ class SFTPBackend(Backend):
     def _write_tmp(self, sftp: paramiko.SFTPClient, parent: str, tmp: str, payload: bytes, key: str) -> None:
         try:
             f = sftp.open(tmp, "wbx")
-        except IOError as exc:
+        except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
             _makedirs(sftp, parent)
@@ -361,7 +369,7 @@ class SFTPBackend(Backend):
                 size = f.stat().st_size
             if size != len(payload):
                 raise BackendError(f"{key}: the server stored {size} of {len(payload)} bytes")
-        except IOError as exc:
+        except OSError as exc:
             if exc.errno is None and not _is_connection_error(exc):
                 free = _statvfs_available(sftp, parent)
                 if free is not None and free < len(payload):
@@ -372,18 +380,18 @@ class SFTPBackend(Backend):
         if mode is PutMode.CREATE:
             try:
                 sftp.rename(tmp, path)  # OpenSSH: link(2) + unlink, fails if `path` exists
-            except IOError as exc:
+            except OSError as exc:
                 if exc.errno is None:
                     try:
                         sftp.stat(path)
-                    except IOError:
+                    except OSError:
                         raise exc from None
                     raise AlreadyExists(key) from None
                 raise
             return
         try:
             sftp.posix_rename(tmp, path)
-        except IOError as exc:
+        except OSError as exc:
             if "unsupported" in str(exc).lower():
                 raise Unsupported("this SFTP server lacks posix-rename@openssh.com, so an atomic overwrite "
                                   "is impossible") from None
@@ -391,16 +399,15 @@ class SFTPBackend(Backend):
 
     def get(self, key, *, offset=0, length=None) -> bytes:
         path = self._path(key)
-        with self._sftp(key) as sftp:
-            with sftp.open(path, "rb") as f:
-                n = check_range(f.stat().st_size, offset, length)
-                if n == 0:
-                    return b""
-                if n <= _SMALL_READ:
-                    f.seek(offset)
-                    data = f.read(n)
-                else:
-                    data = next(iter(f.readv([(offset, n)], max_concurrent_prefetch_requests=64)))
+        with self._sftp(key) as sftp, sftp.open(path, "rb") as f:
+            n = check_range(f.stat().st_size, offset, length)
+            if n == 0:
+                return b""
+            if n <= _SMALL_READ:
+                f.seek(offset)
+                data = f.read(n)
+            else:
+                data = next(iter(f.readv([(offset, n)], max_concurrent_prefetch_requests=64)))
         if len(data) != n:
             raise TransientError(f"{key}: short read ({len(data)} of {n} bytes); the object changed while read")
         return data
@@ -411,7 +418,7 @@ class SFTPBackend(Backend):
             st = sftp.stat(path)
         if not stat.S_ISREG(st.st_mode or 0):
             raise NotFound(key)
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def list(self, prefix="") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
@@ -435,7 +442,7 @@ class SFTPBackend(Backend):
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
                     subdirs.append(key)
             elif stat.S_ISREG(entry.st_mode or 0) and key.startswith(prefix):
-                yield ObjectInfo(key, entry.st_size, datetime.fromtimestamp(entry.st_mtime, timezone.utc))
+                yield ObjectInfo(key, entry.st_size, datetime.fromtimestamp(entry.st_mtime, UTC))
         for sub in subdirs:
             yield from self._walk(sub, prefix)
 

@@ -24,7 +24,7 @@ import secrets
 import socket
 import stat
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Iterator
 from urllib.parse import SplitResult, unquote
 
@@ -39,8 +39,16 @@ from smbprotocol.open import CreateOptions, FilePipePrinterAccessMask
 from smbprotocol.tree import TreeConnect
 
 from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
-from backends.errors import (AlreadyExists, AuthError, BackendError, NotFound, PermissionDenied, QuotaExceeded,
-                             TransientError, Unsupported)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+    Unsupported,
+)
 
 _TMP_PREFIX = ".tmp-"
 _OPTIONS = ("encrypt", "timeout")
@@ -117,7 +125,7 @@ class SMBBackend(Backend):
                                          preferred_object_size=16 << 20, max_object_size=1 << 40)
 
     @classmethod
-    def from_url(cls, url: SplitResult, options: dict[str, str]) -> "SMBBackend":
+    def from_url(cls, url: SplitResult, options: dict[str, str]) -> SMBBackend:
         if url.password is not None:
             raise BackendError("refusing an smb:// URL that contains a password (it would leak into shell "
                                "history and logs); set AGENT_SMB_PASSWORD instead")
@@ -321,7 +329,7 @@ class SMBBackend(Backend):
         st = self._call(key, smbclient.stat, self._unc(self._rel(validate_key(key))))
         if not stat.S_ISREG(st.st_mode):
             raise NotFound(key)
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def list(self, prefix="") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
@@ -347,7 +355,7 @@ class SMBBackend(Backend):
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
                     subdirs.append(key)
             elif key.startswith(prefix):
-                yield ObjectInfo(key, info.end_of_file, info.last_write_time.astimezone(timezone.utc))
+                yield ObjectInfo(key, info.end_of_file, info.last_write_time.astimezone(UTC))
         for sub in subdirs:
             yield from self._walk(sub, prefix)
 

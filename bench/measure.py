@@ -82,7 +82,7 @@ def run_step(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str | Pa
 def tree_size(path: str | Path) -> tuple[int, int]:
     """(bytes, files) like `du -sb`: apparent sizes of every file and directory, links not followed."""
     total = files = 0
-    for root, dirs, names in os.walk(path):
+    for root, _dirs, names in os.walk(path):
         total += os.lstat(root).st_size
         for n in names:
             total += os.lstat(os.path.join(root, n)).st_size

@@ -136,7 +136,7 @@ class Bench:
                             tool_summary=info["summary"])
                 size[name] = new
                 ok[name] = res.rc == 0 and bool(info["ref"])
-        source_alloc = {d: None for d in DAYS}
+        source_alloc = dict.fromkeys(DAYS)
         for day in RESTORE_DAYS:
             src = self.data / f"day{day}.img"
             for name, tool in tools.items():

@@ -83,7 +83,7 @@ def image_check(work: Path) -> dict:
     ref = out["backup unchanged"].get("summary", {}).get("snapshot_id", "latest")
     target = root / "restore"
     target.mkdir()
-    cmd, cwd, restored = agent.restore(ref, img, target)
+    cmd, cwd, restored = agent.restore.run(ref, img, target)
     res = run_step(cmd, env=env, cwd=cwd, log_prefix=logs / "restore")
     rec = res.as_dict()
     if res.rc == 0:

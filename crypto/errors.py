@@ -9,8 +9,11 @@ class AuthenticationFailed(CryptoError):
     """Ciphertext, its associated data or its key did not verify: tampering, corruption or wrong key."""
 
 
-class WrongPassphrase(CryptoError):
-    """No key file could be opened with the passphrase given."""
+class KeyNotUnwrapped(CryptoError):
+    """This key file does not open with the passphrase given (or belongs to another repository).
+
+    Not "wrong passphrase": another key file of the repository may open; the repository layer
+    decides that after trying them all (agent.errors.WrongPassphrase)."""
 
 
 class UnsupportedSuite(CryptoError):

@@ -6,20 +6,18 @@ import hashlib
 
 import blake3
 
-ID_SIZE = 32
-
 
 def chunk_id(id_key: bytes, data: bytes | memoryview) -> bytes:
     """Keyed BLAKE3-256 of the plaintext (releases the GIL, so threads hash in parallel)."""
     return blake3.blake3(data, key=id_key).digest()
 
 
-def keyed_hasher(id_key: bytes) -> "blake3.blake3":
+def keyed_hasher(id_key: bytes) -> blake3.blake3:
     """An incremental keyed hasher, for digests over streams of records."""
     return blake3.blake3(key=id_key)
 
 
-def object_hasher() -> "hashlib._Hash":
+def object_hasher() -> hashlib._Hash:
     """Incremental form of `object_id`, for objects spooled to disk (hexdigest() is the name)."""
     return hashlib.sha256()
 

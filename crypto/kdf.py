@@ -23,7 +23,7 @@ class KdfParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "KdfParams":
+    def from_dict(cls, d: dict) -> KdfParams:
         if d.get("algorithm") != "argon2id":
             raise UnsupportedSuite(f"unknown key derivation function {d.get('algorithm')!r}")
         params = cls(int(d["time_cost"]), int(d["memory_kib"]), int(d["parallelism"]))

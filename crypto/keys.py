@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 from crypto import aead
-from crypto.errors import AuthenticationFailed, UnsupportedSuite, WrongPassphrase
+from crypto.errors import AuthenticationFailed, KeyNotUnwrapped, UnsupportedSuite
 from crypto.kdf import KdfParams, derive
 
 _MASTER_FORMAT = 1
@@ -32,14 +32,14 @@ class MasterKey:
         return "MasterKey(<redacted>)"
 
     @classmethod
-    def generate(cls) -> "MasterKey":
+    def generate(cls) -> MasterKey:
         return cls(secrets.token_bytes(32), secrets.token_bytes(32), secrets.randbits(63) | 1)
 
     def to_bytes(self) -> bytes:
         return bytes((_MASTER_FORMAT,)) + self.encryption_key + self.id_key + self.chunker_seed.to_bytes(8, "big")
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "MasterKey":
+    def from_bytes(cls, raw: bytes) -> MasterKey:
         if len(raw) != 73 or raw[0] != _MASTER_FORMAT:
             raise UnsupportedSuite("unknown master key format")
         return cls(raw[1:33], raw[33:65], int.from_bytes(raw[65:73], "big"))
@@ -89,4 +89,4 @@ def unwrap(keyfile: bytes, passphrase: bytes, repo_id: str) -> MasterKey:
     try:
         return MasterKey.from_bytes(aead.open_(kek, sealed, _ad(repo_id)))
     except AuthenticationFailed:
-        raise WrongPassphrase("wrong passphrase") from None
+        raise KeyNotUnwrapped("the key file does not open with this passphrase") from None

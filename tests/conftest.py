@@ -14,6 +14,13 @@ import pytest
 
 AGENT = [sys.executable, "-m", "agent"]
 
+# Fixtures of the local servers (moto, fake-gcs-server, sshd, smbd, the drives' fakes), for every test
+# without importing them by name; each starts its server only when a test asks for it.
+pytest_plugins = [
+    "tests.servers.moto", "tests.servers.fakegcs", "tests.servers.sshd", "tests.servers.smbd",
+    "tests.servers.gdrive_fake", "tests.servers.dropbox_fake", "tests.servers.onedrive_fake",
+]
+
 
 @dataclass
 class Result:
@@ -58,11 +65,11 @@ def cli(tmp_path) -> Cli:
 @pytest.fixture
 def repo(tmp_path):
     """A fresh local repository with the test KDF and 1 MiB packs (several packs from a few MiB)."""
-    from backends.local import LocalBackend
-    from crypto.kdf import TEST_PARAMS
     from agent.repo.cache import ObjectCache
     from agent.repo.format import RepoParams
     from agent.repo.repository import Repository
+    from backends.local import LocalBackend
+    from crypto.kdf import TEST_PARAMS
 
     r = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", kdf=TEST_PARAMS, cache=ObjectCache(None),
                         params=RepoParams(pack_size=1 << 20))

@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from agent.cli import units
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import units
 
 LIMIT_HELP = "Bandwidth limit: 4MiB/s, 20Mbit/s, off, or a timetable '08:00-18:00=1MiB/s,18:00-08:00=off'."
 
@@ -33,13 +33,13 @@ def backup(
 ) -> None:
     """Back up SOURCE; only chunks the repository lacks are uploaded."""
     from agent.cli.stopping import graceful_stop
-    from agent.timespec import parse_instant, run_deadline
+    from agent.config.times import parse_instant, run_deadline
 
     app: AppContext = app_context(ctx, json_output)
     app.set_limits(limit_upload, limit_download)
     when, deadline = parse_instant(time) if time else None, run_deadline(stop_at, max_duration)
     with graceful_stop() as stop, app.repository() as repo, app.progress("backup") as listener:
-        from agent.backup import BackupOptions, run_backup  # after the key derivation: agent.repo.keyring
+        from agent.backup.run import BackupOptions, run_backup  # after the key derivation: agent.repo.keyring
 
         opts = BackupOptions(tags=list(tag), host=host or (app.settings.file and app.settings.file.host) or None,
                              time=when, lock_wait=lock_wait, deadline=deadline, stop=stop,

@@ -24,7 +24,7 @@ def _subset(value: Optional[str]) -> tuple[Optional[float], Optional[tuple[int, 
             raise UsageError("--read-data-subset n/t needs 1 <= n <= t")
         return None, (n, t)
 
-    from agent.config import parse_percent
+    from agent.config.settings import parse_percent
 
     return parse_percent(value, "--read-data-subset", allow_zero=False), None
 
@@ -37,7 +37,7 @@ def check(
                                                    "packs (10%: different each run) or the n-th of t slices (3/20)."),
 ) -> None:
     """Check that every snapshot's chunks are indexed and every indexed pack exists with the right size."""
-    from agent.check import run_check
+    from agent.maintenance.check import run_check
 
     app: AppContext = app_context(ctx, json_output)
     with app.repository() as repo:

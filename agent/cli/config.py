@@ -21,11 +21,11 @@ def effective(app_ctx: AppContext) -> dict:
     doc["passphrase_file"] = s.passphrase_file
     doc["passphrase_command"] = s.passphrase_command
     doc["limits"] = {"upload": s.limit_upload or "off", "download": s.limit_download or "off"}
-    doc["env"] = {k: REDACTED for k in doc.get("env", {})} or None
+    doc["env"] = dict.fromkeys(doc.get("env", {}), REDACTED) or None
     webhook = doc.get("notify", {}).get("webhook")
     if webhook:
         webhook["url"] = redact_url(webhook["url"])
-        webhook["headers"] = {k: REDACTED for k in webhook.get("headers", {})}
+        webhook["headers"] = dict.fromkeys(webhook.get("headers", {}), REDACTED)
     return {k: v for k, v in doc.items() if v is not None}
 
 

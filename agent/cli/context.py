@@ -9,19 +9,24 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from rich.console import Console
 
-from agent.config import Settings, passphrase_from_settings
+from agent.config import env
+from agent.config.settings import Settings, passphrase_from_settings
 from agent.errors import UsageError
 from agent.progress import Listener, Warning
+
+if TYPE_CHECKING:
+    from agent.repo.repository import Repository
+    from agent.repo.storage import Accounting, Backend
 
 
 JSON_HELP = "Machine-readable output on stdout (same as the global --json)."
 
 
-def app_context(ctx, json_output: bool = False) -> "AppContext":
+def app_context(ctx, json_output: bool = False) -> AppContext:
     """The invocation's context; a command's own --json switches JSON output on too."""
     app: AppContext = ctx.obj
     if json_output:
@@ -36,7 +41,7 @@ class AppContext:
     out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True,
                                                          width=None if sys.stdout.isatty() else 200))
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
-    accounting: object | None = None  # backends.middleware.Accounting of this invocation's backend
+    accounting: Accounting | None = None  # traffic of this invocation's storage (agent.repo.storage)
     syslog: logging.Logger | None = None  # set when the config asks for syslog (warnings, summaries)
 
     def log_summary(self, message: str, *, error: bool = False) -> None:
@@ -65,7 +70,7 @@ class AppContext:
         from agent.cli import progress_view as view
 
         try:
-            interval = float(os.environ.get("AGENT_PROGRESS_INTERVAL") or 0)
+            interval = float(os.environ.get(env.PROGRESS_INTERVAL) or 0)
         except ValueError:
             raise UsageError("AGENT_PROGRESS_INTERVAL must be a number of seconds") from None
         if interval <= 0:
@@ -105,19 +110,16 @@ class AppContext:
             raise UsageError("the passphrases do not match")
         return first.encode()
 
-    def backend(self):
-        from backends.middleware import Accounting, compose
-        from backends.registry import open_backend
+    def backend(self) -> Backend:
+        """The storage at --repo, with this invocation's limits and traffic accounting."""
+        from agent.repo.storage import new_accounting, open_storage
 
-        from agent.bandwidth import limiter_for
-
-        self.accounting = Accounting()
-        return compose(open_backend(self.settings.require_repo()), accounting=self.accounting,
-                       upload_limiter=limiter_for(self.settings.limit_upload),
-                       download_limiter=limiter_for(self.settings.limit_download))
+        self.accounting = new_accounting()
+        return open_storage(self.settings.require_repo(), limit_upload=self.settings.limit_upload,
+                            limit_download=self.settings.limit_download, accounting=self.accounting)
 
     @contextmanager
-    def repository(self) -> Iterator["Repository"]:  # noqa: F821 - imported lazily
+    def repository(self) -> Iterator[Repository]:
         from agent.repo.keyring import unlock
 
         backend = self.backend()

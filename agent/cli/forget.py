@@ -37,9 +37,10 @@ def forget(
 ) -> None:
     """Forget snapshots that no --keep rule keeps (grouped per host and source)."""
     from agent.errors import UsageError
-    from agent.maintenance import forget as do_forget, plan_forget
+    from agent.maintenance.forget import forget as do_forget
+    from agent.maintenance.forget import plan_forget
+    from agent.maintenance.retention import Policy, parse_duration
     from agent.repo.snapshots import filter_snapshots
-    from agent.retention import Policy, parse_duration
 
     app: AppContext = app_context(ctx, json_output)
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
@@ -65,7 +66,7 @@ def forget(
         pruned = None
         if prune and not dry_run:
             from agent.cli.prune import print_prune
-            from agent.maintenance import run_prune
+            from agent.maintenance.prune import run_prune
 
             pruned = run_prune(repo, lock_wait=1800)
             if not app.settings.json:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import env
 
 
 def init(ctx: typer.Context,
@@ -15,9 +17,8 @@ def init(ctx: typer.Context,
                                                      "what the backend prefers (16 MiB on disks and NAS, larger on "
                                                      "cloud storage: fewer requests).", min=1, max=1024)) -> None:
     """Create a new encrypted repository at --repo / AGENT_REPO."""
-    from agent.config import kdf_params
     from agent.repo.format import RepoParams
-    from agent.repo.keyring import create
+    from agent.repo.keyring import create, kdf_params
 
     app: AppContext = app_context(ctx, json_output)
     backend = app.backend()
@@ -25,7 +26,7 @@ def init(ctx: typer.Context,
     pack_size = pack_size_mib << 20 if pack_size_mib else min(max(backend.capabilities.preferred_object_size, 1 << 20),
                                                              1 << 30)
     try:  # only the keys and config: the engine's modules are not even loaded (agent.repo.keyring)
-        repo_id = create(backend, passphrase, RepoParams(pack_size=pack_size), kdf_params()).config["id"]
+        repo_id = create(backend, passphrase, RepoParams(pack_size=pack_size), kdf_params(os.environ.get(env.KDF))).config["id"]
     finally:
         backend.close()
     if app.settings.json:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import env
 
 app = typer.Typer(help="Manage the passphrases (key files) of the repository.", no_args_is_help=True)
 
@@ -16,10 +18,10 @@ _NEW_FILE_HELP = "Read the new passphrase from this file (Env: AGENT_NEW_PASSPHR
 def _new_passphrase(app_ctx: AppContext, new_file: Optional[str]) -> bytes:
     import os
 
-    from agent.config import read_secret_file
+    from agent.config.settings import read_secret_file
     from agent.errors import UsageError
 
-    path = new_file or os.environ.get("AGENT_NEW_PASSPHRASE_FILE")
+    path = new_file or os.environ.get(env.NEW_PASSPHRASE_FILE)
     if path:
         secret = read_secret_file(path, "new passphrase")
         if not secret:
@@ -32,11 +34,11 @@ def _new_passphrase(app_ctx: AppContext, new_file: Optional[str]) -> bytes:
 def add(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP), label: str = typer.Option("", "--label", help="A note: who or what uses this key."),
         new_passphrase_file: Optional[str] = typer.Option(None, "--new-passphrase-file", help=_NEW_FILE_HELP)) -> None:
     """Add a passphrase that opens the same repository."""
-    from agent.config import kdf_params
+    from agent.repo.keyring import kdf_params
 
     a: AppContext = app_context(ctx, json_output)
     with a.repository() as repo:
-        key_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label=label, kdf=kdf_params())
+        key_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label=label, kdf=kdf_params(os.environ.get(env.KDF)))
     a.emit_json({"added": key_id}) if a.settings.json else a.out.print(f"added key {key_id[:8]}")
 
 
@@ -73,10 +75,10 @@ def remove(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
 def passwd(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
            new_passphrase_file: Optional[str] = typer.Option(None, "--new-passphrase-file", help=_NEW_FILE_HELP)) -> None:
     """Change the passphrase this session opened with (adds the new key, then removes the old one)."""
-    from agent.config import kdf_params
+    from agent.repo.keyring import kdf_params
 
     a: AppContext = app_context(ctx, json_output)
     with a.repository() as repo:
-        new_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label="changed passphrase", kdf=kdf_params())
+        new_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label="changed passphrase", kdf=kdf_params(os.environ.get(env.KDF)))
         repo.replace_key(repo.key_id, new_id)
     a.emit_json({"key": new_id}) if a.settings.json else a.out.print(f"passphrase changed (key {new_id[:8]})")

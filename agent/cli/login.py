@@ -12,6 +12,8 @@ from agent.cli.context import AppContext, app_context
 
 
 class Service(str, enum.Enum):
+    """The services `agent login` knows; backends/registry.py maps each to its auth module and extra."""
+
     gdrive = "gdrive"
     dropbox = "dropbox"
     onedrive = "onedrive"
@@ -27,16 +29,17 @@ def _need(value: Optional[str], flag: str, env: str, service: str) -> str:
     return value
 
 
-def _import(module: str, extra: str):
-    import importlib
-
+def _auth_module(service: Service):
+    """The service's auth module from the backend registry (imported only now, it needs the SDK)."""
     from agent.errors import UsageError
+    from backends.registry import BackendUnavailable, login_module
 
     try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise UsageError(f"logging in needs the Python package {exc.name!r}",
-                         hint=f"pip install 'agent[{extra}]'") from None
+        return login_module(service.value)
+    except BackendUnavailable as exc:
+        if exc.package is None:
+            raise UsageError(str(exc)) from None
+        raise UsageError(f"logging in needs the Python package {exc.package!r}", hint=exc.install) from None
 
 
 def login(
@@ -56,14 +59,13 @@ def login(
 ) -> None:
     """Log in to a cloud drive and save a refresh token for later runs (no browser needed on this machine)."""
     app: AppContext = app_context(ctx)
+    auth = _auth_module(service)
     if service is Service.gdrive:
-        auth = _import("backends.gdrive.auth", "gdrive")
         secrets_file = _need(client_secrets, "--client-secrets", "AGENT_GDRIVE_CLIENT_SECRETS", "Google Drive")
         path = auth.login(None, secrets_file, scope=scope, port=port,
                           on_url=lambda url: app.out.print(f"Open this address in a browser and allow access:\n{url}"),
                           paste=(lambda: typer.prompt("Paste the address your browser was sent to")) if paste else None)
     elif service is Service.dropbox:
-        auth = _import("backends.dropbox.auth", "dropbox")
         path = auth.default_token_path()
 
         def prompt(url: str) -> str:
@@ -72,7 +74,6 @@ def login(
 
         auth.login(path, _need(app_key, "--app-key", "AGENT_DROPBOX_APP_KEY", "Dropbox"), prompt)
     else:
-        auth = _import("backends.onedrive.auth", "onedrive")
         path = auth.default_token_path()
         auth.login(path, auth.client_id_from(client_id), show=app.out.print,
                    scopes=auth.WHOLE_DRIVE_SCOPES if whole_drive else auth.APP_FOLDER_SCOPES)

@@ -24,7 +24,8 @@ from agent.cli import snapshots as snapshots_cmd
 from agent.cli import stats as stats_cmd
 from agent.cli import unlock as unlock_cmd
 from agent.cli.context import AppContext
-from agent.config import Settings
+from agent.config import env
+from agent.config.settings import Settings
 
 app = typer.Typer(
     name="agent",
@@ -73,15 +74,15 @@ def _load_config_file(explicit: Optional[str]):
     if explicit:
         path = Path(explicit).expanduser()
     else:
-        env = os.environ.get("AGENT_CONFIG")
-        path = Path(env).expanduser() if env else None
+        named = os.environ.get(env.CONFIG)
+        path = Path(named).expanduser() if named else None
         if path is None:
             from agent.nightly.paths import existing_default_config
 
             path = existing_default_config()
     if path is None:
         return None, None
-    from agent.nightly.config import load_config
+    from agent.nightly.configfile import load_config
 
     cfg = load_config(path)
     for key, value in cfg.env.items():  # backend SDK credentials; the real environment wins
@@ -99,9 +100,8 @@ app.add_typer(schedule_cmd.app, name="schedule")
 
 def run() -> None:
     """Console entry point: typed errors become one clear line and a documented exit code."""
-    from agent.errors import AgentError
-    from agent.memory import tune_allocator
-    from backends.errors import BackendError
+    from agent.allocator import tune_allocator
+    from agent.errors import AgentError, Interrupted
 
     tune_allocator()
     debug = "--debug" in sys.argv
@@ -109,16 +109,17 @@ def run() -> None:
         rc = app(standalone_mode=False)
     except AgentError as exc:
         _fail(str(exc), exc.hint, exc.exit_code, debug)
-    except BackendError as exc:
-        from agent.repo.keyring import storage_error
-
-        err = storage_error(exc, "storage error")
-        _fail(str(err), err.hint, err.exit_code, debug)
     except KeyboardInterrupt:
-        _fail("interrupted; the next run resumes from what was saved", "", 130, debug)
+        err = Interrupted("interrupted; the next run resumes from what was saved")
+        _fail(str(err), err.hint, err.exit_code, debug)
     except typer.Abort:
         _fail("aborted", "", 1, False)
-    except Exception as exc:  # usage errors of the CLI framework, and genuine bugs
+    except Exception as exc:  # noqa: BLE001 - a storage error that escaped translation, typer's own, or a bug
+        from agent.repo.storage import as_agent_error
+
+        translated = as_agent_error(exc)
+        if translated is not None:
+            _fail(str(translated), translated.hint, translated.exit_code, debug)
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)

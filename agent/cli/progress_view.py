@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from agent.cli import units
+from agent.config import units
 from agent.progress import Advanced, Event, Finished, Listener, Started, Warning
 
 
@@ -93,8 +93,7 @@ def plain_lines(label: str, info: Callable[[str], None], warn: Callable[[str], N
 @contextmanager
 def rich_bar(label: str, console, warn: Callable[[str], None]) -> Iterator[Listener]:
     """A transient bar: phase, bytes done/total, new and uploaded bytes, rate and ETA."""
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     with Progress(TextColumn("[bold]{task.fields[phase]}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   TextColumn("new {task.fields[new]} · up {task.fields[up]}"), TimeRemainingColumn(),

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from agent.cli import units
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import units
 
 # typical object-store request prices (USD per 1000), for a rough estimate only
 _PRICE_PUT, _PRICE_GET = 0.005, 0.0004
@@ -24,8 +24,8 @@ def prune(
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for running backups to finish."),
 ) -> None:
     """Remove unreferenced data (after `agent forget`)."""
-    from agent.config import parse_percent
-    from agent.maintenance import run_prune
+    from agent.config.settings import parse_percent
+    from agent.maintenance.prune import run_prune
 
     app: AppContext = app_context(ctx, json_output)
     unused = parse_percent(max_unused, "--max-unused")

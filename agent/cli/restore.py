@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from agent.cli import units
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import units
 
 
 def restore(
@@ -27,8 +27,8 @@ def restore(
                                                  "20Mbit/s, off, or a timetable. Env: AGENT_LIMIT_DOWNLOAD."),
 ) -> None:
     """Restore a snapshot (by id, 'latest', or --at) to --to."""
+    from agent.config.times import parse_instant
     from agent.errors import UsageError
-    from agent.timespec import parse_instant
 
     app: AppContext = app_context(ctx, json_output)
     if snapshot and at:
@@ -36,7 +36,7 @@ def restore(
     app.set_limits(None, limit_download)
     with app.repository() as repo:
         from agent.repo.snapshots import filter_snapshots, pick_at, resolve  # after the key derivation
-        from agent.restore import RestoreOptions, run_restore
+        from agent.restore.run import RestoreOptions, run_restore
 
         snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source)
         snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")

@@ -3,13 +3,14 @@ checks a share of the data, then records the outcome (state file, metrics) and n
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Optional
 
 import typer
 
-from agent.cli import units
 from agent.cli.backup import LIMIT_HELP
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import units
 
 
 def run(
@@ -27,12 +28,12 @@ def run(
     Exit status 0 when everything succeeded, 3 when a source is incomplete or skipped or a
     warning was raised (the next run resumes), 1 when something failed.
     """
-    from backends.registry import redact_url
     from agent.cli.stopping import graceful_stop
+    from agent.config.times import run_deadline
     from agent.errors import UsageError
     from agent.nightly.runner import RunOptions, run_configured, run_lock
     from agent.nightly.state import default_state_path, record_finish, record_start
-    from agent.timespec import run_deadline
+    from backends.registry import redact_url
 
     app: AppContext = app_context(ctx, json_output)
     cfg = app.settings.file
@@ -77,9 +78,9 @@ def run(
 
 
 def _now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _publish(app: AppContext, cfg, report) -> list[str]:

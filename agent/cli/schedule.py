@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import env
 
 app = typer.Typer(help="Run `agent run` every night (systemd timer, or cron where systemd is not running).",
                   no_args_is_help=True)
@@ -22,7 +23,7 @@ def _locations(user: bool):
 
     from agent.nightly.schedule import Locations
 
-    return Locations(root=Path(os.environ.get("AGENT_SCHEDULE_ROOT") or "/"), user=user)
+    return Locations(root=Path(os.environ.get(env.SCHEDULE_ROOT) or "/"), user=user)
 
 
 def _local(dt) -> str:
@@ -70,7 +71,7 @@ def install(
     if not config_path.exists():
         a.warn(f"the config file {config_path} does not exist yet; nightly runs fail until it does")
     elif config:  # catch a typo now rather than at 01:00 (a global/default config was loaded already)
-        from agent.nightly.config import load_config
+        from agent.nightly.configfile import load_config
 
         try:
             load_config(config_path)

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from agent.cli import units
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import units
 
 
 def snapshots(
@@ -28,18 +28,16 @@ def snapshots(
     app: AppContext = app_context(ctx, json_output)
     with app.repository() as repo:
         snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source, tags=list(tag))
-        runs = [(name, r) for name, r in repo.list_runs() if (host is None or r.get("host") == host)
-                and (source is None or r.get("source") == source)] if all_runs else []
+        runs = [(name, r) for name, r in repo.list_runs() if (host is None or r.host == host)
+                and (source is None or r.source == source)] if all_runs else []
     if app.settings.json:
         rows = [s.summary() | ({"status": "complete"} if all_runs else {}) for s in snaps]
-        app.emit_json(rows + [{**{k: v for k, v in r.items() if k != "packs"}, "id": name, "short_id": name[:8]}
-                              for name, r in runs])
+        app.emit_json(rows + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])
         return
     rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags), "complete")
             for s in snaps]
-    rows += [(datetime.fromisoformat(r["started"]), name, r.get("host", ""), r.get("source", ""),
-              r.get("source_bytes"), r.get("uploaded_bytes"), "", f"{r.get('status', '?')}: {r.get('reason', '')}")
-             for name, r in runs]
+    rows += [(datetime.fromisoformat(r.started), name, r.host, r.source, r.source_bytes, r.uploaded_bytes, "",
+              f"{r.status}: {r.reason}") for name, r in runs]
     table = Table(box=None, header_style="bold")
     for col in ("id", "time", "host", "source", "size", "new data", "tags") + (("status",) if all_runs else ()):
         table.add_column(col, justify="right" if col in ("size", "new data") else "left")

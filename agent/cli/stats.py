@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli import units
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import units
 
 
 def stats(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Raw vs stored size and dedup ratio, in total and per host and source."""
     from rich.table import Table
 
-    from agent.stats import repo_stats
+    from agent.maintenance.stats import repo_stats
 
     app: AppContext = app_context(ctx, json_output)
     with app.repository() as repo:

@@ -23,12 +23,14 @@ from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.config import env
+
 TAIL_LINES = 20
 _TAIL_BYTES = 64 * 1024       # bound memory for chatty hooks; the tail is all we report
 _KILL_GRACE_S = 5.0           # between SIGTERM and SIGKILL of the hook's process group
 _DRAIN_S = 1.0                # output still arriving after the shell exited (background children)
 # variables that hold a secret itself (not a path to one); a hook has no business seeing them
-_SECRET_ENV = ("AGENT_PASSPHRASE", "AGENT_NEW_PASSPHRASE")
+_SECRET_ENV = env.SECRETS
 
 
 class HookConfig(BaseModel):
@@ -50,10 +52,10 @@ class HookResult:
 def hook_env(hook: Literal["pre", "post"], source_name: str, source_path: str,
              status: str | None = None) -> dict[str, str]:
     """The AGENT_* variables a hook sees: which source, which hook, and for post the backup's status."""
-    env = {"AGENT_HOOK": hook, "AGENT_SOURCE_NAME": source_name, "AGENT_SOURCE_PATH": source_path}
+    values = {env.HOOK: hook, env.SOURCE_NAME: source_name, env.SOURCE_PATH: source_path}
     if status is not None:
-        env["AGENT_STATUS"] = status
-    return env
+        values[env.STATUS] = status
+    return values
 
 
 def run_source_hook(cfg: HookConfig, hook: Literal["pre", "post"], source_name: str, source_path: str,

@@ -66,7 +66,7 @@ class EmailConfig(BaseModel):
         return [v] if isinstance(v, str) else v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "EmailConfig":
+    def _consistent(self) -> EmailConfig:
         if self.ssl and "port" not in self.model_fields_set:
             self.port = 465
         if (self.username is None) != (self.password_file is None):
@@ -130,7 +130,7 @@ def _origin(url: str) -> str:
 # ---- e-mail -----------------------------------------------------------------------------------------
 
 def _send_email(cfg: EmailConfig, report: RunReport) -> None:
-    from agent.config import read_secret_file
+    from agent.config.settings import read_secret_file
 
     msg = render_email(cfg, report)
     password = read_secret_file(cfg.password_file, "SMTP password").decode() if cfg.password_file else None
@@ -174,7 +174,7 @@ def render_email(cfg: EmailConfig, report: RunReport) -> EmailMessage:
 
 def render_text(report: RunReport) -> str:
     """Plain text for a person reading mail at breakfast: per source what happened and what to do."""
-    from agent.cli.units import duration, size
+    from agent.config.units import duration, size
 
     lines = [summarize(report), "",
              f"host:       {report.host}",

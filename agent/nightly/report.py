@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 @dataclass
@@ -71,7 +71,7 @@ class RunReport:
 
 def iso(t: datetime) -> str:
     """ISO 8601 in UTC; a naive time is taken as UTC (the report's contract) rather than local time."""
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
 def summarize(report: RunReport) -> str:

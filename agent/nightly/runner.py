@@ -14,14 +14,13 @@ import socket
 import threading
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
-from backends.errors import BackendError
-from agent.config import parse_percent
+from agent.config.settings import parse_percent
 from agent.errors import AgentError
-from agent.nightly.config import Config, SourceConfig
+from agent.nightly.configfile import Config, SourceConfig
 from agent.nightly.hooks import HookConfig, run_source_hook
 from agent.nightly.report import RunReport, SourceReport
 from agent.progress import Listener
@@ -60,19 +59,25 @@ def run_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _failure(exc: BaseException) -> tuple[str, str | None]:
-    if isinstance(exc, BackendError):
-        from agent.repo.keyring import storage_error
+def _reportable(exc: BaseException) -> bool:
+    """An agent error (or a storage error that escaped translation), not a bug."""
+    from agent.repo.storage import as_agent_error
 
-        exc = storage_error(exc, "storage error")
-    if isinstance(exc, AgentError):
-        return str(exc), exc.hint or None
+    return as_agent_error(exc) is not None
+
+
+def _failure(exc: BaseException) -> tuple[str, str | None]:
+    from agent.repo.storage import as_agent_error
+
+    err = as_agent_error(exc)
+    if err is not None:
+        return str(err), err.hint or None
     return f"internal error: {exc.__class__.__name__}: {exc}", "please report it with the output of --debug"
 
 
 def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener,
                    hide: tuple[str, ...] = ()) -> SourceReport:
-    from agent.backup import BackupOptions, run_backup
+    from agent.backup.run import BackupOptions, run_backup
 
     hooks = HookConfig(pre=src.pre, post=src.post, timeout_s=src.hook_timeout_s)
     rep = SourceReport(name=src.name, path=src.path, status="failed")
@@ -86,7 +91,9 @@ def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener
                                                            deadline=opts.deadline, stop=opts.stop,
                                                            lock_wait=opts.lock_wait, direct_io=src.direct_io),
                              listener)
-        except (AgentError, BackendError) as exc:
+        except Exception as exc:
+            if not _reportable(exc):
+                raise
             rep.error, rep.hint = _failure(exc)
         else:
             rep.status = "ok" if res.complete else "incomplete"
@@ -102,7 +109,8 @@ def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener
 
 
 def _maintenance(repo, cfg: Config, host: str, opts: RunOptions, errors: list[str]) -> None:
-    from agent.maintenance import forget, plan_forget, run_prune
+    from agent.maintenance.forget import forget, plan_forget
+    from agent.maintenance.prune import run_prune
     from agent.repo.snapshots import filter_snapshots
 
     try:
@@ -115,19 +123,19 @@ def _maintenance(repo, cfg: Config, host: str, opts: RunOptions, errors: list[st
         if cfg.retention.prune and plan.remove:
             run_prune(repo, max_unused=parse_percent(cfg.retention.max_unused, "max_unused"),
                       lock_wait=opts.lock_wait)
-    except (AgentError, BackendError) as exc:
+    except AgentError as exc:
         message, hint = _failure(exc)
         errors.append(f"retention: {message}" + (f" ({hint})" if hint else ""))
 
 
 def _check(repo, share: float, errors: list[str]) -> None:
-    from agent.check import run_check
+    from agent.maintenance.check import run_check
 
     try:
         with repo.lock(exclusive=False, command="check"):
             rep = run_check(repo, read_data=True, subset=share)
         errors.extend(f"check: {e}" for e in rep.errors)
-    except (AgentError, BackendError) as exc:
+    except AgentError as exc:
         message, hint = _failure(exc)
         errors.append(f"check: {message}" + (f" ({hint})" if hint else ""))
 
@@ -139,8 +147,8 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
     itself (it goes into the report, so it can be notified); only for bugs."""
     host = opts.host or cfg.host or socket.gethostname()
     opts.host = host
-    report = RunReport(host=host, repository=repository_label, started=datetime.now(timezone.utc),
-                       finished=datetime.now(timezone.utc), sources=[])
+    report = RunReport(host=host, repository=repository_label, started=datetime.now(UTC),
+                       finished=datetime.now(UTC), sources=[])
     try:
         with open_repo() as repo:
             for src in cfg.sources:
@@ -160,9 +168,9 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
             try:
                 report.repository_bytes = sum(repo.list_packs().values())
                 report.snapshot_count = len(repo.list_snapshots())
-            except (AgentError, BackendError):
+            except AgentError:
                 pass  # metrics only; the backups themselves are reported
-    except (AgentError, BackendError) as exc:  # the repository could not be opened or failed mid-run
+    except AgentError as exc:  # the repository could not be opened or failed mid-run (storage errors arrive translated)
         message, hint = _failure(exc)
         done = {r.name for r in report.sources}
         for src in cfg.sources:
@@ -170,11 +178,11 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
                 rep = SourceReport(src.name, src.path, "failed", error=message, hint=hint)
                 report.sources.append(rep)
                 on_source(rep)
-    report.finished = datetime.now(timezone.utc)
+    report.finished = datetime.now(UTC)
     return report
 
 
 def _window_over(opts: RunOptions) -> bool:
     if opts.stop is not None and opts.stop.is_set():
         return True
-    return opts.deadline is not None and datetime.now(timezone.utc) >= opts.deadline
+    return opts.deadline is not None and datetime.now(UTC) >= opts.deadline

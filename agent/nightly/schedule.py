@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.errors import AgentError, UsageError
@@ -86,7 +86,7 @@ def parse_at(text: str) -> tuple[int, int]:
 
 def parse_delay(text: str) -> int:
     """Seconds from `15m`, `1h`, `90s`, `1h30m` or a bare number of seconds (`0` turns it off)."""
-    from agent.timespec import parse_run_duration
+    from agent.config.times import parse_run_duration
 
     t = text.strip()
     return int(t) if t.isdigit() else int(parse_run_duration(t).total_seconds())
@@ -239,11 +239,11 @@ def next_run(loc: Locations, info: dict, now: datetime | None = None) -> datetim
                          check=False)
         m = re.fullmatch(r"@(\d+)", proc.stdout.strip())
         if proc.returncode == 0 and m:
-            return datetime.fromtimestamp(int(m[1]), timezone.utc)
+            return datetime.fromtimestamp(int(m[1]), UTC)
     if not info["at"]:
         return None
     h, m = parse_at(info["at"])
-    local = (now or datetime.now(timezone.utc)).astimezone().replace(tzinfo=None)
+    local = (now or datetime.now(UTC)).astimezone().replace(tzinfo=None)
     at = local.replace(hour=h, minute=m, second=0, microsecond=0)
     return (at if at > local else at + timedelta(days=1)).astimezone()  # naive + 1 day: right across DST
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 
+from agent.config import env
 from agent.errors import AgentError
 from agent.nightly.report import RunReport, summarize
 
@@ -32,7 +33,7 @@ class RunState:
 def default_state_path() -> Path:
     """$AGENT_STATE_DIR/state.json; else /var/lib/agent when root (system timer, cron), else the user's
     state dir (~/.local/state/agent): where a `--user` timer's run and its owner's `status` both look."""
-    override = os.environ.get("AGENT_STATE_DIR")
+    override = os.environ.get(env.STATE_DIR)
     if override:
         return Path(override).expanduser() / STATE_FILE
     if os.geteuid() == 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from agent.config import env
 from crypto.ids import object_id
 
 
@@ -17,9 +18,9 @@ class ObjectCache:
         self.root = root
 
     @classmethod
-    def for_repo(cls, repo_id: str, base: str | None = None) -> "ObjectCache":
+    def for_repo(cls, repo_id: str, base: str | None = None) -> ObjectCache:
         if base is None:
-            base = os.environ.get("AGENT_CACHE_DIR")
+            base = os.environ.get(env.CACHE_DIR)
         if base is None:
             import platformdirs
 

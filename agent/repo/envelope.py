@@ -9,14 +9,12 @@ import threading
 
 import zstandard
 
+from agent.errors import CorruptObject
 from crypto import aead
 from crypto.errors import AuthenticationFailed
 from crypto.ids import chunk_id
 from crypto.keys import MasterKey
-from agent.errors import CorruptObject
 
-_RAW = 0
-_ZSTD = 1
 #: refuse to inflate a blob past this: bounds memory on hostile input
 MAX_RAW_BLOB = 64 << 20
 

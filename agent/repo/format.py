@@ -7,9 +7,9 @@ import base64
 import json
 from dataclasses import asdict, dataclass, field
 
+from agent.errors import CorruptObject, RepositoryNotFound, UnsupportedFormat
 from crypto import aead
 from crypto.errors import AuthenticationFailed
-from agent.errors import CorruptObject, RepositoryNotFound, UnsupportedFormat
 
 FORMAT_NAME = "agent-repository"
 FORMAT_VERSION = 1
@@ -25,7 +25,7 @@ class ChunkerParams:
     avg_size: int = 256 << 10
     max_size: int = 1 << 20
 
-    def validate(self) -> "ChunkerParams":
+    def validate(self) -> ChunkerParams:
         if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 16 << 20):
             raise UnsupportedFormat("repository config has invalid chunker parameters")
         return self
@@ -42,7 +42,7 @@ class RepoParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RepoParams":
+    def from_dict(cls, d: dict) -> RepoParams:
         return cls(
             chunker=ChunkerParams(**d["chunker"]).validate(),
             pack_size=int(d["pack_size"]),

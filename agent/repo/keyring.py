@@ -12,19 +12,26 @@ import getpass
 import secrets
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from backends.base import Backend, PutMode
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, PermissionDenied,
-                             QuotaExceeded, TransientError)
-from crypto import keys as keyfiles
-from crypto.errors import UnsupportedSuite, WrongPassphrase as _WrongPassphrase
-from crypto.kdf import KdfParams
-from crypto.keys import MasterKey
-from agent.errors import (AgentError, CorruptObject, RepositoryExists, RepositoryNotFound, StorageError,
-                          UnsupportedFormat, WrongPassphrase)
+from agent.errors import (
+    CorruptObject,
+    RepositoryExists,
+    RepositoryNotFound,
+    UnsupportedFormat,
+    UsageError,
+    WrongPassphrase,
+)
 from agent.repo import layout
 from agent.repo.format import RepoParams, encode_config, read_plain_config
+from agent.repo.storage import storage_error, translated
+from backends.base import Backend, PutMode
+from backends.errors import AlreadyExists, BackendError, NotFound
+from crypto import keys as keyfiles
+from crypto.errors import UnsupportedSuite
+from crypto.errors import KeyNotUnwrapped
+from crypto.kdf import KdfParams
+from crypto.keys import MasterKey
 
 
 @dataclass(frozen=True)
@@ -35,24 +42,6 @@ class Unlocked:
 
     def __repr__(self) -> str:  # never print key material, even in a traceback
         return f"Unlocked(repository {self.config.get('id')}, key {self.key_id[:8]})"
-
-
-def storage_error(exc: BackendError, what: str) -> AgentError:
-    """One translation of backend failures into user-facing errors."""
-    if isinstance(exc, AuthError):
-        return StorageError(f"{what}: the storage rejected the credentials ({exc})",
-                            hint="check the backend credentials")
-    if isinstance(exc, PermissionDenied):
-        return StorageError(f"{what}: permission denied ({exc})", hint="check access rights on the repository")
-    if isinstance(exc, QuotaExceeded):
-        return StorageError(f"{what}: the storage is full or over quota ({exc})",
-                            hint="free space or raise the quota; the next run resumes where this one stopped")
-    if isinstance(exc, TransientError):
-        return StorageError(f"{what}: the storage kept failing ({exc})",
-                            hint="check the network and the provider's status; the next run resumes")
-    if isinstance(exc, (NotFound, InvalidRange)):
-        return CorruptObject(f"{what}: object missing or truncated ({exc})")
-    return StorageError(f"{what}: {exc}")
 
 
 def unlock(backend: Backend, passphrase: bytes) -> Unlocked:
@@ -73,7 +62,7 @@ def unlock(backend: Backend, passphrase: bytes) -> Unlocked:
         key_id = layout.name_of(info.key)
         try:
             return Unlocked(config, keyfiles.unwrap(backend.get(info.key), passphrase, config["id"]), key_id)
-        except _WrongPassphrase:
+        except KeyNotUnwrapped:
             continue
         except UnsupportedSuite as exc:
             raise UnsupportedFormat(f"key file {key_id[:8]}: {exc}") from None
@@ -93,7 +82,7 @@ def create(backend: Backend, passphrase: bytes, params: RepoParams, kdf: KdfPara
         raise storage_error(exc, f"cannot reach {backend.location}") from None
     master = MasterKey.generate()
     repo_id = secrets.token_hex(16)
-    created = datetime.now(timezone.utc).isoformat()
+    created = datetime.now(UTC).isoformat()
     key_id = secrets.token_hex(16)
     keyfile = keyfiles.wrap(master, passphrase, repo_id, kdf, key_meta("initial key"))
     try:
@@ -105,7 +94,8 @@ def create(backend: Backend, passphrase: bytes, params: RepoParams, kdf: KdfPara
         raise RepositoryExists(f"a repository already exists at {backend.location}") from None
     except BackendError as exc:
         raise storage_error(exc, f"cannot create the repository at {backend.location}") from None
-    return Unlocked(read_plain_config(backend.get(layout.CONFIG)), master, key_id)
+    with translated(f"cannot read back the new repository at {backend.location}"):
+        return Unlocked(read_plain_config(backend.get(layout.CONFIG)), master, key_id)
 
 
 def key_meta(label: str) -> dict:
@@ -114,5 +104,18 @@ def key_meta(label: str) -> dict:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = ""
-    return {"created": datetime.now(timezone.utc).isoformat(), "host": socket.gethostname(), "user": user,
+    return {"created": datetime.now(UTC).isoformat(), "host": socket.gethostname(), "user": user,
             "label": label}
+
+
+def kdf_params(spec: str | None) -> KdfParams:
+    """Argon2id cost for new key files: 'time,memory_kib,parallelism' (AGENT_KDF) raises (or, in
+    tests, lowers) the default; out-of-range values are refused as they are in a key file."""
+    if not spec:
+        return KdfParams()
+    try:
+        t, m, p = (int(x) for x in spec.split(","))
+        return KdfParams.from_dict({"time_cost": t, "memory_kib": m, "parallelism": p, "algorithm": "argon2id"})
+    except (ValueError, UnsupportedSuite):
+        raise UsageError(f"AGENT_KDF must be 'time,memory_kib,parallelism' within 1-64 passes, 8 KiB-4 GiB and "
+                         f"1-64 lanes (for example 3,65536,4), not {spec!r}") from None

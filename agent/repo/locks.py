@@ -14,13 +14,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from backends.base import Backend, PutMode
-from backends.errors import BackendError, NotFound
 from agent.errors import CorruptObject, RepositoryLocked
 from agent.repo import layout
 from agent.repo.envelope import Envelope
+from backends.base import Backend, PutMode
+from backends.errors import BackendError, NotFound
 
 STALE_AFTER = timedelta(minutes=30)
 REFRESH_EVERY = 300.0
@@ -62,11 +62,11 @@ class Lock:
 
     def _write(self) -> None:
         doc = {"host": socket.gethostname(), "pid": os.getpid(), "exclusive": self.exclusive,
-               "command": self.command, "time": datetime.now(timezone.utc).isoformat()}
+               "command": self.command, "time": datetime.now(UTC).isoformat()}
         self._backend.put(layout.lock(self.id), self._env.seal_object(_KIND, json.dumps(doc).encode()),
                           mode=PutMode.OVERWRITE)
 
-    def acquire(self, wait: float = 0.0) -> "Lock":
+    def acquire(self, wait: float = 0.0) -> Lock:
         """Take the lock, waiting up to `wait` seconds for conflicting locks to go away.
 
         Write our record first, then list: of two racing processes the later lister always sees
@@ -91,7 +91,7 @@ class Lock:
         return self
 
     def _conflict(self) -> LockInfo | None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for other in list_locks(self._backend, self._env):
             if other.id == self.id or other.is_stale(now):
                 continue
@@ -123,7 +123,7 @@ class Lock:
         except BackendError:
             pass
 
-    def __enter__(self) -> "Lock":
+    def __enter__(self) -> Lock:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -147,7 +147,7 @@ def list_locks(backend: Backend, env: Envelope) -> list[LockInfo]:
 
 
 def remove_stale(backend: Backend, env: Envelope, *, all_locks: bool = False) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     n = 0
     for lk in list_locks(backend, env):
         if all_locks or lk.is_stale(now):

@@ -12,9 +12,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from crypto.ids import object_hasher, object_id
 from agent.errors import CorruptObject
 from agent.repo.envelope import Envelope
+from crypto.ids import object_hasher, object_id
 
 _MAGIC = b"APH1"
 _KIND = b"pack-header"

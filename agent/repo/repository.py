@@ -1,30 +1,37 @@
-"""Repository: opens the format over a backend for the engine (backup, restore, check).
+"""Repository: opens the format over a backend for the engine (backup, restore, maintenance).
 
-It owns the backend; upper layers get blobs, packs, index and snapshots, never raw keys. Backend
-errors become agent errors here, with messages that say what to do.
+It owns the backend, the master key and the envelope; upper layers get blobs, packs, index,
+chunk lists and snapshots, never keys or storage. Every method turns backend errors into agent
+errors (agent.repo.storage), with messages that say what to do.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
+from typing import Iterator
 
-from backends.base import Backend, PutMode
-from backends.errors import AlreadyExists, BackendError, NotFound
-from crypto import keys as keyfiles
-from crypto.ids import object_id
-from crypto.kdf import KdfParams
-from crypto.keys import MasterKey
+import pyfastcdc
+
 from agent.errors import CorruptObject, UsageError
 from agent.repo import layout
 from agent.repo.cache import ObjectCache
+from agent.repo.chunker import make_chunker
+from agent.repo.chunklist import ChunkListWriter, Extent, decode_group, extents, records
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.format import RepoParams, open_config
 from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segments_into
-from agent.repo.locks import Lock, remove_stale
-from agent.repo.packs import PackEntry, SpooledPack, header_location, parse_header
+from agent.repo.keyring import Unlocked, create, key_meta, unlock
+from agent.repo.locks import Lock, LockInfo, list_locks, remove_stale
+from agent.repo.packs import PackBuilder, PackEntry, SpooledPack, header_location, parse_header, read_pack_bytes
+from agent.repo.runs import RunRecord
 from agent.repo.snapshots import Snapshot
-from agent.repo.keyring import Unlocked, create, key_meta, storage_error, unlock
+from agent.repo.storage import storage_error, translated
+from backends.base import Backend, Capabilities, PutMode
+from backends.errors import AlreadyExists, BackendError, NotFound
+from crypto import keys as keyfiles
+from crypto.ids import keyed_hasher, object_id
+from crypto.kdf import KdfParams
+from crypto.keys import MasterKey
 
 _INDEX_KIND = b"index"
 _SNAPSHOT_KIND = b"snapshot"
@@ -35,12 +42,17 @@ class Repository:
     def __init__(self, backend: Backend, master: MasterKey, config: dict, params: RepoParams, key_id: str,
                  cache: ObjectCache | None = None) -> None:
         self._backend = backend
-        self.master = master
+        self._master = master
         self.id: str = config["id"]
         self.params = params
         self.key_id = key_id
-        self.envelope = Envelope(master, self.id, params.compression_level)
+        self._envelope = Envelope(master, self.id, params.compression_level)
         self.cache = cache if cache is not None else ObjectCache.for_repo(self.id)
+        #: keyed BLAKE3 of a chunk's plaintext: its name in the repository (thread-safe)
+        self.chunk_id = self._envelope.chunk_id
+
+    def __repr__(self) -> str:  # never print key material, even in a traceback
+        return f"Repository({self.id[:8]} at {self.location})"
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -48,65 +60,73 @@ class Repository:
         return self._backend.location
 
     @property
-    def capabilities(self):
+    def capabilities(self) -> Capabilities:
         return self._backend.capabilities
 
     @classmethod
     def init(cls, backend: Backend, passphrase: bytes, *, params: RepoParams | None = None,
-             kdf: KdfParams | None = None, cache: ObjectCache | None = None) -> "Repository":
+             kdf: KdfParams | None = None, cache: ObjectCache | None = None) -> Repository:
         return cls.unlocked(backend, create(backend, passphrase, params or RepoParams(), kdf or KdfParams()),
                             cache=cache)
 
     @classmethod
-    def open(cls, backend: Backend, passphrase: bytes, *, cache: ObjectCache | None = None) -> "Repository":
+    def open(cls, backend: Backend, passphrase: bytes, *, cache: ObjectCache | None = None) -> Repository:
         return cls.unlocked(backend, unlock(backend, passphrase), cache=cache)
 
     @classmethod
-    def unlocked(cls, backend: Backend, keys: Unlocked, *, cache: ObjectCache | None = None) -> "Repository":
+    def unlocked(cls, backend: Backend, keys: Unlocked, *, cache: ObjectCache | None = None) -> Repository:
         """A repository whose key `unlock` already derived (agent.repo.keyring says why it is separate)."""
         params = open_config(keys.config, keys.master.encryption_key)
         return cls(backend, keys.master, keys.config, params, keys.key_id, cache)
 
     def close(self) -> None:
-        self._backend.close()
+        with translated("cannot close the storage connection"):
+            self._backend.close()
 
     def lock(self, *, exclusive: bool, command: str, wait: float = 0.0) -> Lock:
-        try:
-            return Lock(self._backend, self.envelope, exclusive, command).acquire(wait)
-        except BackendError as exc:
-            raise storage_error(exc, "cannot write a lock") from None
+        with translated("cannot write a lock"):
+            return Lock(self._backend, self._envelope, exclusive, command).acquire(wait)
+
+    def list_locks(self) -> list[LockInfo]:
+        with translated("cannot list locks"):
+            return list_locks(self._backend, self._envelope)
 
     def remove_locks(self, *, all_locks: bool = False) -> int:
-        return remove_stale(self._backend, self.envelope, all_locks=all_locks)
+        with translated("cannot remove locks"):
+            return remove_stale(self._backend, self._envelope, all_locks=all_locks)
 
     # ---- keys ------------------------------------------------------------------------------
     def list_keys(self) -> list[dict]:
         out = []
-        for info in self._backend.list(layout.KEYS):
-            key_id = layout.name_of(info.key)
-            meta = keyfiles.read_meta(self._backend.get(info.key))
+        with translated("cannot list the repository keys"):
+            stored = [(layout.name_of(i.key), self._backend.get(i.key)) for i in self._backend.list(layout.KEYS)]
+        for key_id, data in stored:
+            meta = keyfiles.read_meta(data)
             out.append({"id": key_id, "current": key_id == self.key_id, **{k: meta.get(k) for k in
                         ("created", "host", "user", "label")}})
         return out
 
     def add_key(self, passphrase: bytes, *, label: str = "", kdf: KdfParams | None = None) -> str:
         key_id = secrets.token_hex(16)
-        data = keyfiles.wrap(self.master, passphrase, self.id, kdf or KdfParams(), key_meta(label))
+        data = keyfiles.wrap(self._master, passphrase, self.id, kdf or KdfParams(), key_meta(label))
         self._put(layout.key_file(key_id), data, "cannot store the new key", mode=PutMode.CREATE)
         return key_id
 
     def remove_key(self, key_id: str) -> None:
-        ids = [layout.name_of(i.key) for i in self._backend.list(layout.KEYS)]
+        with translated("cannot list the repository keys"):
+            ids = [layout.name_of(i.key) for i in self._backend.list(layout.KEYS)]
         matches = [k for k in ids if k.startswith(key_id)]
         if len(matches) != 1:
             raise UsageError(f"key id {key_id!r} matches {len(matches)} keys; `agent key list` shows them")
         if matches[0] == self.key_id:
             raise UsageError("refusing to remove the key this session was opened with; open with another key first")
-        self._backend.delete(layout.key_file(matches[0]))
+        with translated(f"cannot remove key {matches[0][:8]}"):
+            self._backend.delete(layout.key_file(matches[0]))
 
     def replace_key(self, old_id: str, new_id: str) -> None:
         """Drop `old_id` once `new_id` (already stored) opens the repository: the order keeps one valid key."""
-        self._backend.delete(layout.key_file(old_id))
+        with translated(f"cannot remove the old key {old_id[:8]}"):
+            self._backend.delete(layout.key_file(old_id))
         self.key_id = new_id
 
     # ---- packs -----------------------------------------------------------------------------
@@ -152,14 +172,55 @@ class Repository:
         off, hlen = header_location(size, tail)
         start = off - (size - len(tail))
         sealed = tail[start:start + hlen] if start >= 0 else self.read_pack_range(pack_id, off, hlen)
-        return parse_header(self.envelope, sealed, off, pack_id)
+        return parse_header(self._envelope, sealed, off, pack_id)
+
+    def read_pack_entries(self, pack_id: str) -> tuple[bytes, list[PackEntry]]:
+        """A whole pack and its header's entries (repacking: sealed blobs move as they are)."""
+        data = self.read_pack(pack_id)
+        return data, read_pack_bytes(self._envelope, data, pack_id)
+
+    def store_pack(self, builder: PackBuilder) -> tuple[str, int, list[PackEntry]]:
+        """Seal the header of a filled pack, name it and upload it: (pack id, size, entries)."""
+        pack = builder.finish(self._envelope)
+        try:
+            self.write_pack(pack)
+        finally:
+            pack.close()
+        return pack.id, pack.size, pack.entries
+
+    def verify_pack(self, pack_id: str) -> tuple[str | None, set[bytes] | None]:
+        """(None, None) when the pack is intact; else what is wrong and, when the header still opens,
+        exactly which blobs fail (None: treat every chunk of the pack as damaged)."""
+        try:
+            data = self.read_pack(pack_id)
+        except CorruptObject as exc:
+            return str(exc), None
+        problem = None if object_id(data) == pack_id else "content does not match its name (damaged or truncated)"
+        try:
+            off, hlen = header_location(len(data), data[-4:])
+            entries = parse_header(self._envelope, memoryview(data)[off:off + hlen], off, pack_id)
+        except CorruptObject as exc:
+            return problem or str(exc), None
+        view = memoryview(data)
+        bad: set[bytes] = set()
+        for e in entries:
+            try:
+                self.open_blob(BlobType(e.type), e.id, view[e.offset:e.offset + e.length], e.raw_length)
+            except (CorruptObject, ValueError):
+                bad.add(e.id)
+        if bad:
+            prefix = f"{problem}; " if problem else ""
+            problem = f"{prefix}{len(bad)} of {len(entries)} blob(s) fail authentication"
+        return problem, (bad if problem else None)
 
     def delete_pack(self, pack_id: str) -> None:
-        self._backend.delete(layout.pack(pack_id))
+        with translated(f"cannot delete pack {pack_id[:16]}"):
+            self._backend.delete(layout.pack(pack_id))
 
     # ---- index -----------------------------------------------------------------------------
     def list_index_segments(self) -> list[str]:
-        return [layout.name_of(i.key) for i in self._backend.list(layout.INDEX)]
+        with translated("cannot list the index"):
+            return [layout.name_of(i.key) for i in self._backend.list(layout.INDEX)]
 
     def _get_cached(self, kind: str, key: str, name: str) -> bytes:
         data = self.cache.get(kind, name)
@@ -180,7 +241,7 @@ class Repository:
         decoded = []
         for name in names:
             sealed = self._get_cached("index", layout.index_segment(name), name)
-            plain = self.envelope.decompress(self.envelope.open_object(_INDEX_KIND, sealed, f"index segment {name[:16]}"))
+            plain = self._envelope.decompress(self._envelope.open_object(_INDEX_KIND, sealed, f"index segment {name[:16]}"))
             sup, packs, etab = decode_segment(plain, name)
             superseded.update(sup)
             decoded.append((name, packs, etab))
@@ -192,18 +253,19 @@ class Repository:
         return self.write_index_plain(encode_segment(packs, supersedes))
 
     def write_index_plain(self, plain: bytes) -> tuple[str, int]:
-        sealed = self.envelope.seal_object(_INDEX_KIND, self.envelope.compress(plain))
+        sealed = self._envelope.seal_object(_INDEX_KIND, self._envelope.compress(plain))
         name = object_id(sealed)
         self._put(layout.index_segment(name), sealed, "cannot upload an index segment")
         self.cache.put("index", name, sealed)
         return name, len(sealed)
 
     def delete_index_segment(self, name: str) -> None:
-        self._backend.delete(layout.index_segment(name))
+        with translated(f"cannot delete index segment {name[:16]}"):
+            self._backend.delete(layout.index_segment(name))
 
     # ---- snapshots -------------------------------------------------------------------------
     def save_snapshot(self, snap: Snapshot) -> str:
-        sealed = self.envelope.seal_object(_SNAPSHOT_KIND, self.envelope.compress(snap.to_json()))
+        sealed = self._envelope.seal_object(_SNAPSHOT_KIND, self._envelope.compress(snap.to_json()))
         name = object_id(sealed)
         self._put(layout.snapshot(name), sealed, "cannot upload the snapshot manifest")
         self.cache.put("snapshots", name, sealed)
@@ -218,26 +280,28 @@ class Repository:
         out = []
         for name in names:
             sealed = self._get_cached("snapshots", layout.snapshot(name), name)
-            raw = self.envelope.decompress(self.envelope.open_object(_SNAPSHOT_KIND, sealed, f"snapshot {name[:8]}"))
+            raw = self._envelope.decompress(self._envelope.open_object(_SNAPSHOT_KIND, sealed, f"snapshot {name[:8]}"))
             out.append(Snapshot.from_json(raw, name))
         self.cache.prune("snapshots", set(names))
         return sorted(out, key=lambda s: s.time)
 
     def delete_snapshot(self, name: str) -> None:
-        self._backend.delete(layout.snapshot(name))
+        with translated(f"cannot delete snapshot {name[:8]}"):
+            self._backend.delete(layout.snapshot(name))
 
     # ---- records of runs that ended without a snapshot ------------------------------------------
-    def save_run(self, record: dict) -> str:
+    def save_run(self, record: RunRecord) -> str:
         """Record an incomplete or failed backup run, so `snapshots --all` can show it.
 
         Never restorable: it names no chunk list. The next complete run of the same source removes it.
         """
-        sealed = self.envelope.seal_object(_RUN_KIND, json.dumps(record, separators=(",", ":")).encode())
+        sealed = self._envelope.seal_object(_RUN_KIND, record.to_json())
         name = object_id(sealed)
         self._put(layout.run(name), sealed, "cannot upload the run record")
         return name
 
-    def list_runs(self) -> list[tuple[str, dict]]:
+    def list_runs(self) -> list[tuple[str, RunRecord]]:
+        """(name, record) of every stored run record, oldest start first."""
         try:
             names = [layout.name_of(i.key) for i in self._backend.list(layout.RUNS)]
             out = []
@@ -246,19 +310,56 @@ class Repository:
                     sealed = self._backend.get(layout.run(name))
                 except NotFound:  # removed by a run that finished meanwhile
                     continue
-                out.append((name, json.loads(self.envelope.open_object(_RUN_KIND, sealed, f"run record {name[:8]}"))))
+                plain = self._envelope.open_object(_RUN_KIND, sealed, f"run record {name[:8]}")
+                out.append((name, RunRecord.from_json(plain)))
         except BackendError as exc:
             raise storage_error(exc, "cannot list run records") from None
         except ValueError:
             raise CorruptObject("a run record is malformed") from None
-        return sorted(out, key=lambda r: str(r[1].get("started", "")))
+        return sorted(out, key=lambda r: r[1].started)
 
     def delete_run(self, name: str) -> None:
-        try:
+        with translated("cannot delete a run record"):
             self._backend.delete(layout.run(name))
-        except BackendError as exc:
-            raise storage_error(exc, "cannot delete a run record") from None
 
     # ---- blobs -----------------------------------------------------------------------------
-    def open_blob(self, btype: BlobType, cid: bytes, sealed: bytes, raw_length: int) -> bytes:
-        return self.envelope.open(btype, cid, sealed, raw_length)
+    def open_blob(self, btype: BlobType, cid: bytes, sealed: bytes | memoryview, raw_length: int) -> bytes:
+        """Authenticate, decompress and check one blob; CorruptObject when anything is off."""
+        return self._envelope.open(btype, cid, sealed, raw_length)
+
+    def seal_blob(self, btype: BlobType, cid: bytes, data: bytes | memoryview) -> bytes:
+        """Compress and seal one blob for a pack (thread-safe: the writer's pool calls it)."""
+        return self._envelope.seal(btype, cid, data)
+
+    # ---- chunking and chunk lists ------------------------------------------------------------
+    def new_chunker(self) -> pyfastcdc.FastCDC:
+        """A cutter with this repository's parameters and secret seed (agent.repo.chunker)."""
+        return make_chunker(self.params.chunker, self._master.chunker_seed)
+
+    def chunk_list_writer(self) -> ChunkListWriter:
+        """The writer of a new snapshot's chunk list, with its keyed digest."""
+        return ChunkListWriter(keyed_hasher(self._master.id_key))
+
+    def load_chunk_list(self, index: ChunkIndex, snap: Snapshot) -> list[bytes]:
+        """The snapshot's record groups; CorruptObject when any is missing, damaged or tampered with."""
+        groups = []
+        digest = keyed_hasher(self._master.id_key)
+        for hex_id in snap.chunk_list:
+            cid = bytes.fromhex(hex_id)
+            loc = index.get(cid)
+            if loc is None:
+                raise CorruptObject(f"snapshot {snap.id[:8]}: chunk-list blob {hex_id[:16]} is not in the index")
+            sealed = self.read_pack_range(loc.pack_id, loc.offset, loc.length)
+            data = self.open_blob(BlobType.META, cid, sealed, loc.raw_length)
+            digest.update(data)
+            groups.append(decode_group(data, hex_id))
+        if digest.hexdigest() != snap.digest:
+            raise CorruptObject(f"snapshot {snap.id[:8]}: chunk list does not match the manifest digest")
+        total = sum(length for _, length, _ in records(groups))
+        if total != snap.size:
+            raise CorruptObject(f"snapshot {snap.id[:8]}: chunk list covers {total} bytes, image is {snap.size}")
+        return groups
+
+    def snapshot_extents(self, index: ChunkIndex, snap: Snapshot) -> Iterator[Extent]:
+        """The snapshot's image as runs of data chunks and zeros, in image order (verified first)."""
+        return extents(self.load_chunk_list(index, snap))

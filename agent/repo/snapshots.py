@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agent.errors import CorruptObject, SnapshotNotFound, UsageError
 
@@ -33,7 +33,7 @@ class Snapshot:
     def to_json(self) -> bytes:
         doc = {
             "version": MANIFEST_VERSION,
-            "time": self.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "host": self.host,
             "source": self.source,
             "size": self.size,
@@ -48,7 +48,7 @@ class Snapshot:
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes, snapshot_id: str) -> "Snapshot":
+    def from_json(cls, raw: bytes, snapshot_id: str) -> Snapshot:
         try:
             d = json.loads(raw)
             if int(d["version"]) > MANIFEST_VERSION:
@@ -68,7 +68,7 @@ class Snapshot:
         return {
             "id": self.id,
             "short_id": self.id[:8],
-            "time": self.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "host": self.host,
             "source": self.source_path,
             "size": self.size,

@@ -1,0 +1,10 @@
+"""Sources: what a backup reads.
+
+    device           open a block device or image file: size, identity, data extents (holes),
+                     O_DIRECT reads with a cached fallback, mounts
+    partitions       the partition table (GPT or MBR) with each partition's filesystem
+    gpt, mbr         the two table formats
+    filesystems      filesystem signatures (ext, FAT, NTFS, XFS, ...) inside a partition
+    partition_model  the Partition and PartitionTable dataclasses
+    bytefields       little-endian field readers shared by the table and filesystem parsers
+"""

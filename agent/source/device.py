@@ -47,7 +47,7 @@ class Source:
     def read_into(self, view: memoryview, offset: int) -> int:
         """One read of up to len(view) bytes at `offset` into `view` (short only at the end of the
         source). Direct when offset and length are aligned; the buffer must then be aligned too
-        (agent.buffers hands out page-aligned ones). A filesystem or buffer that refuses direct
+        (agent.backup.buffers hands out page-aligned ones). A filesystem or buffer that refuses direct
         I/O (EINVAL) turns it off for the rest of the run: the page cache gives the same bytes.
         Safe from several reading threads: the descriptor stays open until `close`."""
         if self.direct_ok and self.direct_fd is not None and not (offset | len(view)) % DIRECT_ALIGN:
@@ -65,7 +65,7 @@ class Source:
             self.direct_fd = None
         os.close(self.fd)
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -101,7 +101,7 @@ class Source:
             yield cur_start, min(cur_end, self.size)
 
     def current_size(self) -> int:
-        return _size_of(self.fd, self.kind)
+        return size_of(self.fd, self.kind)
 
     def same_object(self) -> bool:
         """False when the path now names another file or device (replaced mid-backup)."""
@@ -112,7 +112,7 @@ class Source:
         return (st.st_dev, st.st_ino) == (self.identity.get("st_dev"), self.identity.get("st_ino"))
 
 
-def _size_of(fd: int, kind: str) -> int:
+def size_of(fd: int, kind: str) -> int:
     if kind == "block":
         buf = fcntl.ioctl(fd, _BLKGETSIZE64, b"\0" * 8)
         return struct.unpack("Q", buf)[0]
@@ -148,7 +148,7 @@ def open_source(path: str, direct: bool = False) -> Source:
     except OSError:
         pass
     identity = {"st_dev": st.st_dev, "st_ino": st.st_ino}
-    src = Source(os.path.abspath(path), fd, kind, _size_of(fd, kind), identity)
+    src = Source(os.path.abspath(path), fd, kind, size_of(fd, kind), identity)
     if direct:
         src.direct_fd = _open_direct(path, st)
     if kind == "block":

@@ -3,67 +3,39 @@
 Why PKCE: a backup tool installed on servers cannot keep an app secret secret, and PKCE needs
 none. `token_access_type="offline"` yields a long-lived refresh token; the SDK turns it into
 short-lived access tokens by itself (`oauth2_refresh_token` + `app_key`), so only the refresh
-token and the app key are stored. The file is written 0600, atomically (temp file + rename), so
-a crash never leaves half a token file and no other local user can read it.
+token and the app key are stored. `backends.oauth_tokens` writes the file 0600, atomically (temp
+file + rename), so a crash never leaves half a token file and no other local user can read it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable
 
 from backends.errors import AuthError
+from backends.oauth_tokens import TokenStore
 
-TOKEN_FILE_ENV = "AGENT_DROPBOX_TOKEN_FILE"
-APP_KEY_ENV = "AGENT_DROPBOX_APP_KEY"
+TOKENS = TokenStore("dropbox", "Dropbox")
 
 
 def default_token_path() -> Path:
     """AGENT_DROPBOX_TOKEN_FILE, else <user config dir>/agent/tokens/dropbox.json."""
-    env = os.environ.get(TOKEN_FILE_ENV)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("agent")) / "tokens" / "dropbox.json"
+    return TOKENS.default_path()
 
 
 def load_token(path: Path | None = None) -> dict:
     """The stored {"app_key", "refresh_token", ...}; AuthError with the login hint if unusable."""
     path = path or default_token_path()
-    try:
-        token = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise AuthError(f"no Dropbox login found at {path}; run `agent login dropbox`") from None
-    except (OSError, ValueError) as exc:
-        raise AuthError(f"cannot read the Dropbox token file {path} ({exc}); run `agent login dropbox` again") from None
+    token = TOKENS.read_json(path)
     if not isinstance(token, dict) or not token.get("app_key") or not token.get("refresh_token"):
-        raise AuthError(f"the Dropbox token file {path} lacks app_key/refresh_token; run `agent login dropbox` again")
+        raise TOKENS.invalid(path, "lacks app_key/refresh_token")
     return token
 
 
 def save_token(path: Path, token: dict) -> None:
-    """Write `token` to `path` with mode 0600 via a temp file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".dropbox-", suffix=".tmp", dir=path.parent)  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(token, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Store `token` at `path` with mode 0600, atomically (temp file in the same directory + rename)."""
+    TOKENS.write_json(path, token)
 
 
 def login(token_path: Path, app_key: str, prompt: Callable[[str], str]) -> None:
@@ -97,5 +69,5 @@ def login(token_path: Path, app_key: str, prompt: Callable[[str], str]) -> None:
         "refresh_token": result.refresh_token,
         "account_id": result.account_id,
         "scope": result.scope,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     })

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import SplitResult
@@ -30,8 +30,16 @@ from urllib.parse import SplitResult
 from dropbox import exceptions as dbx_exc
 from dropbox import files
 
-from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, http_range, validate_key,
-                           validate_prefix)
+from backends.base import (
+    Backend,
+    Capabilities,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    http_range,
+    validate_key,
+    validate_prefix,
+)
 from backends.dropbox.auth import load_token
 from backends.dropbox.client import make_client
 from backends.dropbox.errors import SDK_ERRORS, error_tags, translate
@@ -74,7 +82,7 @@ class DropboxBackend(Backend):
 
     @classmethod
     def from_url(cls, url: SplitResult, options: dict[str, str], *, token_file: str | Path | None = None,
-                 **tuning) -> "DropboxBackend":
+                 **tuning) -> DropboxBackend:
         """dropbox:///PATH?endpoint=HOST:PORT&ca=FILE (the options are for tests and proxies).
 
         The login comes from the token file (`agent login dropbox`), never from the URL.
@@ -195,7 +203,7 @@ class DropboxBackend(Backend):
 
     @staticmethod
     def _info(key: str, meta: files.FileMetadata) -> ObjectInfo:
-        mtime = meta.server_modified.replace(tzinfo=timezone.utc) if meta.server_modified else None
+        mtime = meta.server_modified.replace(tzinfo=UTC) if meta.server_modified else None
         return ObjectInfo(key, meta.size, mtime, meta.content_hash)
 
     def list(self, prefix="") -> Iterator[ObjectInfo]:

@@ -11,8 +11,16 @@ from dropbox import exceptions as dbx_exc
 from dropbox import stone_base
 from requests import exceptions as req_exc
 
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, PermissionDenied,
-                             QuotaExceeded, TransientError)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    InvalidRange,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+)
 
 LOGIN_HINT = "run `agent login dropbox` again"
 #: what the SDK and its transport raise; anything else is a bug and is not translated

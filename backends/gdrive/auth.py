@@ -8,36 +8,35 @@ Why these choices:
   redirect to 127.0.0.1 fails to load there, and they paste that address (or just the code).
   Nothing is printed here; the URL goes to the caller's `on_url`.
 - PKCE and a random `state` guard the code exchange; the token file (a refresh token) is written
-  atomically with mode 0600, because it grants access to the backups until revoked.
+  atomically with mode 0600 by `backends.oauth_tokens`, because it grants access to the backups
+  until revoked.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
-import platformdirs
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
 from backends.errors import AuthError
+from backends.oauth_tokens import TokenStore
 
 DRIVE_FILE = "https://www.googleapis.com/auth/drive.file"
 DRIVE = "https://www.googleapis.com/auth/drive"
 SCOPES = {"drive.file": DRIVE_FILE, "drive": DRIVE}
+TOKENS = TokenStore("gdrive", "Google Drive",
+                    missing_hint=" (or set AGENT_GDRIVE_SERVICE_ACCOUNT for a Workspace service account)")
 
 
 def default_token_path() -> Path:
     """AGENT_GDRIVE_TOKEN_FILE, else <user config dir>/agent/tokens/gdrive.json."""
-    override = os.environ.get("AGENT_GDRIVE_TOKEN_FILE")
-    if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_config_dir("agent")) / "tokens" / "gdrive.json"
+    return TOKENS.default_path()
 
 
 def _scope(name: str | None) -> str:
@@ -64,31 +63,19 @@ def load_credentials(token_file: str | os.PathLike | None = None, *, service_acc
         subject = subject or os.environ.get("AGENT_GDRIVE_SUBJECT")
         return creds.with_subject(subject) if subject else creds
     path = Path(token_file) if token_file else default_token_path()
+    info = TOKENS.read_json(path)
+    if not isinstance(info, dict):
+        raise TOKENS.invalid(path, "is not an authorized-user token")
     try:
-        creds = user_credentials.Credentials.from_authorized_user_file(str(path))
-    except FileNotFoundError:
-        raise AuthError(f"no Google Drive token at {path}; run `agent login gdrive` first "
-                        "(or set AGENT_GDRIVE_SERVICE_ACCOUNT for a Workspace service account)") from None
-    except (OSError, ValueError) as exc:
-        raise AuthError(f"the Google Drive token at {path} is unreadable ({exc}); "
-                        "run `agent login gdrive` again") from exc
+        creds = user_credentials.Credentials.from_authorized_user_info(info)
+    except ValueError as exc:  # a missing field, or a bad expiry
+        raise TOKENS.invalid(path, f"is unusable ({exc})") from None
     return creds.with_token_uri(token_uri) if token_uri else creds
 
 
 def write_token(path: str | os.PathLike, payload: str) -> None:
-    """Write atomically with mode 0600 (the directory 0700): readers see the old token or the new one."""
-    path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".gdrive-", suffix=".tmp", dir=path.parent)  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Store `payload` (authorized-user JSON) with mode 0600, atomically: readers see the old token or the new one."""
+    TOKENS.write_text(path, payload)
 
 
 class _Redirect(BaseHTTPRequestHandler):

@@ -22,8 +22,16 @@ from urllib.parse import SplitResult, unquote
 
 from googleapiclient.errors import HttpError
 
-from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, http_range, validate_key,
-                           validate_prefix)
+from backends.base import (
+    Backend,
+    Capabilities,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    http_range,
+    validate_key,
+    validate_prefix,
+)
 from backends.errors import AlreadyExists, BackendError, InvalidRange, NotFound, Unsupported
 from backends.gdrive.auth import load_credentials
 from backends.gdrive.client import FILE_FIELDS, DriveClient
@@ -76,7 +84,7 @@ class GDriveBackend(Backend):
                                 chunk_retries=chunk_retries)
 
     @classmethod
-    def from_url(cls, url: SplitResult, options: dict[str, str], **tuning) -> "GDriveBackend":
+    def from_url(cls, url: SplitResult, options: dict[str, str], **tuning) -> GDriveBackend:
         """gdrive://Folder/Sub?root=<folder or shared drive id>&endpoint=<test server>&token_file=<path>
 
         `tuning` passes constructor arguments that have no place in a URL (tests lower thresholds).

@@ -16,8 +16,15 @@ import httplib2
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import HttpError
 
-from backends.errors import (AuthError, BackendError, InvalidRange, NotFound, PermissionDenied, QuotaExceeded,
-                             TransientError)
+from backends.errors import (
+    AuthError,
+    BackendError,
+    InvalidRange,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+)
 
 LOGIN_HINT = "run `agent login gdrive` again"
 _THROTTLED = {"rateLimitExceeded", "userRateLimitExceeded", "sharingRateLimitExceeded", "backendError",

@@ -73,7 +73,7 @@ class ConnectionLimitBackend(Middleware):
                                 break
                         else:
                             it = None
-                    except Exception as exc:  # hand over what arrived before the failure first
+                    except Exception as exc:  # noqa: BLE001 - hand over what arrived before the failure first
                         error, it = exc, None
                 yield from chunk
                 if error is not None:

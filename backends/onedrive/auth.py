@@ -2,34 +2,33 @@
 
 The device-code flow needs no browser on the backup host: the user opens a URL anywhere and
 types a short code. msal keeps the refresh token in its serializable cache, which we store with
-the app's client id, authority and scopes in one JSON file (mode 0600, atomic replace), so the
-backend needs nothing but that file. Access tokens live about an hour; msal refreshes them from
-the refresh token, and rotated refresh tokens are written back. When the refresh token itself
-is expired or revoked, every call fails with one AuthError that says to log in again.
+the app's client id, authority and scopes in one JSON file (written by `backends.oauth_tokens`:
+mode 0600, atomic replace), so the backend needs nothing but that file. Access tokens live about
+an hour; msal refreshes them from the refresh token, and rotated refresh tokens are written back.
+When the refresh token itself is expired or revoked, every call fails with one AuthError that
+says to log in again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import msal
-import platformdirs
 from kiota_abstractions.authentication import AccessTokenProvider, AllowedHostsValidator
 
 from backends.errors import AuthError, TransientError
+from backends.oauth_tokens import TokenStore
 from backends.onedrive.errors import LOGIN_HINT
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com/common"
 APP_FOLDER_SCOPES = ("Files.ReadWrite.AppFolder",)  # msal adds offline_access (refresh token) itself
 WHOLE_DRIVE_SCOPES = ("Files.ReadWrite",)
-TOKEN_FILE_ENV = "AGENT_ONEDRIVE_TOKEN_FILE"
+TOKENS = TokenStore("onedrive", "OneDrive")
 CLIENT_ID_ENV = "AGENT_ONEDRIVE_CLIENT_ID"
 _FORMAT = 1
 _REFRESH_MARGIN = 300  # seconds before expiry at which a token counts as expired (msal uses the same)
@@ -37,37 +36,19 @@ _REFRESH_MARGIN = 300  # seconds before expiry at which a token counts as expire
 
 def default_token_path() -> Path:
     """AGENT_ONEDRIVE_TOKEN_FILE, else <user config dir>/agent/tokens/onedrive.json."""
-    override = os.environ.get(TOKEN_FILE_ENV)
-    if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_config_dir("agent")) / "tokens" / "onedrive.json"
+    return TOKENS.default_path()
 
 
 def load_token_file(path: Path) -> dict[str, Any]:
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise AuthError(f"not signed in to OneDrive (no token file {path}); run `agent login onedrive`") from None
-    except (OSError, ValueError) as exc:
-        raise AuthError(f"cannot read the OneDrive token file {path} ({exc}); {LOGIN_HINT}") from None
+    record = TOKENS.read_json(path)
     if not isinstance(record, dict) or record.get("format") != _FORMAT or "client_id" not in record:
-        raise AuthError(f"the OneDrive token file {path} is not in a known format; {LOGIN_HINT}")
+        raise TOKENS.invalid(path, "is not in a known format")
     return record
 
 
 def save_token_file(path: Path, record: dict[str, Any]) -> None:
     """Write atomically with mode 0600 (the refresh token is a password), in a 0700 directory."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".onedrive-", dir=path.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    TOKENS.write_json(path, record)
 
 
 def _application(client_id: str, authority: str, cache: msal.TokenCache, http_client: Any | None):
@@ -143,7 +124,7 @@ class MsalTokenProvider(AccessTokenProvider):
                                          self._cache, self._http_client)
             accounts = self._app.get_accounts()
             if not accounts:
-                raise AuthError(f"the OneDrive token file {self.path} holds no account; {LOGIN_HINT}")
+                raise TOKENS.invalid(self.path, "holds no account")
             try:
                 result = self._app.acquire_token_silent_with_error(
                     list(self._record.get("scopes", APP_FOLDER_SCOPES)), account=accounts[0])

@@ -31,14 +31,23 @@ from kiota_abstractions.authentication import AccessTokenProvider
 with warnings.catch_warnings():  # the generated modules warn about their own deprecated classes on import
     warnings.simplefilter("ignore", DeprecationWarning)
     from msgraph.generated.drives.item.items.item.children.children_request_builder import ChildrenRequestBuilder
-    from msgraph.generated.drives.item.items.item.create_upload_session.create_upload_session_post_request_body \
-        import CreateUploadSessionPostRequestBody
+    from msgraph.generated.drives.item.items.item.create_upload_session.create_upload_session_post_request_body import (
+        CreateUploadSessionPostRequestBody,
+    )
     from msgraph.generated.models.drive_item import DriveItem
     from msgraph.generated.models.drive_item_uploadable_properties import DriveItemUploadableProperties
     from msgraph.generated.models.folder import Folder
 
-from backends.base import (Backend, Capabilities, ObjectInfo, PutMode, check_range, http_range, validate_key,
-                           validate_prefix)
+from backends.base import (
+    Backend,
+    Capabilities,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    http_range,
+    validate_key,
+    validate_prefix,
+)
 from backends.errors import AlreadyExists, BackendError, InvalidRange, NotFound, TransientError, Unsupported
 from backends.onedrive.auth import MsalTokenProvider
 from backends.onedrive.client import GRAPH_ENDPOINT, build_graph_client, build_upload_client, json_of, native, ok
@@ -106,7 +115,7 @@ class OneDriveBackend(Backend):
         return client, (http, build_upload_client(max_connections=max_connections, timeout=timeout))
 
     @classmethod
-    def from_url(cls, url: SplitResult, options: dict[str, str], **tuning) -> "OneDriveBackend":
+    def from_url(cls, url: SplitResult, options: dict[str, str], **tuning) -> OneDriveBackend:
         """onedrive:///Backups/office-server?drive=approot|me&endpoint=...&token_file=..."""
         unknown = sorted(set(options) - _URL_OPTIONS)
         if unknown:
@@ -130,7 +139,7 @@ class OneDriveBackend(Backend):
     def _run(self, coro: Coroutine[Any, Any, T], what: str) -> T:
         try:
             return self._loop.run(coro)
-        except Exception as exc:  # noqa: BLE001 - every failure goes through the one translate()
+        except Exception as exc:
             raise translate(exc, what) from exc
 
     def _ready(self) -> Any:

@@ -14,8 +14,16 @@ import time
 import httpx
 from kiota_abstractions.api_error import APIError
 
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound, PermissionDenied,
-                             QuotaExceeded, TransientError)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    InvalidRange,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+)
 
 LOGIN_HINT = "run `agent login onedrive` again"
 _QUOTA_CODES = {"insufficientStorage", "quotaLimitReached", "QuotaLimitReached"}

@@ -18,17 +18,24 @@ import pytest
 
 pytest.importorskip("dropbox", reason="pip install dropbox")
 
-from dropbox import exceptions as dbx_exc  # noqa: E402
+from dropbox import exceptions as dbx_exc
 
-from backends.base import PutMode  # noqa: E402
-from backends.dropbox.auth import default_token_path, load_token, save_token  # noqa: E402
-from backends.dropbox.backend import SINGLE_CALL_LIMIT, DropboxBackend  # noqa: E402
-from backends.dropbox.errors import translate  # noqa: E402
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound,  # noqa: E402
-                             QuotaExceeded, TransientError)
-from backends.middleware.retry import RetryBackend  # noqa: E402
-from tests.backends.conformance import Conformance  # noqa: E402
-from tests.servers.dropbox_fake import APP_KEY, dropbox_fake  # noqa: E402,F401
+from backends.base import PutMode
+from backends.dropbox.auth import default_token_path, load_token, save_token
+from backends.dropbox.backend import SINGLE_CALL_LIMIT, DropboxBackend
+from backends.dropbox.errors import translate
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    InvalidRange,
+    NotFound,
+    QuotaExceeded,
+    TransientError,
+)
+from backends.middleware.retry import RetryBackend
+from tests.backends.conformance import Conformance
+from tests.servers.dropbox_fake import APP_KEY
 
 # small enough that upload sessions and list_folder/continue run on a few MiB and keys
 SMALL = {"upload_threshold": 4 << 20, "chunk_size": 4 << 20, "list_limit": 50}
@@ -36,7 +43,7 @@ UPLOAD_ROUTES = r"^files/upload"
 
 
 @pytest.fixture
-def fake(dropbox_fake):  # noqa: F811
+def fake(dropbox_fake):
     dropbox_fake.reset()
     yield dropbox_fake
     dropbox_fake.reset()

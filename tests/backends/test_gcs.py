@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -15,12 +15,19 @@ storage = pytest.importorskip("google.cloud.storage", reason="pip install google
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 
 from backends.base import PutMode  # noqa: E402
-from backends.errors import (AlreadyExists, AuthError, BackendError, NotFound, ObjectLocked,  # noqa: E402
-                             PermissionDenied, TransientError, Unsupported)
+from backends.errors import (  # noqa: E402
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    NotFound,
+    ObjectLocked,
+    PermissionDenied,
+    TransientError,
+    Unsupported,
+)
 from backends.gcs import GCSBackend  # noqa: E402
 from backends.registry import open_backend  # noqa: E402
 from tests.backends.conformance import Conformance  # noqa: E402
-from tests.servers.fakegcs import gcs_endpoint  # noqa: E402,F401
 from tests.servers.faultproxy import Fault, FaultProxy, gcs_error  # noqa: E402
 
 # resumable above 1 MiB, in 512 KiB chunks (a multiple of 256 KiB); quick retries
@@ -90,9 +97,8 @@ class TestGCSRealCloud(Conformance):
 
 @pytest.fixture
 def proxied(gcs_endpoint, bucket):
-    with FaultProxy(urlsplit(gcs_endpoint).port) as proxy:
-        with make_backend(proxy.url, bucket) as be:
-            yield be, proxy, bucket
+    with FaultProxy(urlsplit(gcs_endpoint).port) as proxy, make_backend(proxy.url, bucket) as be:
+        yield be, proxy, bucket
 
 
 def _outcomes(proxy: FaultProxy, pattern: str) -> list[str]:
@@ -194,7 +200,7 @@ def test_forbidden_and_retention_refusals(proxied):
 
 
 def test_retention_is_set_on_the_object(gcs_endpoint, raw, bucket):
-    until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     with make_backend(gcs_endpoint, bucket, object_lock=True) as be:
         assert be.capabilities.object_lock
         be.put("snapshots/1", b"s", retain_until=until)
@@ -208,7 +214,7 @@ def test_retention_is_set_on_the_object(gcs_endpoint, raw, bucket):
 
 def test_retention_without_object_lock_is_unsupported(gcs):
     with pytest.raises(Unsupported):
-        gcs.put("snapshots/1", b"x", retain_until=datetime.now(timezone.utc) + timedelta(days=1))
+        gcs.put("snapshots/1", b"x", retain_until=datetime.now(UTC) + timedelta(days=1))
     with pytest.raises(NotFound):
         gcs.head("snapshots/1")
 

@@ -9,7 +9,7 @@ import stat
 import threading
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.error import HTTPError
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,16 +17,24 @@ import pytest
 
 pytest.importorskip("googleapiclient", reason="pip install google-api-python-client")
 
-from google.oauth2.credentials import Credentials  # noqa: E402
+from google.oauth2.credentials import Credentials
 
-from backends.base import PutMode  # noqa: E402
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound,  # noqa: E402
-                             PermissionDenied, QuotaExceeded, Unsupported)
-from backends.gdrive import GDriveBackend, login  # noqa: E402
-from backends.gdrive.auth import load_credentials, write_token  # noqa: E402
-from backends.middleware.retry import RetryBackend  # noqa: E402
-from tests.backends.conformance import Conformance  # noqa: E402
-from tests.servers.gdrive_fake import FOLDER, ROOT_ID, DriveFake, Fault, gdrive_fake  # noqa: E402,F401
+from backends.base import PutMode
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    InvalidRange,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    Unsupported,
+)
+from backends.gdrive import GDriveBackend, login
+from backends.gdrive.auth import load_credentials, write_token
+from backends.middleware.retry import RetryBackend
+from tests.backends.conformance import Conformance
+from tests.servers.gdrive_fake import FOLDER, ROOT_ID, DriveFake, Fault
 
 # resumable above 512 KiB in 256 KiB chunks (Drive's alignment); a short settle for ms-resolution ties
 SMALL = {"resumable_threshold": 512 << 10, "chunk_size": 256 << 10, "chunk_retries": 1, "settle_delay": 0.005,
@@ -122,7 +130,7 @@ def test_ranged_reads(drive):
 
 def test_retention_is_unsupported_and_url_options_are_checked(fake, drive):
     with pytest.raises(Unsupported):
-        drive.put("s", b"x", retain_until=datetime.now(timezone.utc) + timedelta(days=1))
+        drive.put("s", b"x", retain_until=datetime.now(UTC) + timedelta(days=1))
     with pytest.raises(BackendError, match="unknown gdrive:// option.*secret"):
         GDriveBackend.from_url(urlsplit("gdrive://Backups/x"), {"secret": "1"})
     with pytest.raises(BackendError, match="credentials never go"):
@@ -229,7 +237,7 @@ def _token_file(tmp_path, fake: DriveFake, refresh_token: str, **extra) -> str:
 
 
 def test_expired_or_revoked_token_is_an_auth_error_with_the_login_hint(tmp_path, fake):
-    expired = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expired = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for token_file in (_token_file(tmp_path, fake, "revoked-refresh-token", expiry=expired),
                        _token_file(tmp_path, fake, "revoked-refresh-token")):  # refreshed on the 401
         be = RetryBackend(make_backend(fake, credentials=None, token_file=token_file),
@@ -303,7 +311,7 @@ def test_two_machines_racing_create_leave_one_winner_and_one_file(fake):
     for round_ in range(4):
         key, barrier, outcome = f"locks/k{round_}", threading.Barrier(2), {}
 
-        def race(n: int) -> None:
+        def race(n: int, key: str = key, barrier: threading.Barrier = barrier, outcome: dict = outcome) -> None:
             barrier.wait()
             try:
                 machines[n].put(key, f"machine {n}".encode(), mode=PutMode.CREATE)

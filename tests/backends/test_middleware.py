@@ -11,12 +11,31 @@ import time
 import pytest
 
 from backends.base import Capabilities, PutMode
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidKey, InvalidRange, NotFound,
-                             PermissionDenied, QuotaExceeded, TransientError)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    InvalidKey,
+    InvalidRange,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+)
 from backends.memory import MemoryBackend
-from backends.middleware import (Accounting, AccountingBackend, BandwidthLimitBackend, BandwidthLimiter,
-                                 ConnectionLimitBackend, FaultyBackend, Middleware, ReadOnlyBackend,
-                                 RetryBackend, Rule, compose)
+from backends.middleware import (
+    Accounting,
+    AccountingBackend,
+    BandwidthLimitBackend,
+    BandwidthLimiter,
+    ConnectionLimitBackend,
+    FaultyBackend,
+    Middleware,
+    ReadOnlyBackend,
+    RetryBackend,
+    Rule,
+    compose,
+)
 from backends.middleware.faulty import Injection
 from backends.middleware.limits import SLICE
 from tests.backends.conformance import Conformance
@@ -333,7 +352,7 @@ def test_connection_limit_is_never_exceeded():
             for i in range(10):
                 limited.put(f"c/{n}-{i}", b"x")
                 assert limited.get(f"c/{n}-{i}") == b"x"
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(12)]

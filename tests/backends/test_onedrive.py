@@ -13,23 +13,31 @@ import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 pytest.importorskip("msgraph", reason="pip install msgraph-sdk msal (the onedrive extra)")
 
-import requests  # noqa: E402  (msal's HTTP client)
+import requests
 
-from backends.base import PutMode  # noqa: E402
-from backends.errors import (AlreadyExists, AuthError, BackendError, InvalidRange, NotFound,  # noqa: E402
-                             QuotaExceeded, TransientError, Unsupported)
-from backends.middleware.retry import RetryBackend  # noqa: E402
-from backends.onedrive.auth import MsalTokenProvider, login  # noqa: E402
-from backends.onedrive.backend import OneDriveBackend  # noqa: E402
-from tests.backends.conformance import Conformance  # noqa: E402
-from tests.servers.onedrive_fake import OneDriveFake, onedrive_fake  # noqa: E402,F401
+from backends.base import PutMode
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    InvalidRange,
+    NotFound,
+    QuotaExceeded,
+    TransientError,
+    Unsupported,
+)
+from backends.middleware.retry import RetryBackend
+from backends.onedrive.auth import MsalTokenProvider, login
+from backends.onedrive.backend import OneDriveBackend
+from tests.backends.conformance import Conformance
+from tests.servers.onedrive_fake import OneDriveFake
 
 # msgraph-sdk's generated request builders warn about their own deprecated classes when imported
 pytestmark = pytest.mark.filterwarnings("ignore:This class is deprecated:DeprecationWarning")
@@ -326,7 +334,7 @@ def test_from_url_with_the_token_file_from_the_environment(onedrive_fake, token_
         assert be.get("k") == b"v"
         assert be.location.startswith(f"onedrive:///{folder} at http://127.0.0.1:")
         with pytest.raises(Unsupported):
-            be.put("k2", b"v", retain_until=datetime.now(timezone.utc))
+            be.put("k2", b"v", retain_until=datetime.now(UTC))
     with pytest.raises(BackendError, match="unknown onedrive:// option"):
         OneDriveBackend.from_url(urlsplit("onedrive:///x"), {"token": "secret"})
     with pytest.raises(BackendError, match="invalid OneDrive folder name"):

@@ -6,7 +6,7 @@ import json
 import os
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -16,20 +16,28 @@ boto3 = pytest.importorskip("boto3", reason="pip install boto3")
 from botocore.config import Config  # noqa: E402
 
 from backends.base import PutMode  # noqa: E402
-from backends.errors import (AlreadyExists, AuthError, BackendError, NotFound, ObjectLocked,  # noqa: E402
-                             PermissionDenied, TransientError, Unsupported)
+from backends.errors import (  # noqa: E402
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    NotFound,
+    ObjectLocked,
+    PermissionDenied,
+    TransientError,
+    Unsupported,
+)
 from backends.registry import open_backend  # noqa: E402
 from backends.s3 import S3Backend  # noqa: E402
 from tests.backends.conformance import Conformance  # noqa: E402
 from tests.servers.faultproxy import S3_INTERNAL, S3_SLOWDOWN, Fault, FaultProxy  # noqa: E402
-from tests.servers.moto import moto_api, moto_endpoint, start_moto  # noqa: E402,F401
+from tests.servers.moto import moto_api, start_moto  # noqa: E402
 
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 # small enough that multipart runs on a few MiB; 5 MiB is S3's minimum part size
 SMALL = {"multipart_threshold": 5 << 20, "part_size": 5 << 20, "list_page_size": 50}
 
 
-def aws_session(**creds) -> "boto3.session.Session":
+def aws_session(**creds) -> boto3.session.Session:
     return boto3.session.Session(**{**CREDS, **creds})
 
 
@@ -158,7 +166,7 @@ def test_missing_bucket_is_a_clear_error(moto_endpoint, session):
 
 def test_object_lock_retention(moto_endpoint, raw, session):
     bucket = new_bucket(moto_endpoint, session, ObjectLockEnabledForBucket=True)
-    until = datetime.now(timezone.utc) + timedelta(hours=1)
+    until = datetime.now(UTC) + timedelta(hours=1)
     with make_backend(moto_endpoint, bucket, session, object_lock=True) as be:
         assert be.capabilities.object_lock
         be.put("snapshots/1", b"snap", retain_until=until)
@@ -183,7 +191,7 @@ def test_object_lock_retention(moto_endpoint, raw, session):
 def test_retention_without_object_lock_is_unsupported(s3):
     assert not s3.capabilities.object_lock
     with pytest.raises(Unsupported):
-        s3.put("snapshots/1", b"x", retain_until=datetime.now(timezone.utc) + timedelta(days=1))
+        s3.put("snapshots/1", b"x", retain_until=datetime.now(UTC) + timedelta(days=1))
     with pytest.raises(NotFound):
         s3.head("snapshots/1")
 

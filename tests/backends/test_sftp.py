@@ -19,12 +19,20 @@ import paramiko
 import pytest
 
 from backends.base import PutMode
-from backends.errors import (AlreadyExists, AuthError, BackendError, NotFound, PermissionDenied, QuotaExceeded,
-                             TransientError, Unsupported)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+    Unsupported,
+)
 from backends.registry import open_backend
 from backends.sftp import HostKeyError, SFTPBackend
 from tests.backends.conformance import Conformance
-from tests.servers.sshd import SSHServer, sshd_server, started_sshd  # noqa: F401 - fixture
+from tests.servers.sshd import SSHServer, started_sshd
 
 _ENV = ("SSH_AUTH_SOCK", "AGENT_SFTP_PASSWORD", "AGENT_SFTP_KEY_FILE", "AGENT_SFTP_KNOWN_HOSTS",
         "AGENT_SFTP_KEY_PASSPHRASE")
@@ -232,7 +240,7 @@ def test_create_race_across_connections(sshd_server, repo_dir, clean_env):
             outcome[n] = "won"
         except AlreadyExists:
             outcome[n] = "lost"
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion
+        except BaseException as exc:
             outcome[n] = repr(exc)
 
     threads = [threading.Thread(target=race, args=(n,)) for n in range(len(backends))]

@@ -18,13 +18,21 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from backends.base import PutMode
-from backends.errors import (AlreadyExists, AuthError, BackendError, NotFound, PermissionDenied, QuotaExceeded,
-                             TransientError, Unsupported)
+from backends.errors import (
+    AlreadyExists,
+    AuthError,
+    BackendError,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    TransientError,
+    Unsupported,
+)
 from backends.registry import open_backend
 from backends.smb import SMBBackend
 from tests.backends.conformance import Conformance
 from tests.servers.daemon import free_port
-from tests.servers.smbd import SMBServer, smbd_server, started_smbd  # noqa: F401 - fixture
+from tests.servers.smbd import SMBServer, started_smbd
 
 
 @pytest.fixture
@@ -167,7 +175,7 @@ def test_create_race_across_connections(smbd_server, sub, smb_env):
             outcome[n] = "won"
         except AlreadyExists:
             outcome[n] = "lost"
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion
+        except BaseException as exc:
             outcome[n] = repr(exc)
 
     threads = [threading.Thread(target=race, args=(n,)) for n in range(len(backends))]

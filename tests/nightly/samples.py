@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from agent.nightly.report import RunReport, SourceReport
 
-STARTED = datetime(2024, 5, 1, 1, 0, 0, tzinfo=timezone.utc)
+STARTED = datetime(2024, 5, 1, 1, 0, 0, tzinfo=UTC)
 
 
 def ok_source(name: str = "system-disk", **kw) -> SourceReport:

@@ -61,7 +61,7 @@ def test_syslog_receives_warnings_and_the_outcome(tmp_path, cli):
         while True:
             try:
                 messages.append(sock.recv(65536).decode())
-            except socket.timeout:
+            except TimeoutError:
                 break
             if any("incomplete" in m for m in messages):
                 break

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -237,7 +237,7 @@ def test_cli_status_without_and_with_a_state_file(cli, root, config, tmp_path):
     assert st["state_file"] == str(tmp_path / "state/state.json")
 
     cli("schedule", "install", "--at", "03:00", "--randomized-delay", "0", "--config", str(config))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     good = report(ok_source(), started=now - timedelta(days=1))
     record_finish(tmp_path / "state/state.json", good)
     record_finish(tmp_path / "state/state.json", failing_report())

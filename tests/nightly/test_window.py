@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from agent.config.times import next_clock_time, parse_run_duration, run_deadline
 from agent.errors import UsageError
-from agent.timespec import next_clock_time, parse_run_duration, run_deadline
 from tests.conftest import AGENT
 
 MiB = 1 << 20

@@ -3,17 +3,18 @@
 import os
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from backends.base import read_spool
-from crypto.ids import keyed_hasher
-from crypto.keys import MasterKey
 from agent.errors import CorruptObject
 from agent.repo.chunklist import DATA, ZERO, ChunkListWriter, decode_group, extents, records
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segment_into
 from agent.repo.packs import PackBuilder, read_pack_bytes
 from agent.repo.snapshots import Snapshot
+from backends.base import read_spool
+from crypto.ids import keyed_hasher
+from crypto.keys import MasterKey
 
 MASTER = MasterKey.generate()
 ENV = Envelope(MASTER, "ab" * 16)

@@ -3,7 +3,8 @@ prefixes, repeated ids, and prune's re-encoding of selected rows."""
 
 import os
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.repo.index import ChunkIndex, decode_segment, encode_segment, encode_segment_rows, load_segments_into
 from agent.repo.packs import PackEntry

@@ -32,8 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.servers.tls import server_context
 from tests.servers.dropbox_fake_files import BINARY_ROUTES, ROUTES, DropboxFiles, RouteError, error_summary
+from tests.servers.tls import server_context
 
 APP_KEY = "test-app-key"
 
@@ -123,7 +123,7 @@ class FakeDropbox(DropboxFiles):
 
     # -- server ---------------------------------------------------------------------------------
 
-    def start(self) -> "FakeDropbox":
+    def start(self) -> FakeDropbox:
         fake = self
 
         class Server(ThreadingHTTPServer):

@@ -112,7 +112,7 @@ class DropboxFiles:
             raise RouteError({".tag": "insufficient_space"})
         for p in parents:
             self.folders.setdefault(p, path[:len(p)])
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         file_id = old.id if old else "id:" + uuid.uuid4().hex
         self.files[low] = _File(path, data, uuid.uuid4().hex[:16], now, file_id, content_hash(data))
         return self._meta(low)

@@ -193,7 +193,7 @@ class FaultProxy:
                 if writer is not None and not writer.is_closing():
                     writer.close()
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -223,7 +223,7 @@ class FaultProxy:
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -82,7 +82,7 @@ class DriveFake:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "DriveFake":
+    def start(self) -> DriveFake:
         self._thread.start()
         return self
 

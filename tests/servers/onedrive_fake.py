@@ -221,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise GraphError(409, "nameAlreadyExists", "The specified item name already exists.")
             self._check_parent(fake, ref, path)
             sid = secrets.token_urlsafe(12)
-            expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             fake.sessions[sid] = {"ref": ref, "path": path, "conflict": conflict, "data": bytearray(), "expires": expires}
             return 200, {}, {"uploadUrl": f"http://{self.headers['Host']}/upload/{sid}", "expirationDateTime": expires,
                              "nextExpectedRanges": ["0-"]}

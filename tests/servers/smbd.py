@@ -18,8 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.servers.daemon import (ensure_test_user, free_port, make_workdir, require_binaries, spawn, stop,
-                                  wait_port)
+from tests.servers.daemon import ensure_test_user, free_port, make_workdir, require_binaries, spawn, stop, wait_port
 
 SMBD = "/usr/sbin/smbd"
 APT_PACKAGES = "samba"

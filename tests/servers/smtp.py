@@ -107,7 +107,7 @@ def smtp_server(tls_dir: Path | None = None, *, implicit_tls: bool = False,
         except Exception:
             try:
                 controller.stop()
-            except Exception:  # noqa: BLE001 - it never got going
+            except Exception:
                 pass
             if attempt == 4:
                 raise

@@ -19,8 +19,16 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.servers.daemon import (ensure_test_user, free_port, kill_children, make_workdir, require_binaries,
-                                  spawn, stop, wait_port)
+from tests.servers.daemon import (
+    ensure_test_user,
+    free_port,
+    kill_children,
+    make_workdir,
+    require_binaries,
+    spawn,
+    stop,
+    wait_port,
+)
 
 SSHD = "/usr/sbin/sshd"
 APT_PACKAGES = "openssh-server"

@@ -38,7 +38,7 @@ def webhook_server(statuses: list[int] | None = None, path: str = "/hook") -> It
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with lock:
                 record.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body))

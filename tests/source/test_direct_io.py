@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.local import LocalBackend
-from crypto.kdf import TEST_PARAMS
-from agent.backup import BackupOptions, run_backup
-from agent.buffers import BufferPool
+from agent.backup.buffers import BufferPool
+from agent.backup.run import BackupOptions, run_backup
 from agent.repo.cache import ObjectCache
 from agent.repo.format import RepoParams
 from agent.repo.repository import Repository
 from agent.source.device import DIRECT_ALIGN, open_source
+from backends.local import LocalBackend
+from crypto.kdf import TEST_PARAMS
 
 SIZE = (3 << 20) + 1234  # not a multiple of the alignment: the tail is read through the cache
 

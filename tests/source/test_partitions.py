@@ -54,7 +54,7 @@ class SparseImage:
     bytes_read: int = 0
 
     def write(self, offset: int, data: bytes) -> None:
-        assert 0 <= offset and offset + len(data) <= self.size
+        assert offset >= 0 and offset + len(data) <= self.size
         self.extents[offset] = bytes(data)
 
     def read(self, offset: int, length: int) -> bytes:
@@ -542,9 +542,9 @@ def bytes_reader(data: bytes):
 @given(st.binary(max_size=20000), st.integers(0, 1 << 42))
 def test_random_bytes_never_raise(data, extra):
     size = len(data) + (extra if extra % 3 == 0 else 0)
-    padded = lambda off, n: (
-        data[off : off + n] + bytes(max(0, min(n, size - off) - len(data[off : off + n])))
-    )
+    def padded(off, n):
+        return data[off : off + n] + bytes(max(0, min(n, size - off) - len(data[off : off + n])))
+
     table = read_partition_table(padded, size)
     assert_sane(table, size)
 
@@ -552,8 +552,8 @@ def test_random_bytes_never_raise(data, extra):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(
-        gpt_layouts().map(lambda l: make_gpt(l[0], **l[1])),
-        mbr_layouts().map(lambda l: make_mbr(*l)),
+        gpt_layouts().map(lambda lay: make_gpt(lay[0], **lay[1])),
+        mbr_layouts().map(lambda lay: make_mbr(*lay)),
     ),
     st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=20),
 )

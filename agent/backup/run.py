@@ -1,0 +1,192 @@
+"""One backup run: open the source, lock the repository, read and cut the disk, write what is new,
+and save the snapshot (or, when the run stops early, a run record the next run resumes from)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import UTC, datetime
+
+from agent import __version__
+from agent.backup.blocks import BLOCK_SIZE, HEAD_ROOM
+from agent.backup.buffers import BufferPool
+from agent.backup.guided_cut import GuidedCutter, ParentChunks
+from agent.backup.options import BackupOptions, BackupResult
+from agent.backup.pipeline import Pipeline
+from agent.backup.reader import BUFFERS_PER_STRETCH, StretchReader, split
+from agent.errors import CorruptObject, SourceError
+from agent.progress import Finished, Listener, Started, Warning, ignore
+from agent.repo.index import ChunkIndex
+from agent.repo.repository import Repository
+from agent.repo.runs import RunRecord
+from agent.repo.snapshots import Snapshot, filter_snapshots, superseded_runs
+from agent.repo.writer import StopRequested, adopt_orphan_packs
+from agent.source.device import Source, open_source
+from agent.source.partitions import read_partition_table
+
+# Read buffers that may exist at once (agent.backup.buffers) for one stretch: reading, cutting, the
+# carried tail, hashing and chunks queued for sealing each hold one or two; more only raised the
+# peak. Each further stretch adds agent.backup.reader.BUFFERS_PER_STRETCH.
+_BUFFERS = 4
+
+
+def _partition_table(src: Source) -> dict | None:
+    try:
+        return read_partition_table(src.read, src.size).to_dict()
+    except OSError:
+        return None
+
+
+def _parent_chunks(repo: Repository, index: ChunkIndex, parent: Snapshot | None,
+                   listener: Listener) -> ParentChunks | None:
+    """The parent snapshot's chunks, to cut along where the disk is unchanged (agent.backup.guided_cut)."""
+    if parent is None:
+        return None
+    try:
+        return ParentChunks(repo.load_chunk_list(index, parent))
+    except CorruptObject as exc:
+        listener(Warning(f"not reusing the chunk boundaries of snapshot {parent.id[:8]}: {exc}"))
+        return None
+
+
+def _stop_reason(opts: BackupOptions, deadline_mono: float | None) -> str | None:
+    if opts.stop is not None and opts.stop.is_set():
+        return "stopped on request"
+    if deadline_mono is not None and opts.deadline is not None and time.monotonic() >= deadline_mono:
+        return f"deadline {opts.deadline.astimezone().strftime('%Y-%m-%d %H:%M')} reached"
+    return None
+
+
+def _run_record(host: str, src: Source, started: datetime, pipe: Pipeline, reason: str, status: str,
+                packs: list[str]) -> RunRecord:
+    """What `snapshots --all` shows, and the packs prune must keep until a later run completes."""
+    return RunRecord(
+        status=status, reason=reason, host=host, source=src.path, started=started.isoformat(),
+        stopped=datetime.now(UTC).isoformat(), source_bytes=src.size, done_bytes=pipe.done_bytes,
+        new_bytes=pipe.new_bytes, uploaded_bytes=pipe.writer.uploaded_bytes, agent_version=__version__,
+        packs=packs)
+
+
+def _result(snap_id: str | None, src: Source, pipe: Pipeline, t0: float, recovered: int, stopped: str | None,
+            resumed: int) -> BackupResult:
+    return BackupResult(
+        snapshot_id=snap_id, source=src.path, source_bytes=src.size, read_bytes=pipe.read_bytes,
+        zero_bytes=pipe.zero_bytes, new_bytes=pipe.new_bytes, stored_bytes=pipe.writer.stored_bytes,
+        chunks=pipe.chunks, new_chunks=pipe.new_chunks, duration_s=round(time.monotonic() - t0, 3),
+        warnings=list(src.warnings), recovered_packs=recovered, uploaded_bytes=pipe.writer.uploaded_bytes,
+        stopped=stopped, resumed=resumed)
+
+
+def unfinished_runs(repo: Repository, snaps: list[Snapshot], host: str, source: str) -> list[tuple[str, RunRecord]]:
+    """Run records of this host and source that no complete snapshot has taken over yet."""
+    done = superseded_runs(snaps)
+    return [(n, r) for n, r in repo.list_runs() if n not in done and r.host == host and r.source == source]
+
+
+def _record_failure(repo: Repository, record: RunRecord) -> None:
+    """Best effort: the run failed, maybe because the storage did; its error is what matters."""
+    try:
+        repo.save_run(record)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
+               listener: Listener = ignore) -> BackupResult:
+    """Back up `path`. Returns an incomplete result (no snapshot) when a deadline or stop request
+    ends the run early; everything uploaded by then is indexed and reused by the next run."""
+    opts = opts or BackupOptions()
+    t0 = time.monotonic()
+    started = datetime.now(UTC)
+    deadline_mono = None
+    if opts.deadline is not None:
+        deadline_mono = t0 + (opts.deadline - started).total_seconds()
+    host = opts.host or socket.gethostname()
+    with open_source(path, direct=opts.direct_io) as src:
+        for w in src.warnings:
+            listener(Warning(w))
+        table = _partition_table(src)
+        with repo.lock(exclusive=False, command="backup", wait=opts.lock_wait) as lock:
+            index = repo.load_index()
+            adopted = adopt_orphan_packs(repo, index, listener)
+            all_snaps = repo.list_snapshots()
+            earlier = filter_snapshots(all_snaps, host=host, source=src.path)
+            resumed = unfinished_runs(repo, all_snaps, host, src.path)
+            if resumed:
+                kept = sum(r.uploaded_bytes for _, r in resumed)
+                listener(Warning(f"resuming {len(resumed)} unfinished run(s) of {src.path} "
+                                 f"({resumed[-1][1].reason}): the {kept / (1 << 20):.1f} MiB they uploaded "
+                                 "are reused"))
+            listener(Started("backup", src.size))
+
+            def should_stop() -> str | None:
+                return _stop_reason(opts, deadline_mono)
+
+            pipe = Pipeline(repo, index, opts, listener, should_stop)
+            stopped = None
+            cdc = repo.new_chunker()
+            parent = _parent_chunks(repo, index, earlier[-1] if earlier else None, listener)
+            stretches = split(src.size, opts.stretches, opts.stretch_min)
+            head = min(repo.params.chunker.max_size, HEAD_ROOM)  # room for a block's uncut tail
+            pool = BufferPool(head + BLOCK_SIZE, limit=_BUFFERS + BUFFERS_PER_STRETCH * (len(stretches) - 1))
+
+            def guide() -> GuidedCutter | None:
+                return None if parent is None else GuidedCutter(cdc, parent, repo.params.chunker.max_size,
+                                                                pipe.hash_many)
+
+            reader = StretchReader(src, stretches, pool, head, cdc, guide, pipe.chunklist)
+            try:
+                try:
+                    for item, records in reader.items(pipe.append_deferred):
+                        stopped = should_stop()
+                        if stopped:
+                            break
+                        pipe.feed(item, records)
+                    if not stopped:
+                        pipe.finish()
+                except StopRequested:
+                    stopped = should_stop()
+                if stopped:
+                    pipe.stop_early()
+            except BaseException as exc:
+                pipe.abort()
+                _record_failure(repo, _run_record(host, src, started, pipe, str(exc) or exc.__class__.__name__,
+                                                  "failed", adopted + pipe.writer.uploaded_packs))
+                raise
+            finally:
+                pool.close()  # a reader waiting for a buffer must not hold up the stop
+                reader.close()
+                pipe.close()
+            if stopped:
+                lock.ensure_valid()
+                repo.save_run(_run_record(host, src, started, pipe, stopped, "incomplete",
+                                          adopted + pipe.writer.uploaded_packs))
+                listener(Finished("backup"))
+                return _result(None, src, pipe, t0, len(adopted), stopped, len(resumed))
+            if src.current_size() != src.size or not src.same_object():
+                raise SourceError(f"{src.path} changed size or was replaced during the backup; no snapshot was written",
+                                  hint="back up a snapshot of the volume (LVM, filesystem freeze) or a quiet image")
+            stats = {
+                "source_bytes": src.size, "read_bytes": pipe.read_bytes, "zero_bytes": pipe.zero_bytes,
+                "new_bytes": pipe.new_bytes, "stored_bytes": pipe.writer.stored_bytes, "chunks": pipe.chunks,
+                "new_chunks": pipe.new_chunks, "duration_s": round(time.monotonic() - t0, 3),
+                "resumed_runs": [name for name, _ in resumed],
+            }
+            snap = Snapshot(
+                time=(opts.time or started).astimezone(UTC),
+                host=host,
+                source={"path": src.path, "kind": src.kind, "size": src.size,
+                        "identity": {k: v for k, v in src.identity.items() if k not in ("st_dev", "st_ino")}},
+                size=src.size,
+                digest=pipe.chunklist.digest(),
+                chunk_list=pipe.meta_ids,
+                tags=sorted(set(opts.tags)),
+                parent=earlier[-1].id if earlier else None,
+                partition_table=table,
+                stats=stats,
+                agent_version=__version__,
+            )
+            lock.ensure_valid()
+            snap_id = repo.save_snapshot(snap)
+    listener(Finished("backup"))
+    return _result(snap_id, src, pipe, t0, len(adopted), None, len(resumed))

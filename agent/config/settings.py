@@ -1,0 +1,99 @@
+"""Settings from flags and AGENT_* environment variables (flags win). Secrets are read from files,
+commands, the environment or a prompt; never from argv, and never logged."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import env
+from agent.errors import UsageError
+
+
+@dataclass
+class Settings:
+    repo: str | None = None
+    passphrase_file: str | None = None
+    passphrase_command: str | None = None
+    json: bool = False
+    debug: bool = False
+    quiet: bool = False
+    limit_upload: str | None = None
+    limit_download: str | None = None
+    config_path: str | None = None
+    file: object | None = None  # agent.nightly.config.Config, when a config file was loaded
+
+    @classmethod
+    def resolve(cls, file=None, **flags) -> Settings:
+        """Flags win over AGENT_* variables, which win over the config file."""
+        def pick(flag: str, var: str, from_file):
+            return flags.get(flag) or os.environ.get(var) or from_file or None
+
+        return cls(
+            repo=pick("repo", env.REPO, file and file.repository),
+            passphrase_file=pick("passphrase_file", env.PASSPHRASE_FILE, file and file.passphrase_file),
+            passphrase_command=pick("passphrase_command", env.PASSPHRASE_COMMAND,
+                                    file and file.passphrase_command),
+            json=bool(flags.get("json")),
+            debug=bool(flags.get("debug")),
+            quiet=bool(flags.get("quiet")),
+            limit_upload=pick("limit_upload", env.LIMIT_UPLOAD, file and file.limits.upload),
+            limit_download=pick("limit_download", env.LIMIT_DOWNLOAD, file and file.limits.download),
+            config_path=flags.get("config_path"),
+            file=file,
+        )
+
+    def require_repo(self) -> str:
+        if not self.repo:
+            raise UsageError("no repository given", hint="pass --repo or set AGENT_REPO")
+        return self.repo
+
+
+def read_secret_file(path: str, what: str) -> bytes:
+    p = Path(path).expanduser()
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{what} file {p} does not exist") from None
+    except PermissionError:
+        raise UsageError(f"cannot read the {what} file {p}: permission denied") from None
+    return data.rstrip(b"\r\n")
+
+
+def run_secret_command(command: str, what: str) -> bytes:
+    try:
+        out = subprocess.run(shlex.split(command), capture_output=True, check=False, timeout=120)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"the {what} command could not run ({exc.__class__.__name__})") from None
+    if out.returncode != 0:
+        raise UsageError(f"the {what} command failed with exit status {out.returncode}")
+    return out.stdout.rstrip(b"\r\n")
+
+
+def passphrase_from_settings(s: Settings) -> bytes | None:
+    """The passphrase from a configured source, or None when the caller should prompt."""
+    if s.passphrase_file:
+        secret = read_secret_file(s.passphrase_file, "passphrase")
+    elif s.passphrase_command:
+        secret = run_secret_command(s.passphrase_command, "passphrase")
+    elif os.environ.get(env.PASSPHRASE):
+        secret = os.environ[env.PASSPHRASE].encode()
+    else:
+        return None
+    if not secret:
+        raise UsageError("the configured passphrase is empty")
+    return secret
+
+
+def parse_percent(text: str, what: str, *, allow_zero: bool = True) -> float:
+    """`5%` (or `5`) as the fraction 0.05; one reading for every option and config field that takes a share."""
+    try:
+        p = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise UsageError(f"{what} takes a percentage like 5%, not {text!r}") from None
+    if not (p >= 0 if allow_zero else p > 0) or p > 100:
+        raise UsageError(f"{what} must be between 0% and 100%, not {text!r}")
+    return p / 100

@@ -1,0 +1,11 @@
+"""Maintenance: the only code that deletes from a repository, and the checks that tell whether
+what is left can be restored.
+
+    forget     a retention policy decides which snapshots go; their manifests are removed
+    retention  the policy (keep-last/hourly/daily/weekly/monthly/yearly/within) and its decisions
+    prune      delete unused packs, repack partly used ones, supersede the index (crash-safe order)
+    usage      which indexed chunks live snapshots use (shared by prune and stats)
+    check      structure always; with --read-data, authenticate every blob and name the snapshots
+               and image ranges a damaged pack affects
+    stats      stored versus logical size and dedup, per host and source
+"""

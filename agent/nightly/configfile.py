@@ -1,0 +1,175 @@
+"""The configuration file (`agent.toml`): repository, passphrase source, sources, limits, window,
+retention, checks, notifications and metrics for unattended runs.
+
+Validated with pydantic so every mistake is reported with the field's path and the bad value
+before any work starts: a typo found at 01:00 by cron is a missed night.
+"""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.config.bandwidth import RateSchedule
+from agent.config.settings import parse_percent
+from agent.config.times import next_clock_time, parse_run_duration
+from agent.errors import AgentError, UsageError
+from agent.maintenance.retention import parse_duration
+from agent.nightly.metrics import MetricsConfig
+from agent.nightly.notify import NotifyConfig
+
+
+def _parsed_by(parser: Callable[[str], object]):
+    """A string field the CLI's own parser must accept; its UsageError becomes a validation error
+    naming the field, so the file and the flags accept exactly the same forms."""
+    def check(value: str) -> str:
+        try:
+            parser(value)
+        except AgentError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+    return Annotated[str, AfterValidator(check)]
+
+
+Rate = _parsed_by(RateSchedule.parse)
+ClockTime = _parsed_by(next_clock_time)
+RunDuration = _parsed_by(parse_run_duration)
+RetentionSpan = _parsed_by(parse_duration)
+Share = _parsed_by(lambda t: parse_percent(t, "a share"))
+PositiveShare = _parsed_by(lambda t: parse_percent(t, "a share", allow_zero=False))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = Field(min_length=1)
+    tags: list[str] = []
+    direct_io: bool = True  # read with O_DIRECT (agent backup --no-direct-io: false)
+    pre: Optional[str] = None  # shell command run before the backup (e.g. take an LVM snapshot)
+    post: Optional[str] = None  # run after it, also when it failed (e.g. remove the snapshot)
+    hook_timeout_s: float = Field(600, gt=0)
+
+
+class LimitsConfig(_Strict):
+    upload: Optional[Rate] = None
+    download: Optional[Rate] = None
+
+
+class WindowConfig(_Strict):
+    stop_at: Optional[ClockTime] = None
+    max_duration: Optional[RunDuration] = None
+
+
+class RetentionConfig(_Strict):
+    keep_last: int = Field(0, ge=0)
+    keep_hourly: int = Field(0, ge=0)
+    keep_daily: int = Field(0, ge=0)
+    keep_weekly: int = Field(0, ge=0)
+    keep_monthly: int = Field(0, ge=0)
+    keep_yearly: int = Field(0, ge=0)
+    keep_within: Optional[RetentionSpan] = None
+    keep_tag: list[str] = []
+    prune: bool = True
+    max_unused: Share = "5%"
+
+    @model_validator(mode="after")
+    def _some_rule(self):
+        if self.policy().is_empty():
+            raise ValueError("set at least one keep_* rule (or remove [retention] to keep every snapshot)")
+        return self
+
+    def policy(self):
+        from agent.maintenance.retention import Policy
+
+        return Policy(last=self.keep_last, hourly=self.keep_hourly, daily=self.keep_daily, weekly=self.keep_weekly,
+                      monthly=self.keep_monthly, yearly=self.keep_yearly, tags=list(self.keep_tag),
+                      within=parse_duration(self.keep_within) if self.keep_within else None)
+
+
+class CheckConfig(_Strict):
+    read_data_subset: Optional[PositiveShare] = None  # e.g. "2%": authenticate a random share of packs after backups
+
+
+class LogConfig(_Strict):
+    syslog: bool = False  # also log warnings, errors and summaries to syslog (journald reads it too)
+    progress_interval_s: float = Field(60, gt=0)  # plain progress lines when not on a terminal
+
+
+class Config(_Strict):
+    repository: Optional[str] = None
+    passphrase_file: Optional[str] = None
+    passphrase_command: Optional[str] = None
+    host: Optional[str] = None
+    env: dict[str, str] = {}  # backend credentials for the SDKs (AWS_ACCESS_KEY_ID, ...): a secret
+    limits: LimitsConfig = LimitsConfig()
+    window: WindowConfig = WindowConfig()
+    sources: list[SourceConfig] = []
+    retention: Optional[RetentionConfig] = None
+    check: CheckConfig = CheckConfig()
+    notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dup)}")
+        return self
+
+    def secrets(self) -> list[str]:
+        """What in this file is secret (so the file must not be readable by others)."""
+        found = [f"env.{k}" for k in self.env]
+        if self.notify.webhook is not None and self.notify.webhook.headers:
+            found.append("notify.webhook.headers")
+        if self.repository and "@" in self.repository.split("://", 1)[-1].split("/", 1)[0] \
+                and ":" in self.repository.split("://", 1)[-1].split("@", 1)[0]:
+            found.append("repository (password in the URL)")
+        return found
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_config(path: Path) -> Config:
+    """Parse and validate; any problem is one UsageError naming the file, the field and the value."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist",
+                         hint="create it (see docs/nightly.md) or pass --config") from None
+    except PermissionError:
+        raise UsageError(f"cannot read the config file {path}: permission denied") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        cfg = Config.model_validate(doc)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            secret = err["loc"][:1] == ("env",) or err["loc"][:2] == ("notify", "webhook") \
+                or "password" in str(err["loc"])
+            value = "" if err["type"] == "missing" or secret else f" (got {err.get('input')!r})"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{_loc(err['loc'])}: {msg}{value}")
+        raise UsageError(f"config file {path} has {len(lines)} error(s): " + "; ".join(lines)) from None
+    secrets = cfg.secrets()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if secrets and mode & 0o077:
+        raise UsageError(f"config file {path} holds secrets ({', '.join(secrets)}) but is readable by other users "
+                         f"(mode {mode:04o})", hint=f"chmod 600 {path}")
+    return cfg

@@ -1,0 +1,25 @@
+"""What a restore is asked to do (RestoreOptions) and what it reports (RestoreResult)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RestoreOptions:
+    force: bool = False
+    ignore_errors: bool = False
+    workers: int = 3  # ranged reads in flight: enough to keep two cores decompressing while one waits
+    lock_wait: float = 1800.0
+    sync: bool = False  # fsync an image file at the end; block devices are always flushed
+
+
+@dataclass
+class RestoreResult:
+    snapshot_id: str
+    target: str
+    size: int
+    written_bytes: int
+    zero_bytes: int
+    duration_s: float
+    damaged: list[tuple[int, int]] = field(default_factory=list)

@@ -1,0 +1,147 @@
+"""Restore a snapshot to an image file (sparse) or a block device.
+
+Plan: chunk list -> (pack, offset) per chunk -> grouped by pack and coalesced into large ranged
+reads -> parallel download, authenticate, decompress, check id -> pwrite at every image offset
+that chunk appears. Zero runs become holes in files, and zeroed ranges on devices.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from agent.allocator import keep_freed
+from agent.errors import AgentError, CorruptObject
+from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
+from agent.repo.chunklist import DATA
+from agent.repo.envelope import BlobType
+from agent.repo.repository import Repository
+from agent.repo.snapshots import Snapshot
+from agent.restore.options import RestoreOptions, RestoreResult
+from agent.restore.target import open_target, pwrite_all, zero_device
+
+_GAP = 256 << 10  # read across gaps smaller than this rather than issue another request
+_MAX_READ = 4 << 20  # per request; three in flight bound a restore's memory (8 MiB x 4 held 30 MB more, no faster)
+
+
+@dataclass
+class _Blob:
+    cid: bytes
+    pack: str
+    offset: int  # in pack
+    length: int
+    raw: int
+    targets: list[int]  # image offsets
+
+
+def _ranges(blobs: list[_Blob]) -> list[list[_Blob]]:
+    blobs.sort(key=lambda b: b.offset)
+    out: list[list[_Blob]] = []
+    for b in blobs:
+        if out:
+            last = out[-1]
+            start, end = last[0].offset, last[-1].offset + last[-1].length
+            if b.offset - end <= _GAP and b.offset + b.length - start <= _MAX_READ:
+                last.append(b)
+                continue
+        out.append([b])
+    return out
+
+
+def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions | None = None,
+                listener: Listener = ignore) -> RestoreResult:
+    opts = opts or RestoreOptions()
+    t0 = time.monotonic()
+    keep_freed(32 << 20)
+    with repo.lock(exclusive=False, command="restore", wait=opts.lock_wait):
+        return _restore(repo, snap, target, opts, listener, t0)
+
+
+def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions, listener: Listener,
+             t0: float) -> RestoreResult:
+    index = repo.load_index()
+    blobs: dict[bytes, _Blob] = {}
+    zero_runs: list[tuple[int, int]] = []
+    missing: list[tuple[int, int]] = []
+    for ext in repo.snapshot_extents(index, snap):
+        if ext.kind != DATA:
+            zero_runs.append((ext.offset, ext.length))
+            continue
+        b = blobs.get(ext.id)
+        if b is None:
+            loc = index.get(ext.id)
+            if loc is None:
+                if not opts.ignore_errors:
+                    raise CorruptObject(f"chunk {ext.id.hex()[:16]} at image offset {ext.offset} is missing from "
+                                        "the repository")
+                missing.append((ext.offset, ext.length))
+                continue
+            b = blobs[ext.id] = _Blob(ext.id, loc.pack_id, loc.offset, loc.length, loc.raw_length, [])
+        b.targets.append(ext.offset)
+    by_pack: dict[str, list[_Blob]] = defaultdict(list)
+    for b in blobs.values():
+        by_pack[b.pack].append(b)
+
+    fd, kind = open_target(target, snap.size, opts.force)
+    listener(Started("restore", snap.size))
+    damaged = list(missing)
+    written = 0
+
+    def fetch(pack_id: str, group: list[_Blob]) -> tuple[int, list[tuple[int, int]]]:
+        start = group[0].offset
+        end = group[-1].offset + group[-1].length
+        bad: list[tuple[int, int]] = []
+        done = 0
+        try:
+            data = memoryview(repo.read_pack_range(pack_id, start, end - start))
+        except AgentError:
+            if not opts.ignore_errors:
+                raise
+            data = None
+        for b in group:
+            try:
+                if data is None:
+                    raise CorruptObject(f"pack {pack_id[:16]} unreadable")
+                raw = repo.open_blob(BlobType.DATA, b.cid, data[b.offset - start:b.offset - start + b.length], b.raw)
+            except CorruptObject as exc:
+                if not opts.ignore_errors:
+                    raise CorruptObject(f"pack {pack_id[:16]}: {exc}; image bytes {b.targets[0]}.."
+                                        f"{b.targets[0] + b.raw} cannot be restored",
+                                        hint="run `agent check --read-data`; --ignore-errors writes zeros there "
+                                             "and lists the damaged ranges") from None
+                bad.extend((t, b.raw) for t in b.targets)
+                continue
+            for t in b.targets:
+                pwrite_all(fd, raw, t, target)
+                done += len(raw)
+        return done, bad
+
+    try:
+        pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="restore")
+        try:
+            jobs = [pool.submit(fetch, p, g) for p, blist in by_pack.items() for g in _ranges(blist)]
+            for fut in jobs:
+                n, bad = fut.result()
+                written += n
+                damaged.extend(bad)
+                listener(Advanced(written))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        zero_bytes = sum(n for _, n in zero_runs)
+        if kind == "block":
+            for off, n in zero_runs + damaged:
+                zero_device(fd, off, n, target)
+        if kind == "block" or opts.sync:
+            # a disk is about to be booted or removed; an image file is flushed by the kernel within
+            # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    for off, n in sorted(damaged):
+        listener(Warning(f"damaged range written as zeros: bytes {off}..{off + n} ({n} bytes)"))
+    listener(Finished("restore"))
+    return RestoreResult(snapshot_id=snap.id, target=target, size=snap.size, written_bytes=written,
+                         zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged))

@@ -1,0 +1,99 @@
+"""Restore targets: an image file (sparse, fresh holes) or a block device (checked, zeroed where
+the image has zeros), and the writes into them with errors a user can act on."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+
+from agent.errors import TargetError
+from agent.source.device import mounts_of, size_of
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_FALLOC_FL_ZERO_RANGE = 0x10
+
+
+def open_target(path: str, size: int, force: bool) -> tuple[int, str]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISBLK(st.st_mode):
+        mounted = mounts_of(st.st_rdev)
+        if mounted:
+            raise TargetError(f"{path} (or a partition of it) is mounted at {', '.join(m[0] for m in mounted)}",
+                              hint="unmount it first; restoring over a mounted disk would corrupt it")
+        fd = _open(path, os.O_RDWR)
+        have = size_of(fd, "block")
+        if have < size:
+            os.close(fd)
+            raise TargetError(f"{path} holds {have} bytes, fewer than the image ({size}); choose a larger disk")
+        if not force and any(os.pread(fd, 1 << 20, 0)):
+            os.close(fd)
+            raise TargetError(f"{path} already holds data", hint="add --force to overwrite it")
+        return fd, "block"
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise TargetError(f"{path} is neither a block device nor a regular file")
+    if st is not None and st.st_size > 0 and not force:
+        raise TargetError(f"{path} already exists and is not empty", hint="add --force to overwrite it")
+    fd = _open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # Fresh holes everywhere, without truncating to zero: ext4 flushes a file truncated to zero
+        # and rewritten when it is closed (auto_da_alloc), which cost 2.5 s per 2.8 GB restored.
+        os.ftruncate(fd, size)
+        if st is not None and st.st_size and not _punch(fd, size):
+            os.ftruncate(fd, 0)
+            os.ftruncate(fd, size)
+    except OSError as exc:
+        os.close(fd)
+        raise TargetError(f"cannot size {path} to {size} bytes: {exc.strerror}") from None
+    return fd, "file"
+
+
+def _punch(fd: int, size: int) -> bool:
+    """Deallocate a whole file (--force over an old image); False where the file system cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, ctypes.c_long(0), ctypes.c_long(size)) == 0
+
+
+def _open(path: str, flags: int, mode: int = 0o600) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC, mode)
+    except FileNotFoundError:
+        raise TargetError(f"{path}: the directory does not exist") from None
+    except PermissionError:
+        raise TargetError(f"permission denied opening {path} for writing", hint="run as root for block devices") from None
+    except OSError as exc:
+        raise TargetError(f"cannot open {path}: {exc.strerror}") from None
+
+
+def pwrite_all(fd: int, data, offset: int, path: str) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TargetError(f"the disk holding {path} is full",
+                              hint="free space or restore elsewhere; sparse images need only the data size") from None
+        raise TargetError(f"writing {path} failed: {exc.strerror}") from None
+
+
+def zero_device(fd: int, offset: int, length: int, path: str) -> None:
+    """Zero a device range: offloaded ZERO_RANGE when the kernel offers it, else write only non-zero blocks."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.fallocate(fd, _FALLOC_FL_ZERO_RANGE | _FALLOC_FL_KEEP_SIZE, ctypes.c_long(offset),
+                      ctypes.c_long(length)) == 0:
+        return
+    step = 4 << 20
+    zeros = bytes(step)
+    end = offset + length
+    while offset < end:
+        n = min(step, end - offset)
+        if any(os.pread(fd, n, offset)):
+            pwrite_all(fd, zeros[:n], offset, path)
+        offset += n

@@ -1,0 +1,72 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crypto import aead, keys
+from crypto.errors import AuthenticationFailed, KeyNotUnwrapped, UnsupportedSuite
+from crypto.ids import chunk_id
+from crypto.kdf import TEST_PARAMS, KdfParams
+
+KEY = bytes(range(32))
+
+
+@given(st.binary(max_size=4096), st.binary(max_size=64))
+def test_seal_open_roundtrip(plaintext, ad):
+    assert aead.open_(KEY, aead.seal(KEY, plaintext, ad), ad) == plaintext
+
+
+@given(st.binary(min_size=1, max_size=512), st.data())
+def test_any_flipped_bit_is_detected(plaintext, data):
+    sealed = bytearray(aead.seal(KEY, plaintext, b"ad"))
+    i = data.draw(st.integers(1, len(sealed) - 1))  # byte 0 is the suite: changing it is UnsupportedSuite
+    sealed[i] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(AuthenticationFailed):
+        aead.open_(KEY, bytes(sealed), b"ad")
+
+
+def test_associated_data_and_key_are_bound():
+    sealed = aead.seal(KEY, b"chunk", b"id-1")
+    with pytest.raises(AuthenticationFailed):
+        aead.open_(KEY, sealed, b"id-2")
+    with pytest.raises(AuthenticationFailed):
+        aead.open_(bytes(32), sealed, b"id-1")
+
+
+def test_nonces_are_fresh():
+    a, b = aead.seal(KEY, b"same", b""), aead.seal(KEY, b"same", b"")
+    assert a != b and a[1:25] != b[1:25]
+
+
+@given(st.binary(max_size=aead.OVERHEAD - 1))
+def test_short_input_is_rejected(junk):
+    with pytest.raises((AuthenticationFailed, UnsupportedSuite)):
+        aead.open_(KEY, junk, b"")
+
+
+def test_keyfile_roundtrip_and_wrong_passphrase():
+    master = keys.MasterKey.generate()
+    kf = keys.wrap(master, b"right", "r" * 32, TEST_PARAMS, {"label": "x"})
+    assert keys.unwrap(kf, b"right", "r" * 32) == master
+    with pytest.raises(KeyNotUnwrapped):
+        keys.unwrap(kf, b"wrong", "r" * 32)
+    with pytest.raises(KeyNotUnwrapped):  # a key file moved to another repository does not open
+        keys.unwrap(kf, b"right", "s" * 32)
+    assert b"right" not in kf and master.encryption_key not in kf
+    assert "redacted" in repr(master)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=300))
+def test_malformed_keyfile_is_a_clean_error(junk):
+    with pytest.raises((UnsupportedSuite, KeyNotUnwrapped)):
+        keys.unwrap(junk, b"pw", "r" * 32)
+
+
+def test_hostile_kdf_cost_is_refused():
+    with pytest.raises(UnsupportedSuite):
+        KdfParams.from_dict({"algorithm": "argon2id", "time_cost": 1, "memory_kib": 1 << 30, "parallelism": 1})
+
+
+def test_chunk_ids_are_keyed():
+    assert chunk_id(KEY, b"data") != chunk_id(bytes(32), b"data")
+    assert len(chunk_id(KEY, b"data")) == 32
