@@ -99,6 +99,8 @@ def _flag(value: str | None) -> bool:
 
 def _retry_after(exc: BaseException) -> float | None:
     response = getattr(exc, "response", None)
+    if response is None:
+        return None
     try:
         return float(response.headers["Retry-After"])
     except (AttributeError, KeyError, TypeError, ValueError):
@@ -251,8 +253,8 @@ class GCSBackend(Backend):
             retry = self._retry.with_predicate(note_retry)
         # the library itself goes resumable only above 8 MiB or for an unknown size: a smaller
         # object above our threshold is handed over with its size unknown
-        size = len(payload)
-        if self._threshold < size <= LIBRARY_MULTIPART_MAX:
+        size: int | None = len(payload)
+        if self._threshold < len(payload) <= LIBRARY_MULTIPART_MAX:
             size = None
         try:
             blob.upload_from_file(io.BytesIO(payload), size=size,

@@ -140,6 +140,7 @@ class _ChannelPool:
                 self._client = self._connect()
             if self._idle:
                 return self._idle.pop()
+            assert self._client is not None  # a live transport is the client's, else one was just connected
             sftp = self._client.open_sftp()
         sftp.get_channel().settimeout(self._timeout)
         return sftp

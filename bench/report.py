@@ -190,7 +190,8 @@ def render(results: dict, old: str, chart: str) -> str:
         "- Before every step: `sync` and `echo 3 > /proc/sys/vm/drop_caches`. User+sys CPU and peak RSS are the",
         "  tool process's own wait4 rusage, taken through GNU `time` (a child spawned straight from Python would",
         "  report the harness's own peak RSS as its floor). `cat` is the floor: reading the image once.",
-        "- Settings: agent defaults (zstd 2, 256 KiB average chunks, Argon2id key, 16 MiB packs); restic defaults (repository v2,",
+        "- Settings: agent defaults (zstd 2, 256 KiB average chunks, Argon2id key, 16 MiB packs); "
+        "restic defaults (repository v2,",
         "  compression auto); borg `init --encryption=repokey-blake2`, `create --compression zstd,3`,",
         "  `extract --sparse`. restic restores with `restore ID --target DIR` (it has no sparse option in 0.14).",
         f"- Medians of {n} round(s). Repository size is `du -sb` of the repository directory.",

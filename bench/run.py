@@ -171,7 +171,8 @@ class Bench:
     def run(self) -> None:
         self.preflight()
         frozen = freeze_agent(REPO_ROOT, self.work / "agent-src") if "agent" in self.tools else None
-        self.meta = {"agent_source_digest": frozen,"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rounds": self.rounds, "tools": self.tools,
+        self.meta = {"agent_source_digest": frozen,"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "rounds": self.rounds, "tools": self.tools,
                      "data": str(self.data), "work": str(self.work), "schedule": "per step, tool order rotated",
                      "image_alloc": {f"day{d}": allocated(self.data / f"day{d}.img") for d in DAYS},
                      "image_size": os.stat(self.data / "day0.img").st_size,

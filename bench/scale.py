@@ -78,8 +78,8 @@ def image_check(work: Path) -> dict:
             rec["summary"] = agent.backup_info(res.stdout)["summary"]
             rec["repo_bytes"] = tree_size(agent.repo)[0]
         out[name] = rec
-        print(f"{name}: rc={res.rc} wall {res.wall_s:.1f} s cpu {res.cpu_s:.1f} s rss {res.peak_rss_kib / 1024:.0f} MiB",
-              flush=True)
+        print(f"{name}: rc={res.rc} wall {res.wall_s:.1f} s cpu {res.cpu_s:.1f} s "
+              f"rss {res.peak_rss_kib / 1024:.0f} MiB", flush=True)
     ref = out["backup unchanged"].get("summary", {}).get("snapshot_id", "latest")
     target = root / "restore"
     target.mkdir()
@@ -166,9 +166,11 @@ def snippet(res: dict) -> str:
             continue
         lines.append(f"| {name} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_kib'] * 1024 / 1e6:.0f} | "
                      + (f"{r['repo_bytes'] / 1e6:.0f}" if "repo_bytes" in r else
-                        f"verified: {'yes' if r.get('verified') else 'NO'}, allocated {r.get('restored_alloc', 0) / 1e6:.0f} MB")
+                        f"verified: {'yes' if r.get('verified') else 'NO'}, "
+                        f"allocated {r.get('restored_alloc', 0) / 1e6:.0f} MB")
                      + " |")
-    lines += ["", "| 1,000,000-chunk index | columns B/chunk | RSS growth B/chunk | peak RSS growth B/chunk | load s | lookup µs |",
+    lines += ["", "| 1,000,000-chunk index | columns B/chunk | RSS growth B/chunk | peak RSS growth B/chunk "
+                  "| load s | lookup µs |",
               "|---|---:|---:|---:|---:|---:|"]
     for r in res["index"]:
         if "error" in r:

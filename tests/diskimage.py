@@ -167,7 +167,10 @@ def extract_partition(image: Path, part: PartInfo, dest: Path) -> Path:
 # ---------------------------------------------------------------------------------------
 # Content generation
 
-_WORDS = ["backup", "restore", "chunk", "snapshot", "disk", "image", "night", "daily", "encrypted", "repository", "key", "partition", "block", "sector", "journal", "inode", "cluster", "volume", "index", "manifest", "offset", "retention", "prune", "verify", "upload", "bandwidth", "storage", "bucket", "region", "pack", "object"]
+_WORDS = ["backup", "restore", "chunk", "snapshot", "disk", "image", "night", "daily", "encrypted", "repository",
+          "key", "partition", "block", "sector", "journal", "inode", "cluster", "volume", "index", "manifest",
+          "offset", "retention", "prune", "verify", "upload", "bandwidth", "storage", "bucket", "region", "pack",
+          "object"]
 
 
 def _text(rng: random.Random, lines: int) -> str:

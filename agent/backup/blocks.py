@@ -105,6 +105,7 @@ def cut_blocks(reads: Iterable[Hole | tuple[int, mmap, int, bool]], cdc: pyfastc
             yield item
             continue
         off, backing, n, last = item
+        buf: memoryview | bytes
         if carry is None:
             buf, base = pool.lend(backing, head, head + n), off
         elif len(carry) <= head:

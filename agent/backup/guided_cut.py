@@ -87,7 +87,7 @@ class GuidedCutter:
         if i < 0:
             return []
         starts, lengths = self.parent.starts, self.parent.lengths
-        cands = []
+        cands: list[tuple[int, int, memoryview, int]] = []
         p = pos
         while i < len(starts) and starts[i] == p and p + lengths[i] <= end and len(cands) < _BATCH:
             n = lengths[i]

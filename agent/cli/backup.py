@@ -41,7 +41,7 @@ def backup(
     with graceful_stop() as stop, app.repository() as repo, app.progress("backup") as listener:
         from agent.backup.run import BackupOptions, run_backup  # after the key derivation: agent.repo.keyring
 
-        opts = BackupOptions(tags=list(tag), host=host or (app.settings.file and app.settings.file.host) or None,
+        opts = BackupOptions(tags=list(tag), host=host or (app.config_file and app.config_file.host) or None,
                              time=when, lock_wait=lock_wait, deadline=deadline, stop=stop,
                              direct_io=direct_io)
         res = run_backup(repo, source, opts, listener)
@@ -69,8 +69,8 @@ def report_backup(app: AppContext, res) -> None:
     if res.complete:
         ratio = f"{res.dedup_ratio:.1f}x" if res.stored_bytes else "all known"
         app.out.print(f"snapshot {res.snapshot_id[:8]} saved: {res.source}")
-        app.log_summary(f"backup of {res.source} saved snapshot {res.snapshot_id[:8]}: new {units.size(res.new_bytes)}, "
-                        f"{res.duration_s:.0f} s")
+        app.log_summary(f"backup of {res.source} saved snapshot {res.snapshot_id[:8]}: "
+                        f"new {units.size(res.new_bytes)}, {res.duration_s:.0f} s")
     else:
         ratio = "-"
         app.out.print(f"backup of {res.source} INCOMPLETE: {res.stopped}; no snapshot was written. Everything "

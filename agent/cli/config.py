@@ -15,8 +15,8 @@ def effective(app_ctx: AppContext) -> dict:
     """The config file's content with flag/env overrides applied and every secret replaced."""
     from backends.registry import redact_url
 
-    s = app_ctx.settings
-    doc = s.file.model_dump(mode="json", exclude_none=True) if s.file is not None else {}
+    s, file = app_ctx.settings, app_ctx.config_file
+    doc = file.model_dump(mode="json", exclude_none=True) if file is not None else {}
     doc["repository"] = redact_url(s.repo) if s.repo else None
     doc["passphrase_file"] = s.passphrase_file
     doc["passphrase_command"] = s.passphrase_command
@@ -50,7 +50,8 @@ def check(ctx: typer.Context) -> None:
     from agent.errors import UsageError
 
     app_ctx: AppContext = app_context(ctx)
-    if app_ctx.settings.file is None:
+    file = app_ctx.config_file
+    if file is None:
         raise UsageError("no config file found", hint="pass --config PATH or set AGENT_CONFIG")
-    n = len(app_ctx.settings.file.sources)
+    n = len(file.sources)
     app_ctx.out.print(f"{app_ctx.settings.config_path}: OK ({n} source(s))")

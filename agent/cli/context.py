@@ -9,7 +9,7 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, cast
 
 from rich.console import Console
 
@@ -19,6 +19,7 @@ from agent.errors import UsageError
 from agent.progress import Listener, Warning
 
 if TYPE_CHECKING:
+    from agent.nightly.configfile import Config
     from agent.repo.repository import Repository
     from agent.repo.storage import Accounting, Backend
 
@@ -43,6 +44,11 @@ class AppContext:
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
     accounting: Accounting | None = None  # traffic of this invocation's storage (agent.repo.storage)
     syslog: logging.Logger | None = None  # set when the config asks for syslog (warnings, summaries)
+
+    @property
+    def config_file(self) -> Config | None:
+        """The loaded config file: Settings holds it untyped, as agent.config sits below agent.nightly."""
+        return cast("Config | None", self.settings.file)
 
     def log_summary(self, message: str, *, error: bool = False) -> None:
         """A run's one-line outcome, for syslog/journald when configured."""
@@ -74,7 +80,8 @@ class AppContext:
         except ValueError:
             raise UsageError("AGENT_PROGRESS_INTERVAL must be a number of seconds") from None
         if interval <= 0:
-            interval = self.settings.file.log.progress_interval_s if self.settings.file else 60.0
+            config = self.config_file
+            interval = config.log.progress_interval_s if config else 60.0
         if self.settings.json:
             yield view.json_lines(label, view.stdout_line, self.warn)
         elif self.err.is_terminal and not self.settings.quiet:

@@ -26,7 +26,8 @@ def init(ctx: typer.Context,
     pack_size = pack_size_mib << 20 if pack_size_mib else min(max(backend.capabilities.preferred_object_size, 1 << 20),
                                                              1 << 30)
     try:  # only the keys and config: the engine's modules are not even loaded (agent.repo.keyring)
-        repo_id = create(backend, passphrase, RepoParams(pack_size=pack_size), kdf_params(os.environ.get(env.KDF))).config["id"]
+        repo_id = create(backend, passphrase, RepoParams(pack_size=pack_size),
+                         kdf_params(os.environ.get(env.KDF))).config["id"]
     finally:
         backend.close()
     if app.settings.json:

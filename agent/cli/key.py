@@ -31,14 +31,16 @@ def _new_passphrase(app_ctx: AppContext, new_file: Optional[str]) -> bytes:
 
 
 @app.command("add")
-def add(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP), label: str = typer.Option("", "--label", help="A note: who or what uses this key."),
+def add(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+        label: str = typer.Option("", "--label", help="A note: who or what uses this key."),
         new_passphrase_file: Optional[str] = typer.Option(None, "--new-passphrase-file", help=_NEW_FILE_HELP)) -> None:
     """Add a passphrase that opens the same repository."""
     from agent.repo.keyring import kdf_params
 
     a: AppContext = app_context(ctx, json_output)
     with a.repository() as repo:
-        key_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label=label, kdf=kdf_params(os.environ.get(env.KDF)))
+        key_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label=label,
+                              kdf=kdf_params(os.environ.get(env.KDF)))
     a.emit_json({"added": key_id}) if a.settings.json else a.out.print(f"added key {key_id[:8]}")
 
 
@@ -63,7 +65,8 @@ def list_keys(ctx: typer.Context, json_output: bool = typer.Option(False, "--jso
 
 
 @app.command("remove")
-def remove(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP), key_id: str = typer.Argument(..., help="Key id (unique prefix).")) -> None:
+def remove(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+           key_id: str = typer.Argument(..., help="Key id (unique prefix).")) -> None:
     """Remove a key file (not the one in use)."""
     a: AppContext = app_context(ctx, json_output)
     with a.repository() as repo:
@@ -73,12 +76,14 @@ def remove(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
 
 @app.command("passwd")
 def passwd(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
-           new_passphrase_file: Optional[str] = typer.Option(None, "--new-passphrase-file", help=_NEW_FILE_HELP)) -> None:
+           new_passphrase_file: Optional[str] = typer.Option(None, "--new-passphrase-file",
+                                                             help=_NEW_FILE_HELP)) -> None:
     """Change the passphrase this session opened with (adds the new key, then removes the old one)."""
     from agent.repo.keyring import kdf_params
 
     a: AppContext = app_context(ctx, json_output)
     with a.repository() as repo:
-        new_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label="changed passphrase", kdf=kdf_params(os.environ.get(env.KDF)))
+        new_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label="changed passphrase",
+                              kdf=kdf_params(os.environ.get(env.KDF)))
         repo.replace_key(repo.key_id, new_id)
     a.emit_json({"key": new_id}) if a.settings.json else a.out.print(f"passphrase changed (key {new_id[:8]})")

@@ -71,6 +71,7 @@ def _load_config_file(explicit: Optional[str]):
     import os
     from pathlib import Path
 
+    path: Path | None
     if explicit:
         path = Path(explicit).expanduser()
     else:
@@ -120,9 +121,10 @@ def run() -> None:
         translated = as_agent_error(exc)
         if translated is not None:
             _fail(str(translated), translated.hint, translated.exit_code, debug)
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        exit_code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(exit_code, int):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(exit_code)
         _fail(f"internal error: {exc.__class__.__name__}: {exc}", "please report it with the output of --debug", 1,
               debug)
     sys.exit(rc if isinstance(rc, int) else 0)

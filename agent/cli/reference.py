@@ -154,7 +154,9 @@ def _section(path: list[str], command: Any, ctx: Any) -> str:
 def generate(app: typer.Typer | None = None) -> str:
     """The whole reference as one Markdown document (ends with a single newline)."""
     if app is None:
-        from agent.cli.main import app
+        from agent.cli.main import app as main_app
+
+        app = main_app
     root = typer.main.get_command(app)
     ctx = typer.Context(root, info_name="agent")
     sections = [HEADER] + [_section(path, cmd, c) for path, cmd, c in _walk(root, ctx, ["agent"])]

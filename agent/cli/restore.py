@@ -43,7 +43,8 @@ def restore(
         app.info(f"restoring snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
         with app.progress("restore") as listener:
-            res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync), listener)
+            res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync),
+                              listener)
     if app.settings.json:
         app.emit_json({"snapshot_id": res.snapshot_id, "target": res.target, "size": res.size,
                        "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes,

@@ -36,7 +36,7 @@ def run(
     from backends.registry import redact_url
 
     app: AppContext = app_context(ctx, json_output)
-    cfg = app.settings.file
+    cfg = app.config_file
     if cfg is None:
         raise UsageError("no config file found for `agent run`",
                          hint="write /etc/agent/agent.toml (see docs/nightly.md) or pass --config PATH")

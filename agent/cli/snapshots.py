@@ -31,8 +31,8 @@ def snapshots(
         runs = [(name, r) for name, r in repo.list_runs() if (host is None or r.host == host)
                 and (source is None or r.source == source)] if all_runs else []
     if app.settings.json:
-        rows = [s.summary() | ({"status": "complete"} if all_runs else {}) for s in snaps]
-        app.emit_json(rows + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])
+        found = [s.summary() | ({"status": "complete"} if all_runs else {}) for s in snaps]
+        app.emit_json(found + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])
         return
     rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags), "complete")
             for s in snaps]

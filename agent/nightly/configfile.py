@@ -23,8 +23,8 @@ from agent.nightly.metrics import MetricsConfig
 from agent.nightly.notify import NotifyConfig
 
 
-def _parsed_by(parser: Callable[[str], object]):
-    """A string field the CLI's own parser must accept; its UsageError becomes a validation error
+def _parsed_by(parser: Callable[[str], object]) -> AfterValidator:
+    """For a string field the CLI's own parser must accept; its UsageError becomes a validation error
     naming the field, so the file and the flags accept exactly the same forms."""
     def check(value: str) -> str:
         try:
@@ -32,15 +32,15 @@ def _parsed_by(parser: Callable[[str], object]):
         except AgentError as exc:
             raise ValueError(str(exc)) from None
         return value
-    return Annotated[str, AfterValidator(check)]
+    return AfterValidator(check)
 
 
-Rate = _parsed_by(RateSchedule.parse)
-ClockTime = _parsed_by(next_clock_time)
-RunDuration = _parsed_by(parse_run_duration)
-RetentionSpan = _parsed_by(parse_duration)
-Share = _parsed_by(lambda t: parse_percent(t, "a share"))
-PositiveShare = _parsed_by(lambda t: parse_percent(t, "a share", allow_zero=False))
+Rate = Annotated[str, _parsed_by(RateSchedule.parse)]
+ClockTime = Annotated[str, _parsed_by(next_clock_time)]
+RunDuration = Annotated[str, _parsed_by(parse_run_duration)]
+RetentionSpan = Annotated[str, _parsed_by(parse_duration)]
+Share = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share"))]
+PositiveShare = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share", allow_zero=False))]
 
 
 class _Strict(BaseModel):
@@ -99,7 +99,7 @@ class CheckConfig(_Strict):
 
 class LogConfig(_Strict):
     syslog: bool = False  # also log warnings, errors and summaries to syslog (journald reads it too)
-    progress_interval_s: float = Field(60, gt=0)  # plain progress lines when not on a terminal
+    progress_interval_s: float = Field(default=60, gt=0)  # plain progress lines when not on a terminal
 
 
 class Config(_Strict):

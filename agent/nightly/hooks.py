@@ -107,6 +107,7 @@ def _collect(proc: subprocess.Popen, deadline: float) -> tuple[bytes, bool]:
 
     Waiting for EOF alone would hang on a background child that keeps the pipe open."""
     buf = bytearray()
+    assert proc.stdout is not None  # started with stdout=PIPE
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     exited_at = None

@@ -76,10 +76,14 @@ class EmailConfig(BaseModel):
         return self
 
 
+def _failure_and_warning() -> list[Event]:
+    return ["failure", "warning"]
+
+
 class NotifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    on: list[Event] = Field(default_factory=lambda: ["failure", "warning"])
+    on: list[Event] = Field(default_factory=_failure_and_warning)
     webhook: WebhookConfig | None = None
     email: EmailConfig | None = None
 
@@ -87,11 +91,14 @@ class NotifyConfig(BaseModel):
 def send_notifications(cfg: NotifyConfig, report: RunReport) -> list[str]:
     """Deliver to every channel whose `on` list contains the run's status; the delivery errors."""
     errors: list[str] = []
-    for name, channel, send in (("webhook", cfg.webhook, _send_webhook), ("e-mail", cfg.email, _send_email)):
+    for name, channel in (("webhook", cfg.webhook), ("e-mail", cfg.email)):
         if channel is None or report.status not in (channel.on if channel.on is not None else cfg.on):
             continue
         try:
-            send(channel, report)
+            if isinstance(channel, WebhookConfig):
+                _send_webhook(channel, report)
+            else:
+                _send_email(channel, report)
         except Exception as exc:  # noqa: BLE001 - never let a notification hide the backup's result
             errors.append(f"{name} notification failed: {_describe(exc)}")
     return errors
@@ -149,8 +156,11 @@ def _send_email(cfg: EmailConfig, report: RunReport) -> None:
                 try:
                     smtp.login(cfg.username, password or "")
                 except smtplib.SMTPAuthenticationError as exc:
+                    # smtplib passes the server's reply as bytes; typeshed also allows str
+                    reply = exc.smtp_error
+                    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
                     raise RuntimeError(f"{where} rejected the login of {cfg.username!r}: {exc.smtp_code} "
-                                       f"{_describe(exc.smtp_error.decode(errors='replace'))}") from None
+                                       f"{_describe(text)}") from None
             try:
                 refused = smtp.send_message(msg)
             except smtplib.SMTPRecipientsRefused as exc:

@@ -113,15 +113,17 @@ def _maintenance(repo, cfg: Config, host: str, opts: RunOptions, errors: list[st
     from agent.maintenance.prune import run_prune
     from agent.repo.snapshots import filter_snapshots
 
+    retention = cfg.retention
+    assert retention is not None  # run_configured calls this only when the config has [retention]
     try:
         paths = {s.path for s in cfg.sources}
         snaps = [s for s in filter_snapshots(repo.list_snapshots(), host=host) if s.source_path in paths]
-        plan = plan_forget(snaps, cfg.retention.policy(), group_by=("host", "source"))
+        plan = plan_forget(snaps, retention.policy(), group_by=("host", "source"))
         if plan.remove:
             with repo.lock(exclusive=False, command="forget", wait=opts.lock_wait):
                 forget(repo, plan)
-        if cfg.retention.prune and plan.remove:
-            run_prune(repo, max_unused=parse_percent(cfg.retention.max_unused, "max_unused"),
+        if retention.prune and plan.remove:
+            run_prune(repo, max_unused=parse_percent(retention.max_unused, "max_unused"),
                       lock_wait=opts.lock_wait)
     except AgentError as exc:
         message, hint = _failure(exc)
@@ -154,7 +156,8 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
             for src in cfg.sources:
                 if _window_over(opts):
                     rep = SourceReport(src.name, src.path, "skipped", error="the backup window ended before it started",
-                                       hint="widen the window (--stop-at / --max-duration) or order sources by priority")
+                                       hint="widen the window (--stop-at / --max-duration) "
+                                            "or order sources by priority")
                 else:
                     with progress(src) as listener:
                         rep = _backup_source(repo, src, opts, listener, tuple(cfg.env))

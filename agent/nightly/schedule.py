@@ -242,9 +242,9 @@ def next_run(loc: Locations, info: dict, now: datetime | None = None) -> datetim
             return datetime.fromtimestamp(int(m[1]), UTC)
     if not info["at"]:
         return None
-    h, m = parse_at(info["at"])
+    h, minute = parse_at(info["at"])
     local = (now or datetime.now(UTC)).astimezone().replace(tzinfo=None)
-    at = local.replace(hour=h, minute=m, second=0, microsecond=0)
+    at = local.replace(hour=h, minute=minute, second=0, microsecond=0)
     return (at if at > local else at + timedelta(days=1)).astimezone()  # naive + 1 day: right across DST
 
 

@@ -101,7 +101,8 @@ class ChunkIndex:
         if not self._delta:
             return
         pack = SEG_RECORD.pack
-        self._insert([pack(cid, n, off, length, raw, btype) for cid, (n, btype, off, length, raw) in self._delta.items()])
+        self._insert([pack(cid, n, off, length, raw, btype)
+                      for cid, (n, btype, off, length, raw) in self._delta.items()])
         self._delta.clear()
 
     def _insert(self, records: list[bytes]) -> None:

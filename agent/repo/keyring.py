@@ -28,8 +28,7 @@ from agent.repo.storage import storage_error, translated
 from backends.base import Backend, PutMode
 from backends.errors import AlreadyExists, BackendError, NotFound
 from crypto import keys as keyfiles
-from crypto.errors import UnsupportedSuite
-from crypto.errors import KeyNotUnwrapped
+from crypto.errors import KeyNotUnwrapped, UnsupportedSuite
 from crypto.kdf import KdfParams
 from crypto.keys import MasterKey
 

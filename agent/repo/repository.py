@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pyfastcdc
 
-from agent.errors import CorruptObject, UsageError
+from agent.errors import AgentError, CorruptObject, UsageError
 from agent.repo import layout
 from agent.repo.cache import ObjectCache
 from agent.repo.chunker import make_chunker
@@ -193,7 +193,7 @@ class Repository:
         exactly which blobs fail (None: treat every chunk of the pack as damaged)."""
         try:
             data = self.read_pack(pack_id)
-        except CorruptObject as exc:
+        except AgentError as exc:  # missing or unreadable: reported per pack, the check goes on
             return str(exc), None
         problem = None if object_id(data) == pack_id else "content does not match its name (damaged or truncated)"
         try:
@@ -241,7 +241,8 @@ class Repository:
         decoded = []
         for name in names:
             sealed = self._get_cached("index", layout.index_segment(name), name)
-            plain = self._envelope.decompress(self._envelope.open_object(_INDEX_KIND, sealed, f"index segment {name[:16]}"))
+            plain = self._envelope.decompress(
+                self._envelope.open_object(_INDEX_KIND, sealed, f"index segment {name[:16]}"))
             sup, packs, etab = decode_segment(plain, name)
             superseded.update(sup)
             decoded.append((name, packs, etab))

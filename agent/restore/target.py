@@ -65,7 +65,8 @@ def _open(path: str, flags: int, mode: int = 0o600) -> int:
     except FileNotFoundError:
         raise TargetError(f"{path}: the directory does not exist") from None
     except PermissionError:
-        raise TargetError(f"permission denied opening {path} for writing", hint="run as root for block devices") from None
+        raise TargetError(f"permission denied opening {path} for writing",
+                          hint="run as root for block devices") from None
     except OSError as exc:
         raise TargetError(f"cannot open {path}: {exc.strerror}") from None
 

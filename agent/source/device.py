@@ -219,7 +219,7 @@ def mounts_of(rdev: int) -> list[tuple[str, str]]:
                 devs.add(dev_file.read_text().strip())
     except OSError:
         pass
-    out = []
+    out: list[tuple[str, str]] = []
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:

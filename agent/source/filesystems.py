@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Unpack
 
 from agent.source.bytefields import (
     Image,
@@ -22,7 +22,7 @@ from agent.source.bytefields import (
     u64,
     uuid_be,
 )
-from agent.source.partition_model import Partition
+from agent.source.partition_model import Partition, TableFields
 
 PROBE_BYTES = 0x11000  # enough for every superblock probed below (btrfs sits at 64 KiB)
 MAX_DIR_BYTES = 64 << 10  # how much of a root directory is scanned for a volume label
@@ -36,7 +36,7 @@ class _Fs:
     version: str | None = None
 
 
-def with_filesystem(img: Image, **fields) -> Partition:
+def with_filesystem(img: Image, **fields: Unpack[TableFields]) -> Partition:
     """A Partition from its table fields plus whatever filesystem is found inside it."""
     fs = _probe(img, fields["start"], fields["size"])
     return Partition(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from agent.source.bytefields import Image, u8, u32
 from agent.source.filesystems import with_filesystem
-from agent.source.partition_model import Partition, PartitionTable, warn_overlaps
+from agent.source.partition_model import Partition, PartitionTable, TableFields, warn_overlaps
 
 MAX_LOGICAL_PARTITIONS = 128
 MBR_SECTOR = 512
@@ -107,7 +107,7 @@ def _mbr_partition(
         warnings.append(f"p{number}: extends past the end of the image; ignored")
         return None
     is_extended = ptype in MBR_EXTENDED_TYPES
-    common = dict(
+    common = TableFields(
         number=number,
         start=start,
         size=size,

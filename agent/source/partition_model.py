@@ -7,9 +7,21 @@ without importing the module that imports them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 Scheme = Literal["gpt", "mbr", "none"]
+
+
+class TableFields(TypedDict):
+    """A Partition's fields that come from the partition table (the rest from the filesystem probe)."""
+
+    number: int
+    start: int
+    size: int
+    type_id: str
+    type_name: str
+    name: str
+    guid: str | None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ def login(token_path: Path, app_key: str, prompt: Callable[[str], str]) -> None:
     try:
         result = flow.finish(code)
     except req_exc.HTTPError as exc:
+        assert exc.response is not None  # raised by raise_for_status(), which attaches the response
         raise AuthError(f"Dropbox did not accept the authorization code (HTTP {exc.response.status_code}); "
                         "codes are single-use and expire quickly: run `agent login dropbox` again") from None
     except req_exc.RequestException as exc:

@@ -133,9 +133,10 @@ def login(token_path: str | os.PathLike | None, client_secrets: str | os.PathLik
     except (OSError, ValueError) as exc:
         raise AuthError(f"cannot use the OAuth client file {client_secrets}: {exc}") from exc
     server = None
+    received: dict = {}  # the loopback server's handler fills it in
     if paste is None:
         try:
-            server = HTTPServer(("127.0.0.1", port), type("Redirect", (_Redirect,), {"result": {}}))
+            server = HTTPServer(("127.0.0.1", port), type("Redirect", (_Redirect,), {"result": received}))
         except OSError as exc:
             raise AuthError(f"cannot listen on 127.0.0.1:{port} for Google's redirect: {exc}") from exc
         port = server.server_address[1]
@@ -146,9 +147,10 @@ def login(token_path: str | os.PathLike | None, client_secrets: str | os.PathLik
     try:
         on_url(url)
         if server is not None:
-            _wait_for_redirect(server, server.RequestHandlerClass.result, timeout)
-            answer = server.RequestHandlerClass.result
+            _wait_for_redirect(server, received, timeout)
+            answer = received
         else:
+            assert paste is not None  # no server only in paste mode
             answer = _parse_paste(paste())
     finally:
         if server is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
-from typing import Iterator
+from typing import Iterator, Literal, overload
 
 from googleapiclient.errors import HttpError
 
@@ -94,6 +94,11 @@ class Tree:
             token = reply.get("nextPageToken")
             if not token:
                 return found
+
+    @overload
+    def folder(self, path: Path, *, create: Literal[True]) -> str: ...
+    @overload
+    def folder(self, path: Path, *, create: bool) -> str | None: ...
 
     def folder(self, path: Path, *, create: bool) -> str | None:
         """Id of the folder at `path` below the repository folder; None if absent and not `create`."""
@@ -179,8 +184,9 @@ class Tree:
             if entry["mimeType"] != FOLDER_MIME:
                 files.setdefault(entry["name"], []).append(entry)
         for name in sorted(files):
-            entry = oldest(files[name])
-            self.cache.remember(self.base + path + (name,), entry["id"], is_folder=False)
-            yield path + (name,), entry
+            first = oldest(files[name])
+            assert first is not None  # every list in `files` holds at least one entry
+            self.cache.remember(self.base + path + (name,), first["id"], is_folder=False)
+            yield path + (name,), first
         for entry in sorted((e for e in entries if e["mimeType"] == FOLDER_MIME), key=lambda e: e["name"]):
             yield from self.walk(entry["id"], path + (entry["name"],))

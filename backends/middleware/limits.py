@@ -60,9 +60,10 @@ class ConnectionLimitBackend(Middleware):
 
         Holding a slot for a whole listing would let a slow consumer starve uploads.
         """
-        it = iter(self.inner.list(prefix))
+        it: Iterator[ObjectInfo] | None = iter(self.inner.list(prefix))
         try:
             while True:
+                assert it is not None  # set to None only just before the loop returns or raises
                 chunk: list[ObjectInfo] = []
                 error: BaseException | None = None
                 with self._slots:

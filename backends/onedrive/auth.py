@@ -134,6 +134,7 @@ class MsalTokenProvider(AccessTokenProvider):
                 reason = (result or {}).get("error_description") or (result or {}).get("error") or "no refresh token"
                 reason = reason.splitlines()[0]
                 raise AuthError(f"the OneDrive sign-in has expired or was revoked ({reason}); {LOGIN_HINT}")
+            assert self._cache is not None  # created together with self._app
             if self._cache.has_state_changed:  # a refresh rotated the refresh token: keep the new one
                 self._record["msal_cache"] = self._cache.serialize()
                 save_token_file(self.path, self._record)

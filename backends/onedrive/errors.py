@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from collections.abc import Mapping
 
 import httpx
 from kiota_abstractions.api_error import APIError
@@ -57,6 +58,7 @@ def translate(exc: BaseException, what: str) -> BackendError:
     """Map any failure of a OneDrive call on `what` (a key or path, for messages) to the error tree."""
     if isinstance(exc, BackendError):
         return exc
+    headers: Mapping[str, str] | None
     if isinstance(exc, httpx.HTTPStatusError):
         status, headers = exc.response.status_code, exc.response.headers
         code, text = _graph_code(exc.response.content)

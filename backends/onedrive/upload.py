@@ -57,6 +57,7 @@ async def send_fragments(http: httpx.AsyncClient, upload_url: str, data: bytes |
                     reply.raise_for_status()
                 failure = httpx.HTTPStatusError(f"fragment {offset}-{end - 1} failed: {reply.status_code}",
                                                 request=reply.request, response=reply)
+            assert failure is not None  # the transport error, or set just above for the reply
             resumes += 1
             if resumes > MAX_RESUMES:
                 raise failure

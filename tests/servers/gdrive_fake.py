@@ -122,7 +122,8 @@ class _Handler(OAuthRoutes, BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, ctype: str = "application/json") -> None:
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None,
+              ctype: str = "application/json") -> None:
         with self.state.lock:  # logged before the client can see the reply, so tests read a complete log
             self.state.log.append((f"{self.command} {self.path}", status))
         self.send_response(status)
@@ -180,8 +181,8 @@ class _Handler(OAuthRoutes, BaseHTTPRequestHandler):
         if upload and self.command in ("POST", "PATCH"):
             return self._upload(file_id)
         if self.command == "POST" and file_id is None:
-            return self._json(select_fields(self._create(json.loads(self.body or b"{}"), None), self.query.get("fields"),
-                                      ("kind", "id", "name", "mimeType")))
+            return self._json(select_fields(self._create(json.loads(self.body or b"{}"), None),
+                                            self.query.get("fields"), ("kind", "id", "name", "mimeType")))
         if self.command == "GET" and file_id is None:
             return self._list()
         if self.command == "GET":
@@ -247,7 +248,8 @@ class _Handler(OAuthRoutes, BaseHTTPRequestHandler):
     def _get(self, file_id: str) -> None:
         file = self._file(file_id)
         if self.query.get("alt") != "media":
-            return self._json(select_fields(self._public(file), self.query.get("fields"), ("kind", "id", "name", "mimeType")))
+            return self._json(select_fields(self._public(file), self.query.get("fields"),
+                                            ("kind", "id", "name", "mimeType")))
         if file["content"] is None:
             raise DriveError(403, "fileNotDownloadable", "Only files with binary content can be downloaded.")
         data, header = file["content"], self.headers.get("Range")

@@ -11,7 +11,8 @@ from typing import Callable
 _LITERAL = r"'((?:[^'\\]|\\.)*)'"
 _CLAUSES = [(re.compile(rf"^{_LITERAL} in parents$"), "parent"), (re.compile(rf"^name = {_LITERAL}$"), "name"),
             (re.compile(rf"^name contains {_LITERAL}$"), "contains"),
-            (re.compile(rf"^mimeType (=|!=) {_LITERAL}$"), "mime"), (re.compile(r"^trashed = (true|false)$"), "trashed")]
+            (re.compile(rf"^mimeType (=|!=) {_LITERAL}$"), "mime"),
+            (re.compile(r"^trashed = (true|false)$"), "trashed")]
 
 
 class DriveError(Exception):

@@ -199,7 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
         drive = fake.drive
         if path == "/v1.0/me/drive" and self.command == "GET":
             return 200, {}, {"id": drive.id, "driveType": "personal", "quota": {"total": 1 << 40, "state": "normal"}}
-        if self.command == "GET" and path in ("/v1.0/me/drive/special/approot", f"/v1.0/drives/{drive.id}/special/approot"):
+        if self.command == "GET" and path in ("/v1.0/me/drive/special/approot",
+                                              f"/v1.0/drives/{drive.id}/special/approot"):
             return 200, {}, drive.to_json(drive.app_folder())
         match = _ITEM.match(path)
         if not match or match["drive"] != drive.id:
@@ -222,7 +223,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_parent(fake, ref, path)
             sid = secrets.token_urlsafe(12)
             expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            fake.sessions[sid] = {"ref": ref, "path": path, "conflict": conflict, "data": bytearray(), "expires": expires}
+            fake.sessions[sid] = {"ref": ref, "path": path, "conflict": conflict, "data": bytearray(),
+                                  "expires": expires}
             return 200, {}, {"uploadUrl": f"http://{self.headers['Host']}/upload/{sid}", "expirationDateTime": expires,
                              "nextExpectedRanges": ["0-"]}
         if item is None:
