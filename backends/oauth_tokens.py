@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends import env
 from backends.errors import AuthError
 
 
@@ -34,7 +35,7 @@ class TokenStore:
 
     @property
     def env_var(self) -> str:
-        return f"AGENT_{self.name.upper()}_TOKEN_FILE"
+        return env.token_file(self.name)
 
     @property
     def login_again(self) -> str:

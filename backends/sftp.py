@@ -34,6 +34,7 @@ from urllib.parse import SplitResult, unquote
 import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
+from backends import env
 from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
 from backends.errors import (
     AlreadyExists,
@@ -272,12 +273,12 @@ class SFTPBackend(Backend):
             raise BackendError(f"invalid sftp:// URL: {exc}") from None
         if not url.hostname:
             raise BackendError("sftp:// URL needs a host: sftp://user@host[:port]/absolute/path")
-        known_hosts = options.get("known_hosts") or os.environ.get("AGENT_SFTP_KNOWN_HOSTS") or "~/.ssh/known_hosts"
+        known_hosts = options.get("known_hosts") or os.environ.get(env.SFTP_KNOWN_HOSTS) or "~/.ssh/known_hosts"
         return cls(url.hostname, unquote(url.path), port=port,
                    username=unquote(url.username) if url.username else None,
-                   key_file=options.get("key") or os.environ.get("AGENT_SFTP_KEY_FILE") or None,
-                   password=os.environ.get("AGENT_SFTP_PASSWORD") or None,
-                   passphrase=os.environ.get("AGENT_SFTP_KEY_PASSPHRASE") or None,
+                   key_file=options.get("key") or os.environ.get(env.SFTP_KEY_FILE) or None,
+                   password=os.environ.get(env.SFTP_PASSWORD) or None,
+                   passphrase=os.environ.get(env.SFTP_KEY_PASSPHRASE) or None,
                    known_hosts=known_hosts, connections=connections, timeout=timeout)
 
     @property

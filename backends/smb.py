@@ -38,6 +38,7 @@ from smbprotocol.header import NtStatus
 from smbprotocol.open import CreateOptions, FilePipePrinterAccessMask
 from smbprotocol.tree import TreeConnect
 
+from backends import env
 from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
 from backends.errors import (
     AlreadyExists,
@@ -142,7 +143,7 @@ class SMBBackend(Backend):
             raise BackendError(f"invalid smb:// URL: {exc}") from None
         username = unquote(url.username).replace(";", "\\") if url.username else None
         return cls(url.hostname, parts[0], "/".join(parts[1:]), port=port, username=username,
-                   password=os.environ.get("AGENT_SMB_PASSWORD") or None,
+                   password=os.environ.get(env.SMB_PASSWORD) or None,
                    encrypt=options.get("encrypt", "auto"), timeout=timeout)
 
     @property

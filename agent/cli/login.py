@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import AppContext, app_context
+from agent.config import env
 
 
 class Service(str, enum.Enum):
@@ -61,7 +62,7 @@ def login(
     app: AppContext = app_context(ctx)
     auth = _auth_module(service)
     if service is Service.gdrive:
-        secrets_file = _need(client_secrets, "--client-secrets", "AGENT_GDRIVE_CLIENT_SECRETS", "Google Drive")
+        secrets_file = _need(client_secrets, "--client-secrets", env.GDRIVE_CLIENT_SECRETS, "Google Drive")
         path = auth.login(None, secrets_file, scope=scope, port=port,
                           on_url=lambda url: app.out.print(f"Open this address in a browser and allow access:\n{url}"),
                           paste=(lambda: typer.prompt("Paste the address your browser was sent to")) if paste else None)
@@ -72,7 +73,7 @@ def login(
             app.out.print(f"1. Open this address in any browser and allow access:\n   {url}")
             return typer.prompt("2. Paste the code Dropbox shows")
 
-        auth.login(path, _need(app_key, "--app-key", "AGENT_DROPBOX_APP_KEY", "Dropbox"), prompt)
+        auth.login(path, _need(app_key, "--app-key", env.DROPBOX_APP_KEY, "Dropbox"), prompt)
     else:
         path = auth.default_token_path()
         auth.login(path, auth.client_id_from(client_id), show=app.out.print,

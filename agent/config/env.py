@@ -26,10 +26,9 @@ CACHE_DIR = "AGENT_CACHE_DIR"
 STATE_DIR = "AGENT_STATE_DIR"
 SCHEDULE_ROOT = "AGENT_SCHEDULE_ROOT"  # tests: install schedules under this root instead of /
 
-# cloud drive logins (`agent login`)
+# cloud drive logins (`agent login`; the OneDrive client id is read by its backend, backends.env)
 GDRIVE_CLIENT_SECRETS = "AGENT_GDRIVE_CLIENT_SECRETS"
 DROPBOX_APP_KEY = "AGENT_DROPBOX_APP_KEY"
-ONEDRIVE_CLIENT_ID = "AGENT_ONEDRIVE_CLIENT_ID"
 
 # set for pre/post hooks of `agent run`
 HOOK = "AGENT_HOOK"
@@ -39,3 +38,5 @@ STATUS = "AGENT_STATUS"
 
 #: never passed on to hooks, whatever the configuration says
 SECRETS = (PASSPHRASE, NEW_PASSPHRASE)
+#: for the test suite only, so not in the user documentation
+TEST_ONLY = (SCHEDULE_ROOT,)

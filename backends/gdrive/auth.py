@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
+from backends import env
 from backends.errors import AuthError
 from backends.oauth_tokens import TokenStore
 
@@ -40,7 +41,7 @@ def default_token_path() -> Path:
 
 
 def _scope(name: str | None) -> str:
-    name = name or os.environ.get("AGENT_GDRIVE_SCOPE") or "drive.file"
+    name = name or os.environ.get(env.GDRIVE_SCOPE) or "drive.file"
     if name not in SCOPES and name not in SCOPES.values():
         raise AuthError(f"unknown Google Drive scope {name!r}; use drive.file (default) or drive")
     return SCOPES.get(name, name)
@@ -54,13 +55,13 @@ def load_credentials(token_file: str | os.PathLike | None = None, *, service_acc
     google-auth ignores a token file's own token_uri (always Google's); `token_uri` overrides it
     for a test server that stands in for all of Google.
     """
-    sa_file = service_account_file or os.environ.get("AGENT_GDRIVE_SERVICE_ACCOUNT")
+    sa_file = service_account_file or os.environ.get(env.GDRIVE_SERVICE_ACCOUNT)
     if sa_file:
         try:
             creds = service_account.Credentials.from_service_account_file(sa_file, scopes=[_scope(scope)])
         except (OSError, ValueError) as exc:
             raise AuthError(f"cannot use the service account key {sa_file}: {exc}") from exc
-        subject = subject or os.environ.get("AGENT_GDRIVE_SUBJECT")
+        subject = subject or os.environ.get(env.GDRIVE_SUBJECT)
         return creds.with_subject(subject) if subject else creds
     path = Path(token_file) if token_file else default_token_path()
     info = TOKENS.read_json(path)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import msal
 from kiota_abstractions.authentication import AccessTokenProvider, AllowedHostsValidator
 
+from backends import env
 from backends.errors import AuthError, TransientError
 from backends.oauth_tokens import TokenStore
 from backends.onedrive.errors import LOGIN_HINT
@@ -29,7 +30,7 @@ DEFAULT_AUTHORITY = "https://login.microsoftonline.com/common"
 APP_FOLDER_SCOPES = ("Files.ReadWrite.AppFolder",)  # msal adds offline_access (refresh token) itself
 WHOLE_DRIVE_SCOPES = ("Files.ReadWrite",)
 TOKENS = TokenStore("onedrive", "OneDrive")
-CLIENT_ID_ENV = "AGENT_ONEDRIVE_CLIENT_ID"
+CLIENT_ID_ENV = env.ONEDRIVE_CLIENT_ID
 _FORMAT = 1
 _REFRESH_MARGIN = 300  # seconds before expiry at which a token counts as expired (msal uses the same)
 
