@@ -41,9 +41,17 @@ class RunRecord:
             raise ValueError("a run record is not a JSON object")
         known = {f.name for f in fields(cls)}
         try:
-            return cls(**{k: v for k, v in d.items() if k in known})
+            rec = cls(**{k: v for k, v in d.items() if k in known})
         except TypeError as exc:  # a required field is missing
             raise ValueError(str(exc)) from None
+        for f in fields(cls):  # authenticated, so only a bug writes wrong types; still never crash on one
+            value = getattr(rec, f.name)
+            want = {"int": int, "str": str}.get(str(f.type))
+            if want is not None and (not isinstance(value, want) or isinstance(value, bool)):
+                raise ValueError(f"run record field {f.name} is not {f.type}")
+        if not isinstance(rec.packs, list) or not all(isinstance(p, str) for p in rec.packs):
+            raise ValueError("run record field packs is not a list of pack ids")
+        return rec
 
     def summary(self) -> dict:
         """What `snapshots --all --json` prints (the pack list is internal)."""
