@@ -106,13 +106,13 @@ def run() -> None:
 
     tune_allocator()
     debug = "--debug" in sys.argv
+    interrupted = Interrupted("interrupted; the next run resumes from what was saved")
     try:
         rc = app(standalone_mode=False)
     except AgentError as exc:
         _fail(str(exc), exc.hint, exc.exit_code, debug)
-    except KeyboardInterrupt:
-        err = Interrupted("interrupted; the next run resumes from what was saved")
-        _fail(str(err), err.hint, err.exit_code, debug)
+    except KeyboardInterrupt:  # before typer's own handler is in place
+        _fail(str(interrupted), interrupted.hint, interrupted.exit_code, debug)
     except typer.Abort:
         _fail("aborted", "", 1, False)
     except Exception as exc:  # noqa: BLE001 - a storage error that escaped translation, typer's own, or a bug
@@ -127,6 +127,8 @@ def run() -> None:
             sys.exit(exit_code)
         _fail(f"internal error: {exc.__class__.__name__}: {exc}", "please report it with the output of --debug", 1,
               debug)
+    if rc == interrupted.exit_code:  # typer turns Ctrl-C into Exit(130), returned here without a word
+        _fail(str(interrupted), interrupted.hint, interrupted.exit_code, False)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
