@@ -77,10 +77,16 @@ def _result(snap_id: str | None, src: Source, pipe: Pipeline, t0: float, recover
         stopped=stopped, resumed=resumed)
 
 
-def unfinished_runs(repo: Repository, snaps: list[Snapshot], host: str, source: str) -> list[tuple[str, RunRecord]]:
+def unfinished_runs(repo: Repository, snaps: list[Snapshot], host: str, source: str,
+                    listener: Listener = ignore) -> list[tuple[str, RunRecord]]:
     """Run records of this host and source that no complete snapshot has taken over yet."""
     done = superseded_runs(snaps)
-    return [(n, r) for n, r in repo.list_runs() if n not in done and r.host == host and r.source == source]
+    damaged: list[str] = []
+    runs = repo.list_runs(damaged)
+    for name in damaged:
+        listener(Warning(f"ignoring damaged run record {name[:8]} (an earlier unfinished run; its uploads are "
+                         "reused if their packs are intact; `agent prune` removes the record)"))
+    return [(n, r) for n, r in runs if n not in done and r.host == host and r.source == source]
 
 
 def _record_failure(repo: Repository, record: RunRecord) -> None:
@@ -111,7 +117,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             adopted = adopt_orphan_packs(repo, index, listener)
             all_snaps = repo.list_snapshots()
             earlier = filter_snapshots(all_snaps, host=host, source=src.path)
-            resumed = unfinished_runs(repo, all_snaps, host, src.path)
+            resumed = unfinished_runs(repo, all_snaps, host, src.path, listener)
             if resumed:
                 kept = sum(r.uploaded_bytes for _, r in resumed)
                 listener(Warning(f"resuming {len(resumed)} unfinished run(s) of {src.path} "

@@ -28,8 +28,11 @@ def snapshots(
     app: AppContext = app_context(ctx, json_output)
     with app.repository() as repo:
         snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source, tags=list(tag))
-        runs = [(name, r) for name, r in repo.list_runs() if (host is None or r.host == host)
+        damaged: list[str] = []
+        runs = [(name, r) for name, r in repo.list_runs(damaged) if (host is None or r.host == host)
                 and (source is None or r.source == source)] if all_runs else []
+    for name in damaged:
+        app.warn(f"run record {name[:8]} is damaged and not listed; `agent prune` removes it")
     if app.settings.json:
         found = [s.summary() | ({"status": "complete"} if all_runs else {}) for s in snaps]
         app.emit_json(found + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])

@@ -51,6 +51,11 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         elif stored[pack_id] != size:
             rep.errors.append(f"pack {pack_id[:16]} has {stored[pack_id]} bytes, the index says {size}")
             rep.damaged_packs[pack_id] = "wrong size (truncated or replaced)"
+    damaged_runs: list[str] = []
+    repo.list_runs(damaged_runs)
+    for name in damaged_runs:
+        rep.warnings.append(f"run record {name[:8]} is damaged (it only lets an unfinished backup resume); "
+                            "`agent prune` removes it")
     orphans = set(stored) - set(index.pack_ids)
     if orphans:
         rep.warnings.append(f"{len(orphans)} pack(s) not in any index (an interrupted backup); the next backup "

@@ -53,7 +53,12 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         stored = repo.list_packs()
         snaps = repo.list_snapshots()
         used = mark_used(repo, index, snaps)
-        runs_kept, runs_done = _split_runs(repo.list_runs(), snaps)
+        damaged_runs: list[str] = []
+        runs_kept, runs_done = _split_runs(repo.list_runs(damaged_runs), snaps)
+        if damaged_runs:  # unreadable: they protect nothing they can name; removed with the finished ones
+            res.warnings.append(f"removing {len(damaged_runs)} damaged run record(s): "
+                                + ", ".join(n[:8] for n in damaged_runs))
+            runs_done += damaged_runs
         protected = {p for _, r in runs_kept for p in r.packs}
 
         pack_col = index.column("pack")

@@ -11,7 +11,7 @@ import zstandard
 
 from agent.errors import CorruptObject
 from crypto import aead
-from crypto.errors import AuthenticationFailed
+from crypto.errors import AuthenticationFailed, UnsupportedSuite
 from crypto.ids import chunk_id
 from crypto.keys import MasterKey
 
@@ -63,7 +63,7 @@ class Envelope:
         """Authenticate, decompress and check that the plaintext hashes to `cid`."""
         try:
             body = aead.open_(self._master.encryption_key, sealed, self._ad(btype, cid))
-        except AuthenticationFailed:
+        except (AuthenticationFailed, UnsupportedSuite):  # a damaged first byte names no known suite
             raise CorruptObject(f"blob {cid.hex()[:16]} failed authentication") from None
         limit = raw_length if raw_length is not None else MAX_RAW_BLOB
         if body[:1] == b"\x01":
@@ -88,7 +88,7 @@ class Envelope:
     def open_object(self, kind: bytes, sealed: bytes | memoryview, name: str) -> bytes:
         try:
             return aead.open_(self._master.encryption_key, sealed, b"agent object v1\x00" + self._repo + kind)
-        except AuthenticationFailed:
+        except (AuthenticationFailed, UnsupportedSuite):  # a damaged first byte names no known suite
             raise CorruptObject(f"{name} failed authentication: it was modified or damaged") from None
 
     def compress(self, data: bytes) -> bytes:

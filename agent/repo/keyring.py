@@ -57,6 +57,7 @@ def unlock(backend: Backend, passphrase: bytes) -> Unlocked:
         raise storage_error(exc, "cannot list the repository keys") from None
     if not infos:
         raise CorruptObject("the repository has no key files; it cannot be opened")
+    unreadable: list[str] = []  # malformed or stray files in keys/: one must not lock out the others
     for info in infos:
         key_id = layout.name_of(info.key)
         try:
@@ -64,9 +65,17 @@ def unlock(backend: Backend, passphrase: bytes) -> Unlocked:
         except KeyNotUnwrapped:
             continue
         except UnsupportedSuite as exc:
-            raise UnsupportedFormat(f"key file {key_id[:8]}: {exc}") from None
+            unreadable.append(f"{key_id[:8]} ({exc})")
+        except NotFound:
+            continue  # removed while we listed (`agent key remove` elsewhere)
         except BackendError as exc:
             raise storage_error(exc, f"cannot read key file {key_id[:8]}") from None
+    if unreadable and len(unreadable) == len(infos):
+        raise UnsupportedFormat(f"no key file of this repository can be read: {', '.join(unreadable)}",
+                                hint="the key files are damaged or from a newer agent; restore keys/ from a copy")
+    if unreadable:
+        raise WrongPassphrase(f"wrong passphrase: no readable key of this repository opens with it (and "
+                              f"{len(unreadable)} key file(s) cannot be read: {', '.join(unreadable)})")
     raise WrongPassphrase("wrong passphrase: no key of this repository opens with it")
 
 

@@ -301,8 +301,12 @@ class Repository:
         self._put(layout.run(name), sealed, "cannot upload the run record")
         return name
 
-    def list_runs(self) -> list[tuple[str, RunRecord]]:
-        """(name, record) of every stored run record, oldest start first."""
+    def list_runs(self, damaged: list[str] | None = None) -> list[tuple[str, RunRecord]]:
+        """(name, record) of every readable run record, oldest start first.
+
+        A record that fails authentication or is malformed is skipped and its name added to
+        `damaged`: it can protect nothing it cannot name, and it must not stop every backup.
+        """
         try:
             names = [layout.name_of(i.key) for i in self._backend.list(layout.RUNS)]
             out = []
@@ -311,12 +315,14 @@ class Repository:
                     sealed = self._backend.get(layout.run(name))
                 except NotFound:  # removed by a run that finished meanwhile
                     continue
-                plain = self._envelope.open_object(_RUN_KIND, sealed, f"run record {name[:8]}")
-                out.append((name, RunRecord.from_json(plain)))
+                try:
+                    plain = self._envelope.open_object(_RUN_KIND, sealed, f"run record {name[:8]}")
+                    out.append((name, RunRecord.from_json(plain)))
+                except (CorruptObject, ValueError):
+                    if damaged is not None:
+                        damaged.append(name)
         except BackendError as exc:
             raise storage_error(exc, "cannot list run records") from None
-        except ValueError:
-            raise CorruptObject("a run record is malformed") from None
         return sorted(out, key=lambda r: r[1].started)
 
     def delete_run(self, name: str) -> None:

@@ -1,0 +1,85 @@
+"""One damaged small object must not stop the repository: a run record, a stray or damaged key
+file, a zero-filled lock (what a NAS leaves after a power loss)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _image(path: Path, mib: int = 3) -> Path:
+    path.write_bytes(os.urandom(mib << 20))
+    return path
+
+
+def _files(d: Path) -> list[Path]:
+    return sorted(p for p in d.rglob("*") if p.is_file())
+
+
+def _damage_first_byte(p: Path) -> None:
+    raw = bytearray(p.read_bytes())
+    raw[0] ^= 0x01
+    p.write_bytes(bytes(raw))
+
+
+def test_a_damaged_run_record_is_reported_and_removed_but_stops_nothing(cli, tmp_path):
+    img = _image(tmp_path / "disk.img")
+    cli("init")
+    assert cli("backup", str(img), "--max-duration", "0s", check=False).code == 3  # leaves a run record
+    (record,) = _files(cli.repo / "runs")
+    _damage_first_byte(record)
+
+    backup = cli("backup", str(img))
+    assert "damaged run record" in backup.err and record.name[:8] in backup.err
+    check = cli("check")
+    assert check.code == 0 and f"run record {record.name[:8]} is damaged" in check.out + check.err
+    listed = cli("snapshots", "--all")
+    assert "is damaged and not listed" in listed.err
+    prune = cli("prune")
+    assert "removing 1 damaged run record" in prune.err + prune.out
+    assert not record.exists()
+    assert cli("check", "--read-data").code == 0
+
+
+def test_a_stray_or_damaged_key_file_does_not_lock_out_the_others(cli, tmp_path):
+    cli("init")
+    (cli.repo / "keys" / ("f" * 64)).write_bytes(b"\x00" * 512)  # zero-filled
+    junk = cli.repo / "keys" / ("e" * 64)
+    junk.write_text("not a key file")
+    assert cli("snapshots").code == 0  # the real key still opens
+
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the passphrase\n")
+    res = cli("snapshots", check=False, env={"AGENT_PASSPHRASE_FILE": str(wrong)})
+    assert res.code == 11
+    assert "wrong passphrase" in res.err and "2 key file(s) cannot be read" in res.err
+
+    for p in _files(cli.repo / "keys"):
+        p.write_text("damaged")
+    res = cli("snapshots", check=False)
+    assert res.code == 12 and "no key file of this repository can be read" in res.err
+    assert "Traceback" not in res.err and "internal error" not in res.err
+
+
+def test_a_zero_filled_lock_blocks_nobody_and_unlock_still_works(cli, tmp_path):
+    img = _image(tmp_path / "disk.img")
+    cli("init")
+    (cli.repo / "locks").mkdir(exist_ok=True)
+    (cli.repo / "locks" / ("a" * 64)).write_bytes(bytes(300))
+    assert cli("unlock").code == 0
+    assert cli("backup", str(img)).code == 0
+    assert cli("prune").code == 0
+
+
+def test_a_pack_damaged_at_its_first_byte_is_reported_not_an_internal_error(cli, tmp_path):
+    img = _image(tmp_path / "disk.img", 4)
+    cli("init", "--pack-size", "1")
+    snap = cli("backup", str(img), "--json").json()["snapshot_id"]
+    victim = _files(cli.repo / "data")[0]
+    _damage_first_byte(victim)
+    res = cli("check", "--read-data", "--json", check=False)
+    assert res.code == 14
+    report = res.json()
+    assert victim.name in report["damaged_packs"] and snap in report["affected_snapshots"]
+    restored = cli("restore", snap[:8], "--to", str(tmp_path / "out.img"), "--ignore-errors", check=False)
+    assert "internal error" not in restored.err and "damaged range written as zeros" in restored.err
