@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from agent.errors import CorruptObject, RepositoryLocked
+from agent.errors import CorruptObject, RepositoryLocked, RepositoryNotFound
 from agent.repo import layout
 from agent.repo.envelope import Envelope
+from agent.repo.storage import storage_error
 from backends.base import Backend, PutMode
 from backends.errors import BackendError, NotFound
 
@@ -59,6 +60,7 @@ class Lock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.refreshed = 0.0
+        self.lost = False  # our record vanished (`unlock --remove-all` elsewhere, an emptied bucket)
 
     def _write(self) -> None:
         doc = {"host": socket.gethostname(), "pid": os.getpid(), "exclusive": self.exclusive,
@@ -102,17 +104,51 @@ class Lock:
     def _refresh(self) -> None:
         while not self._stop.wait(REFRESH_EVERY):
             try:
+                self._backend.head(layout.lock(self.id))
+            except NotFound:  # removed under us: writing it again would hide that a prune may have run
+                self.lost = True
+                return
+            except BackendError:
+                continue  # next refresh retries; the lock only goes stale after STALE_AFTER
+            try:
                 self._write()
                 self.refreshed = time.monotonic()
             except BackendError:
-                pass  # next refresh retries; the lock only goes stale after STALE_AFTER
+                pass
 
     def ensure_valid(self) -> None:
-        """Raise if our lock may have looked stale to others (e.g. the machine slept): a prune could
-        have run meanwhile, so the caller must not publish anything that relies on what it read."""
+        """Raise unless our lock held all along and the repository is still there: if the lock may
+        have looked stale to others (the machine slept), was removed, or the repository's config is
+        gone (an emptied bucket), a prune could have deleted what this run relies on, so the caller
+        must not publish anything. Checked now, not only at the last refresh."""
         if time.monotonic() - self.refreshed > STALE_AFTER.total_seconds() - 60:
             raise RepositoryLocked("this run's lock was not refreshed in time (suspended or cut off from the "
                                    "storage); stopping without writing a snapshot. Run the backup again.")
+        try:
+            self._confirm(layout.CONFIG)
+        except NotFound:
+            raise RepositoryNotFound(f"the repository at {self._backend.location} disappeared while this run "
+                                     "worked (its config is gone); no snapshot was written",
+                                     hint="check the storage: was the bucket or directory emptied or moved?") from None
+        try:
+            self._confirm(layout.lock(self.id))
+        except NotFound:
+            self.lost = True
+        if self.lost:
+            raise RepositoryLocked("this run's lock was removed while it ran (`agent unlock --remove-all` or a "
+                                   "cleanup elsewhere); a prune may have deleted data it uploaded, so no snapshot "
+                                   "was written. Run the backup again.",
+                                   hint="only remove locks of runs that are really gone (`agent unlock` without "
+                                        "--remove-all removes only stale ones)")
+
+    def _confirm(self, key: str) -> None:
+        """head(key): NotFound passes through, other storage failures become agent errors."""
+        try:
+            self._backend.head(key)
+        except NotFound:
+            raise
+        except BackendError as exc:
+            raise storage_error(exc, "cannot confirm that this run's lock and the repository are still there") from None
 
     def release(self) -> None:
         self._stop.set()

@@ -75,7 +75,7 @@ def test_a_pack_damaged_at_its_first_byte_is_reported_not_an_internal_error(cli,
     img = _image(tmp_path / "disk.img", 4)
     cli("init", "--pack-size", "1")
     snap = cli("backup", str(img), "--json").json()["snapshot_id"]
-    victim = _files(cli.repo / "data")[0]
+    victim = max(_files(cli.repo / "data"), key=lambda p: p.stat().st_size)  # a data pack, not the chunk list's
     _damage_first_byte(victim)
     res = cli("check", "--read-data", "--json", check=False)
     assert res.code == 14
