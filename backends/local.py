@@ -76,7 +76,7 @@ class LocalBackend(Backend):
         self.durable = durable
         if create:
             try:
-                self.root.mkdir(parents=True, exist_ok=True)
+                self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
                 raise _translate(exc, str(self.root)) from exc
 
@@ -90,6 +90,19 @@ class LocalBackend(Backend):
 
     def _path(self, key: str) -> Path:
         return self.root / validate_key(key)
+
+    def _mkdirs(self, directory: Path) -> None:
+        """Create the missing levels below the root, each 0700 whatever the umask (docs/security.md):
+        Path.mkdir(parents=True) gives the levels above the last the umask's mode."""
+        missing = []
+        while directory != self.root and not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
 
     def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
         def write(fd: int) -> None:
@@ -109,7 +122,7 @@ class LocalBackend(Backend):
             raise Unsupported(f"{self.root}: a local directory has no object lock; retain_until cannot be honoured")
         tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(6)}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._mkdirs(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 write(fd)

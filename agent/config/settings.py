@@ -60,6 +60,10 @@ def read_secret_file(path: str, what: str) -> bytes:
         raise UsageError(f"{what} file {p} does not exist") from None
     except PermissionError:
         raise UsageError(f"cannot read the {what} file {p}: permission denied") from None
+    except IsADirectoryError:
+        raise UsageError(f"the {what} file {p} is a directory; give the path of the file in it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file {p}: {exc.strerror}") from None
     return data.rstrip(b"\r\n")
 
 

@@ -28,7 +28,10 @@ def parse_instant(text: str, now: datetime | None = None) -> datetime:
         return _end_of_day(now.astimezone().date() - timedelta(days=1))
     m = _REL.match(t)
     if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except (OverflowError, ValueError):
+            raise UsageError(f"the time {text!r} is further back than any date (year 1)") from None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
         try:
             return _end_of_day(date.fromisoformat(t))

@@ -152,6 +152,10 @@ def load_config(path: Path) -> Config:
                          hint="create it (see docs/nightly.md) or pass --config") from None
     except PermissionError:
         raise UsageError(f"cannot read the config file {path}: permission denied") from None
+    except IsADirectoryError:
+        raise UsageError(f"the config file {path} is a directory; give the path of agent.toml in it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the config file {path}: {exc.strerror}") from None
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -121,11 +121,14 @@ def size_of(fd: int, kind: str) -> int:
 
 def open_source(path: str, direct: bool = False) -> Source:
     """Open `path` for reading; with `direct`, also open it with O_DIRECT for `Source.read_into`."""
+    # O_NONBLOCK until the type is known: opening a FIFO (or a tty) for reading would otherwise wait
+    # for a writer forever; it is cleared again for the disk or file
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0))
+        fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
     except PermissionError:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # O_NOATIME needs ownership
+            fd = os.open(path, flags)  # O_NOATIME needs ownership
         except PermissionError:
             raise SourceError(f"permission denied reading {path}",
                               hint="run as root, or add the user to the 'disk' group for block devices") from None
@@ -143,6 +146,7 @@ def open_source(path: str, direct: bool = False) -> Source:
     else:
         os.close(fd)
         raise SourceError(f"{path} is neither a block device nor a regular file")
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     try:  # one pass front to back: let the kernel read further ahead
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     except OSError:

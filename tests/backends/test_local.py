@@ -36,3 +36,21 @@ def test_create_race_has_one_winner(tmp_path):
     with pytest.raises(AlreadyExists):
         be.put("lock", b"b", mode=PutMode.CREATE)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_directories_are_private_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    from backends.local import LocalBackend
+
+    old = os.umask(0o022)
+    try:
+        b = LocalBackend(tmp_path / "nas" / "repo")
+        b.put("data/ab/" + "ab" * 32, b"x")
+        b.put("config", b"y")
+    finally:
+        os.umask(old)
+    for d in (tmp_path / "nas" / "repo", tmp_path / "nas" / "repo" / "data", tmp_path / "nas" / "repo" / "data" / "ab"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    assert stat.S_IMODE((tmp_path / "nas" / "repo" / "config").stat().st_mode) == 0o600

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
 
 def test_ctrl_c_exits_130_with_a_message(cli, tmp_path):
     cli("init")
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)  # opening it for reading blocks until a writer comes: the command is surely running
-    proc = cli.popen("backup", str(fifo))
+    # waiting for a passphrase command that takes its time: the command is surely running
+    cli.env.update(AGENT_PASSPHRASE_FILE="", AGENT_PASSPHRASE_COMMAND="sleep 60")
+    proc = cli.popen("snapshots")
     try:
         time.sleep(1.5)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)  # the sleep child is killed with the command
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -133,3 +133,14 @@ def test_backup_reads_past_the_page_cache_and_stores_the_same_snapshot(tmp_path)
         assert first.digest == second.digest and first.chunk_list == second.chunk_list
     finally:
         repo.close()
+
+
+def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path):
+    import os
+
+    from agent.errors import SourceError
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SourceError, match="neither a block device nor a regular file"):
+        open_source(str(fifo))
