@@ -98,6 +98,8 @@ class LocalBackend(Backend):
         while directory != self.root and not directory.is_dir():
             missing.append(directory)
             directory = directory.parent
+        if not self.root.is_dir():  # the first write into a repository path that does not exist yet
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for d in reversed(missing):
             try:
                 d.mkdir(mode=0o700)

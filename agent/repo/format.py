@@ -7,9 +7,9 @@ import base64
 import json
 from dataclasses import asdict, dataclass, field
 
-from agent.errors import CorruptObject, RepositoryNotFound, UnsupportedFormat
+from agent.errors import AgentError, CorruptObject, RepositoryNotFound, UnsupportedFormat
 from crypto import aead
-from crypto.errors import AuthenticationFailed
+from crypto.errors import AuthenticationFailed, UnsupportedSuite
 
 FORMAT_NAME = "agent-repository"
 FORMAT_VERSION = 1
@@ -73,9 +73,9 @@ def read_plain_config(raw: bytes) -> dict:
         doc = json.loads(raw)
         name, version, repo_id = doc["format"], int(doc["version"]), str(doc["id"])
     except (ValueError, KeyError, TypeError):
-        raise RepositoryNotFound("the object named 'config' is not an agent repository config") from None
+        raise _unreadable(raw) from None
     if name != FORMAT_NAME:
-        raise RepositoryNotFound("the object named 'config' is not an agent repository config")
+        raise _unreadable(raw)
     if version > FORMAT_VERSION:
         raise UnsupportedFormat(
             f"repository format version {version} is newer than this agent supports ({FORMAT_VERSION}); "
@@ -86,9 +86,20 @@ def read_plain_config(raw: bytes) -> dict:
     return doc
 
 
+def _unreadable(raw: bytes) -> AgentError:
+    """A `config` that names this format but does not parse is damaged; anything else is not ours.
+    Either way the hint must not send the user to `agent init`."""
+    if FORMAT_NAME.encode() in raw:
+        return CorruptObject("the repository config is damaged: it names an agent repository but cannot be read",
+                             hint="restore the object 'config' from a copy of this repository (it never changes "
+                                  "after `agent init`); the packs, index and snapshots are untouched")
+    return RepositoryNotFound("the object named 'config' is not an agent repository config",
+                              hint="check --repo / AGENT_REPO: this location holds something else")
+
+
 def open_config(doc: dict, encryption_key: bytes) -> RepoParams:
     try:
         raw = aead.open_(encryption_key, base64.b64decode(doc["sealed"]), _config_ad(doc["id"]))
         return RepoParams.from_dict(json.loads(raw))
-    except (AuthenticationFailed, ValueError, KeyError, TypeError):
+    except (AuthenticationFailed, UnsupportedSuite, ValueError, KeyError, TypeError):
         raise CorruptObject("the repository config failed authentication: it was modified or damaged") from None

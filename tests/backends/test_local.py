@@ -54,3 +54,14 @@ def test_directories_are_private_whatever_the_umask(tmp_path):
     for d in (tmp_path / "nas" / "repo", tmp_path / "nas" / "repo" / "data", tmp_path / "nas" / "repo" / "data" / "ab"):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     assert stat.S_IMODE((tmp_path / "nas" / "repo" / "config").stat().st_mode) == 0o600
+
+
+def test_the_first_write_creates_a_missing_root_privately(tmp_path):
+    import stat
+
+    from backends.local import LocalBackend
+
+    b = LocalBackend(tmp_path / "new" / "repo", create=False)  # as opened from a URL by `agent init`
+    b.put("keys/" + "ab" * 16, b"k")
+    assert (tmp_path / "new" / "repo" / "keys" / ("ab" * 16)).read_bytes() == b"k"
+    assert stat.S_IMODE((tmp_path / "new" / "repo").stat().st_mode) == 0o700

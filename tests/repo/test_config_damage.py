@@ -1,0 +1,48 @@
+"""A damaged `config`, at any byte: a typed error that never sends the user to `agent init`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from agent.errors import AgentError, CorruptObject, RepositoryNotFound
+from agent.repo.format import RepoParams, encode_config, open_config, read_plain_config
+
+KEY = os.urandom(32)
+RAW = encode_config("ab" * 16, RepoParams(), KEY, "2024-05-01T00:00:00+00:00")
+
+
+def _open(raw: bytes) -> RepoParams:
+    return open_config(read_plain_config(raw), KEY)
+
+
+def test_intact_config_opens():
+    assert _open(RAW) == RepoParams()
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_every_position(how):
+    for pos in range(len(RAW)):
+        if how == "flip":
+            damaged = bytearray(RAW)
+            damaged[pos] ^= 0x01
+            raw = bytes(damaged)
+        else:
+            raw = RAW[:pos]
+        try:
+            params = _open(raw)
+        except RepositoryNotFound as exc:
+            assert b"agent-repository" not in raw, (pos, exc)  # ours, but damaged: never "not a repository"
+            assert "agent init" not in exc.hint
+        except AgentError:
+            pass
+        else:  # the flip landed where it changes nothing that is read (JSON whitespace, a key's case)
+            assert params == RepoParams(), pos
+
+
+def test_a_foreign_file_named_config_is_not_a_repository_and_a_damaged_one_is_corrupt():
+    with pytest.raises(RepositoryNotFound):
+        read_plain_config(b'{"some": "other tool"}')
+    with pytest.raises(CorruptObject, match="damaged"):
+        read_plain_config(RAW[:-3])
