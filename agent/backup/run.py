@@ -113,9 +113,16 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             listener(Warning(w))
         table = _partition_table(src)
         with repo.lock(exclusive=False, command="backup", wait=opts.lock_wait) as lock:
-            index = repo.load_index()
+            bad_segments: list[tuple[str, str]] = []
+            index = repo.load_index(bad_segments)
+            for name, problem in bad_segments:  # its packs are re-indexed from their headers just below
+                listener(Warning(f"index segment {name[:16]} is damaged and ignored ({problem}); its packs are "
+                                 "indexed again from their headers"))
             adopted = adopt_orphan_packs(repo, index, listener)
-            all_snaps = repo.list_snapshots()
+            damaged: list[tuple[str, str]] = []
+            all_snaps = repo.list_snapshots(damaged)
+            for name, problem in damaged:  # this backup does not need it: it may only pick another parent
+                listener(Warning(f"snapshot {name[:8]} is damaged and ignored: {problem}"))
             earlier = filter_snapshots(all_snaps, host=host, source=src.path)
             resumed = unfinished_runs(repo, all_snaps, host, src.path, listener)
             if resumed:

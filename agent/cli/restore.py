@@ -38,7 +38,10 @@ def restore(
         from agent.repo.snapshots import filter_snapshots, pick_at, resolve  # after the key derivation
         from agent.restore.run import RestoreOptions, run_restore
 
-        snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source)
+        damaged: list[tuple[str, str]] = []
+        snaps = filter_snapshots(repo.list_snapshots(damaged), host=host, source=source)
+        for name, problem in damaged:  # the others restore; say which one cannot be chosen
+            app.warn(f"snapshot {name[:8]} is not listed: {problem}")
         snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")
         app.info(f"restoring snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")

@@ -27,10 +27,13 @@ def snapshots(
 
     app: AppContext = app_context(ctx, json_output)
     with app.repository() as repo:
-        snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source, tags=list(tag))
+        damaged_snaps: list[tuple[str, str]] = []
+        snaps = filter_snapshots(repo.list_snapshots(damaged_snaps), host=host, source=source, tags=list(tag))
         damaged: list[str] = []
         runs = [(name, r) for name, r in repo.list_runs(damaged) if (host is None or r.host == host)
                 and (source is None or r.source == source)] if all_runs else []
+    for name, problem in damaged_snaps:
+        app.warn(f"snapshot {name[:8]} is not listed: {problem}; `agent check` reports it")
     for name in damaged:
         app.warn(f"run record {name[:8]} is damaged and not listed; `agent prune` removes it")
     if app.settings.json:

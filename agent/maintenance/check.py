@@ -10,6 +10,7 @@ from agent.errors import CorruptObject
 from agent.progress import Advanced, Finished, Listener, Started, ignore
 from agent.repo.chunklist import DATA
 from agent.repo.repository import Repository
+from agent.repo.writer import adopt_orphan_packs
 
 
 @dataclass
@@ -41,7 +42,13 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
     """`subset` reads a random share of the packs (a different one each run); `part=(n, t)` reads the
     n-th of t fixed slices, so t nightly runs cover every pack."""
     rep = CheckReport()
-    index = repo.load_index()
+    bad_segments: list[tuple[str, str]] = []
+    index = repo.load_index(bad_segments)
+    for name, why in bad_segments:
+        rep.errors.append(f"index segment {name[:16]} is damaged ({why}); the next backup indexes its packs "
+                          "again from their headers")
+    if bad_segments:  # judge the snapshots by what the packs hold, as restore and the next backup will
+        adopt_orphan_packs(repo, index, write=False)
     stored = repo.list_packs()
     rep.packs = len(index.pack_ids)
     for pack_id, size in zip(index.pack_ids, index.pack_sizes):
@@ -85,8 +92,12 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
                     damaged_blobs[pack_id] = bad_ids
                 rep.errors.append(f"pack {pack_id[:16]} is damaged: {problem}")
 
-    snaps = repo.list_snapshots()
-    rep.snapshots = len(snaps)
+    damaged_manifests: list[tuple[str, str]] = []
+    snaps = repo.list_snapshots(damaged_manifests)
+    for name, problem in damaged_manifests:
+        rep.errors.append(f"snapshot manifest {name[:8]} is damaged ({problem}); that snapshot cannot be restored, "
+                          "the others are not affected")
+    rep.snapshots = len(snaps) + len(damaged_manifests)
     damaged = set(rep.damaged_packs)
     for snap in snaps:
         ranges: list[tuple[int, int]] = []

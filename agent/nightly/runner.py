@@ -170,7 +170,7 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
                 _check(repo, parse_percent(cfg.check.read_data_subset, "read_data_subset"), report.errors)
             try:
                 report.repository_bytes = sum(repo.list_packs().values())
-                report.snapshot_count = len(repo.list_snapshots())
+                report.snapshot_count = len(repo.list_snapshots([]))
             except AgentError:
                 pass  # metrics only; the backups themselves are reported
     except AgentError as exc:  # the repository could not be opened or failed mid-run (storage errors arrive translated)

@@ -234,16 +234,29 @@ class Repository:
             self.cache.put(kind, name, data)
         return data
 
-    def load_index(self) -> ChunkIndex:
+    def load_index(self, damaged: list[tuple[str, str]] | None = None) -> ChunkIndex:
+        """The chunk index from every current segment.
+
+        Strict by default: a damaged segment raises CorruptObject, which deleting code (prune)
+        needs, since packs missing from the index look unused. Callers that only read or add pass
+        `damaged`: the segment is skipped and (name, what is wrong) added; the packs it covered
+        then look unindexed, and `writer.adopt_orphan_packs` indexes them again from their headers.
+        """
         index = ChunkIndex()
         names = self.list_index_segments()
         superseded: set[str] = set()
         decoded = []
         for name in names:
-            sealed = self._get_cached("index", layout.index_segment(name), name)
-            plain = self._envelope.decompress(
-                self._envelope.open_object(_INDEX_KIND, sealed, f"index segment {name[:16]}"))
-            sup, packs, etab = decode_segment(plain, name)
+            try:
+                sealed = self._get_cached("index", layout.index_segment(name), name)
+                plain = self._envelope.decompress(
+                    self._envelope.open_object(_INDEX_KIND, sealed, f"index segment {name[:16]}"))
+                sup, packs, etab = decode_segment(plain, name)
+            except CorruptObject as exc:
+                if damaged is None:
+                    raise
+                damaged.append((name, str(exc)))
+                continue
             superseded.update(sup)
             decoded.append((name, packs, etab))
         load_segments_into(index, [(packs, etab) for name, packs, etab in decoded if name not in superseded])
@@ -273,16 +286,32 @@ class Repository:
         snap.id = name
         return name
 
-    def list_snapshots(self) -> list[Snapshot]:
+    def list_snapshots(self, damaged: list[tuple[str, str]] | None = None) -> list[Snapshot]:
+        """Every snapshot manifest, oldest first.
+
+        Strict by default: a damaged manifest raises CorruptObject, which is what deleting code
+        (forget, prune) needs, since it must not act without knowing every snapshot. Callers
+        that only read pass `damaged`: a damaged manifest is then skipped and (name, what is wrong)
+        added to it, so one bad manifest does not stop the restore of the others.
+        """
         try:
             names = [layout.name_of(i.key) for i in self._backend.list(layout.SNAPSHOTS)]
         except BackendError as exc:
             raise storage_error(exc, "cannot list snapshots") from None
         out = []
         for name in names:
-            sealed = self._get_cached("snapshots", layout.snapshot(name), name)
-            raw = self._envelope.decompress(self._envelope.open_object(_SNAPSHOT_KIND, sealed, f"snapshot {name[:8]}"))
-            out.append(Snapshot.from_json(raw, name))
+            try:
+                sealed = self._get_cached("snapshots", layout.snapshot(name), name)
+                raw = self._envelope.decompress(
+                    self._envelope.open_object(_SNAPSHOT_KIND, sealed, f"snapshot {name[:8]}"))
+                try:
+                    out.append(Snapshot.from_json(raw, name))
+                except (ValueError, KeyError, TypeError):
+                    raise CorruptObject(f"snapshot {name[:8]} is malformed") from None
+            except CorruptObject as exc:
+                if damaged is None:
+                    raise
+                damaged.append((name, str(exc)))
         self.cache.prune("snapshots", set(names))
         return sorted(out, key=lambda s: s.time)
 

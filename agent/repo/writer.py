@@ -177,8 +177,11 @@ class BlobWriter:
         self._seal_q.clear()
 
 
-def adopt_orphan_packs(repo: Repository, index: ChunkIndex, listener: Listener = ignore) -> list[str]:
-    """Index packs that an interrupted run uploaded but never indexed (packs carry their own header)."""
+def adopt_orphan_packs(repo: Repository, index: ChunkIndex, listener: Listener = ignore, *,
+                       write: bool = True) -> list[str]:
+    """Index packs that an interrupted run uploaded but never indexed, or whose index segment is
+    damaged (packs carry their own header). `write=False` adds them to `index` only, for readers
+    (restore, check) that must not write to the repository."""
     adopted: list[IndexedPack] = []
     for pack_id, size in repo.list_packs().items():
         if index.has_pack(pack_id):
@@ -190,6 +193,6 @@ def adopt_orphan_packs(repo: Repository, index: ChunkIndex, listener: Listener =
             continue
         index.add_pack(pack_id, size, entries)
         adopted.append((pack_id, size, entries))
-    if adopted:
+    if adopted and write:
         repo.write_index_segment(adopted)
     return [pack_id for pack_id, *_ in adopted]

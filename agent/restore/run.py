@@ -20,6 +20,7 @@ from agent.repo.chunklist import DATA
 from agent.repo.envelope import BlobType
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
+from agent.repo.writer import adopt_orphan_packs
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.target import open_target, pwrite_all, zero_device
 
@@ -62,7 +63,13 @@ def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOpti
 
 def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions, listener: Listener,
              t0: float) -> RestoreResult:
-    index = repo.load_index()
+    bad_segments: list[tuple[str, str]] = []
+    index = repo.load_index(bad_segments)
+    if bad_segments:  # find the chunks those segments listed from the packs' own headers, in memory
+        for name, problem in bad_segments:
+            listener(Warning(f"index segment {name[:16]} is damaged and ignored ({problem}); reading pack headers "
+                             "instead (the next backup writes a new segment)"))
+        adopt_orphan_packs(repo, index, listener, write=False)
     blobs: dict[bytes, _Blob] = {}
     zero_runs: list[tuple[int, int]] = []
     missing: list[tuple[int, int]] = []

@@ -83,3 +83,58 @@ def test_a_pack_damaged_at_its_first_byte_is_reported_not_an_internal_error(cli,
     assert victim.name in report["damaged_packs"] and snap in report["affected_snapshots"]
     restored = cli("restore", snap[:8], "--to", str(tmp_path / "out.img"), "--ignore-errors", check=False)
     assert "internal error" not in restored.err and "damaged range written as zeros" in restored.err
+
+
+def test_a_damaged_manifest_stops_only_its_own_snapshot(cli, tmp_path):
+    img = _image(tmp_path / "disk.img")
+    cli("init")
+    first = cli("backup", str(img), "--json").json()["snapshot_id"]
+    first_bytes = img.read_bytes()
+    img.write_bytes(first_bytes[: 2 << 20] + os.urandom(1 << 20))
+    second = cli("backup", str(img), "--json").json()["snapshot_id"]
+    manifest = cli.repo / "snapshots" / second
+    _damage_first_byte(manifest)
+    cache = cli.tmp / "cache"
+    for p in cache.rglob("*"):  # the cache would hide the damage from this machine
+        if p.is_file() and p.name == second:
+            p.unlink()
+
+    listed = cli("snapshots", "--json")
+    assert [s["id"] for s in listed.json()] == [first] and f"snapshot {second[:8]} is not listed" in listed.err
+    out = tmp_path / "first.img"
+    cli("restore", first[:8], "--to", str(out))  # the intact snapshot restores, byte for byte
+    assert out.read_bytes() == first_bytes
+    check = cli("check", "--json", check=False)
+    assert check.code == 14
+    assert any(second[:8] in e and "damaged" in e for e in check.json()["errors"])
+    backup = cli("backup", str(img))
+    assert f"snapshot {second[:8]} is damaged and ignored" in backup.err
+    prune = cli("prune", check=False)  # deleting code must not act without knowing every snapshot
+    assert prune.code == 14 and second[:8] in prune.err
+
+
+def test_a_damaged_index_segment_is_rebuilt_from_pack_headers_by_the_next_backup(cli, tmp_path):
+    img = _image(tmp_path / "disk.img", 4)
+    cli("init", "--pack-size", "1")
+    snap = cli("backup", str(img), "--json").json()["snapshot_id"]
+    (segment,) = _files(cli.repo / "index")
+    _damage_first_byte(segment)
+    for p in (cli.tmp / "cache").rglob("*"):
+        if p.is_file() and p.name == segment.name:
+            p.unlink()
+
+    out = tmp_path / "out.img"
+    restored = cli("restore", snap[:8], "--to", str(out))  # from the packs' own headers
+    assert out.read_bytes() == img.read_bytes() and "is damaged and ignored" in restored.err
+    check = cli("check", "--read-data", "--json", check=False)
+    assert check.code == 14 and check.json()["affected_snapshots"] == {}
+    assert any(segment.name[:16] in e for e in check.json()["errors"])
+    assert cli("prune", check=False).code == 14  # prune would take the unindexed packs for unused ones
+    backup = cli("backup", str(img))  # writes a new segment for the packs the damaged one covered
+    assert "indexed again from their headers" in backup.err
+    moved = tmp_path / segment.name
+    segment.rename(moved)  # what docs/troubleshooting.md says to do after that backup
+    assert cli("check", "--read-data").code == 0
+    assert cli("prune").code == 0
+    cli("restore", snap[:8], "--to", str(out), "--force")
+    assert out.read_bytes() == img.read_bytes()
