@@ -47,8 +47,6 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
     for name, why in bad_segments:
         rep.errors.append(f"index segment {name[:16]} is damaged ({why}); the next backup indexes its packs "
                           "again from their headers")
-    if bad_segments:  # judge the snapshots by what the packs hold, as restore and the next backup will
-        adopt_orphan_packs(repo, index, write=False)
     stored = repo.list_packs()
     rep.packs = len(index.pack_ids)
     for pack_id, size in zip(index.pack_ids, index.pack_sizes):
@@ -65,8 +63,10 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
                             "`agent prune` removes it")
     orphans = set(stored) - set(index.pack_ids)
     if orphans:
-        rep.warnings.append(f"{len(orphans)} pack(s) not in any index (an interrupted backup); the next backup "
-                            "indexes and reuses them")
+        rep.warnings.append(f"{len(orphans)} pack(s) not in any index (an interrupted backup, or a damaged or "
+                            "lost index segment); the next backup indexes and reuses them")
+        # judge the snapshots by what the packs hold, as restore and the next backup will (in memory)
+        adopt_orphan_packs(repo, index, write=False)
 
     damaged_blobs: dict[str, set[bytes]] = {}  # pack -> the blobs known bad (else the whole pack counts)
     # read data first, so snapshot ranges can be attributed to damaged packs below

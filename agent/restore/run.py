@@ -18,6 +18,7 @@ from agent.errors import AgentError, CorruptObject
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
 from agent.repo.chunklist import DATA
 from agent.repo.envelope import BlobType
+from agent.repo.index import ChunkIndex
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.repo.writer import adopt_orphan_packs
@@ -61,15 +62,9 @@ def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOpti
         return _restore(repo, snap, target, opts, listener, t0)
 
 
-def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions, listener: Listener,
-             t0: float) -> RestoreResult:
-    bad_segments: list[tuple[str, str]] = []
-    index = repo.load_index(bad_segments)
-    if bad_segments:  # find the chunks those segments listed from the packs' own headers, in memory
-        for name, problem in bad_segments:
-            listener(Warning(f"index segment {name[:16]} is damaged and ignored ({problem}); reading pack headers "
-                             "instead (the next backup writes a new segment)"))
-        adopt_orphan_packs(repo, index, listener, write=False)
+def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot,
+          ignore_errors: bool) -> tuple[dict[bytes, _Blob], list[tuple[int, int]], list[tuple[int, int]]]:
+    """Where each chunk of the image is stored: (blobs by id, zero runs, ranges of missing chunks)."""
     blobs: dict[bytes, _Blob] = {}
     zero_runs: list[tuple[int, int]] = []
     missing: list[tuple[int, int]] = []
@@ -81,13 +76,45 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         if b is None:
             loc = index.get(ext.id)
             if loc is None:
-                if not opts.ignore_errors:
+                if not ignore_errors:
                     raise CorruptObject(f"chunk {ext.id.hex()[:16]} at image offset {ext.offset} is missing from "
                                         "the repository")
                 missing.append((ext.offset, ext.length))
                 continue
             b = blobs[ext.id] = _Blob(ext.id, loc.pack_id, loc.offset, loc.length, loc.raw_length, [])
         b.targets.append(ext.offset)
+    return blobs, zero_runs, missing
+
+
+def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions, listener: Listener,
+             t0: float) -> RestoreResult:
+    bad_segments: list[tuple[str, str]] = []
+    index = repo.load_index(bad_segments)
+    for name, problem in bad_segments:
+        listener(Warning(f"index segment {name[:16]} is damaged and ignored ({problem}); reading pack headers "
+                         "instead (the next backup writes a new segment)"))
+    # Chunks the index does not know may sit in packs no segment lists (a damaged or lost segment):
+    # find them from the packs' own headers, in memory, before calling anything missing.
+    def adopt() -> bool:
+        found = adopt_orphan_packs(repo, index, listener, write=False)
+        if found:
+            listener(Warning(f"{len(found)} pack(s) are in no index segment; their headers were read instead "
+                             "(the next backup indexes them again)"))
+        return bool(found)
+
+    adopted = bool(bad_segments) and adopt()
+    while True:
+        try:
+            blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors)
+        except CorruptObject:
+            if adopted or not adopt():
+                raise
+            adopted = True
+            continue
+        if missing and not adopted and adopt():
+            adopted = True
+            continue
+        break
     by_pack: dict[str, list[_Blob]] = defaultdict(list)
     for b in blobs.values():
         by_pack[b.pack].append(b)

@@ -138,3 +138,18 @@ def test_a_damaged_index_segment_is_rebuilt_from_pack_headers_by_the_next_backup
     assert cli("prune").code == 0
     cli("restore", snap[:8], "--to", str(out), "--force")
     assert out.read_bytes() == img.read_bytes()
+
+
+def test_a_lost_index_segment_does_not_stop_a_restore(cli, tmp_path):
+    img = _image(tmp_path / "disk.img", 4)
+    cli("init", "--pack-size", "1")
+    snap = cli("backup", str(img), "--json").json()["snapshot_id"]
+    for segment in _files(cli.repo / "index"):
+        segment.unlink()
+    out = tmp_path / "out.img"
+    res = cli("restore", snap[:8], "--to", str(out))
+    assert out.read_bytes() == img.read_bytes()
+    assert "are in no index segment; their headers were read instead" in res.err
+    assert cli("check").code == 0  # an unindexed pack is a warning: the next backup adopts it
+    cli("backup", str(img))
+    assert _files(cli.repo / "index")
