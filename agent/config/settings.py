@@ -52,19 +52,23 @@ class Settings:
         return self.repo
 
 
-def read_secret_file(path: str, what: str) -> bytes:
+def read_user_file(path: str | Path, what: str, *, missing_hint: str | None = None) -> bytes:
+    """A file the user named (passphrase, config): every way it can fail is a UsageError naming it."""
     p = Path(path).expanduser()
     try:
-        data = p.read_bytes()
+        return p.read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"{what} file {p} does not exist") from None
+        raise UsageError(f"{what} file {p} does not exist", hint=missing_hint) from None
     except PermissionError:
         raise UsageError(f"cannot read the {what} file {p}: permission denied") from None
     except IsADirectoryError:
         raise UsageError(f"the {what} file {p} is a directory; give the path of the file in it") from None
     except OSError as exc:
         raise UsageError(f"cannot read the {what} file {p}: {exc.strerror}") from None
-    return data.rstrip(b"\r\n")
+
+
+def read_secret_file(path: str, what: str) -> bytes:
+    return read_user_file(path, what).rstrip(b"\r\n")
 
 
 def run_secret_command(command: str, what: str) -> bytes:

@@ -15,7 +15,7 @@ from typing import Annotated, Callable, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.config.bandwidth import RateSchedule
-from agent.config.settings import parse_percent
+from agent.config.settings import parse_percent, read_user_file
 from agent.config.times import next_clock_time, parse_run_duration
 from agent.errors import AgentError, UsageError
 from agent.maintenance.retention import parse_duration
@@ -145,17 +145,7 @@ def _loc(loc: tuple) -> str:
 
 def load_config(path: Path) -> Config:
     """Parse and validate; any problem is one UsageError naming the file, the field and the value."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist",
-                         hint="create it (see docs/nightly.md) or pass --config") from None
-    except PermissionError:
-        raise UsageError(f"cannot read the config file {path}: permission denied") from None
-    except IsADirectoryError:
-        raise UsageError(f"the config file {path} is a directory; give the path of agent.toml in it") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read the config file {path}: {exc.strerror}") from None
+    raw = read_user_file(path, "config", missing_hint="create it (see docs/nightly.md) or pass --config")
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
