@@ -98,7 +98,7 @@ class LocalBackend(Backend):
         while directory != self.root and not directory.is_dir():
             missing.append(directory)
             directory = directory.parent
-        if not self.root.is_dir():  # the first write into a repository path that does not exist yet
+        if directory == self.root and not self.root.is_dir():  # the first write into a new repository path
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for d in reversed(missing):
             try:

@@ -95,6 +95,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                          "instead (the next backup writes a new segment)"))
     # Chunks the index does not know may sit in packs no segment lists (a damaged or lost segment):
     # find them from the packs' own headers, in memory, before calling anything missing.
+    # A second call finds nothing new, so each fallback below plans again at most once.
     def adopt() -> bool:
         found = adopt_orphan_packs(repo, index, listener, write=False)
         if found:
@@ -102,19 +103,16 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                              "(the next backup indexes them again)"))
         return bool(found)
 
-    adopted = bool(bad_segments) and adopt()
-    while True:
-        try:
-            blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors)
-        except CorruptObject:
-            if adopted or not adopt():
-                raise
-            adopted = True
-            continue
-        if missing and not adopted and adopt():
-            adopted = True
-            continue
-        break
+    if bad_segments:
+        adopt()
+    try:
+        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors)
+    except CorruptObject:
+        if not adopt():
+            raise
+        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors)
+    if missing and adopt():
+        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors)
     by_pack: dict[str, list[_Blob]] = defaultdict(list)
     for b in blobs.values():
         by_pack[b.pack].append(b)
