@@ -4,11 +4,14 @@ snapshots and image ranges a damaged pack affects."""
 from __future__ import annotations
 
 import random
+from functools import partial
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from agent.errors import CorruptObject
+from agent.errors import CorruptObject, StorageError
 from agent.progress import Advanced, Finished, Listener, Started, ignore
 from agent.repo.chunklist import DATA
+from agent.repo.damage import DamageRecord
 from agent.repo.repository import Repository
 from agent.repo.writer import adopt_orphan_packs
 
@@ -38,21 +41,30 @@ class CheckReport:
 
 
 def run_check(repo: Repository, *, read_data: bool = False, subset: float | None = None,
-              part: tuple[int, int] | None = None, listener: Listener = ignore, seed: int | None = None) -> CheckReport:
+              part: tuple[int, int] | None = None, listener: Listener = ignore, seed: int | None = None,
+              record: bool = True) -> CheckReport:
     """`subset` reads a random share of the packs (a different one each run); `part=(n, t)` reads the
-    n-th of t fixed slices, so t nightly runs cover every pack."""
+    n-th of t fixed slices, so t nightly runs cover every pack. With `record`, damage found is
+    stored (agent.repo.damage) so that the next backup uploads those chunks again."""
     rep = CheckReport()
+    bad_records: list[tuple[str, str]] = []
+    known, record_names = repo.load_damage(bad_records)
+    for name, why in bad_records:
+        rep.warnings.append(f"damage record {name[:8]} is unreadable ({why}); `agent check --read-data` finds "
+                            "that damage again")
     bad_segments: list[tuple[str, str]] = []
-    index = repo.load_index(bad_segments)
+    index = repo.load_index(bad_segments, damage=known)
     for name, why in bad_segments:
-        rep.errors.append(f"index segment {name[:16]} is damaged ({why}); the next backup indexes its packs "
-                          "again from their headers")
+        rep.errors.append(f"index segment {name[:16]} is damaged ({why}); `agent repair index` rebuilds the index "
+                          "(a backup also indexes its packs again)")
     stored = repo.list_packs()
     rep.packs = len(index.pack_ids)
+    found: dict[str, tuple[str, frozenset[bytes] | None]] = {}  # damage proven by this check
     for pack_id, size in zip(index.pack_ids, index.pack_sizes):
         if pack_id not in stored:
             rep.errors.append(f"pack {pack_id[:16]} is in the index but missing from storage")
             rep.damaged_packs[pack_id] = "missing"
+            found[pack_id] = ("missing", None)
         elif stored[pack_id] != size:
             rep.errors.append(f"pack {pack_id[:16]} has {stored[pack_id]} bytes, the index says {size}")
             rep.damaged_packs[pack_id] = "wrong size (truncated or replaced)"
@@ -69,6 +81,7 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         adopt_orphan_packs(repo, index, write=False)
 
     damaged_blobs: dict[str, set[bytes]] = {}  # pack -> the blobs known bad (else the whole pack counts)
+    verified: set[str] = set()
     # read data first, so snapshot ranges can be attributed to damaged packs below
     if read_data or subset is not None or part is not None:
         packs = sorted(set(index.pack_ids) & set(stored))
@@ -82,7 +95,11 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         listener(Started("check", sum(stored[p] for p in packs)))
         done = 0
         for pack_id in packs:
-            problem, bad_ids = repo.verify_pack(pack_id)
+            try:
+                problem, bad_ids = repo.verify_pack(pack_id, partial(index.pack_entries, pack_id))
+            except StorageError as exc:  # proves nothing about the pack: reported, never recorded
+                rep.errors.append(f"pack {pack_id[:16]} could not be read: {exc}")
+                continue
             rep.packs_read += 1
             done += stored[pack_id]
             listener(Advanced(done))
@@ -90,17 +107,21 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
                 rep.damaged_packs[pack_id] = problem
                 if bad_ids is not None:
                     damaged_blobs[pack_id] = bad_ids
+                found[pack_id] = (problem, None if bad_ids is None else frozenset(bad_ids))
                 rep.errors.append(f"pack {pack_id[:16]} is damaged: {problem}")
+            else:
+                verified.add(pack_id)
 
     damaged_manifests: list[tuple[str, str]] = []
     snaps = repo.list_snapshots(damaged_manifests)
     for name, problem in damaged_manifests:
         rep.errors.append(f"snapshot manifest {name[:8]} is damaged ({problem}); that snapshot cannot be restored, "
-                          "the others are not affected")
+                          "the others are not affected; `agent repair snapshots` removes it")
     rep.snapshots = len(snaps) + len(damaged_manifests)
     damaged = set(rep.damaged_packs)
     for snap in snaps:
         ranges: list[tuple[int, int]] = []
+        lost = 0
         try:
             for ext in repo.snapshot_extents(index, snap):
                 if ext.kind != DATA:
@@ -108,7 +129,11 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
                 rep.chunks += 1
                 loc = index.get(ext.id)
                 if loc is None:
-                    rep.errors.append(f"snapshot {snap.id[:8]}: chunk at image offset {ext.offset} is not indexed")
+                    if ext.id in index.lost:
+                        lost += 1
+                    else:
+                        rep.errors.append(f"snapshot {snap.id[:8]}: chunk at image offset {ext.offset} is not "
+                                          "indexed")
                     ranges.append((ext.offset, ext.length))
                 elif loc.pack_id in damaged and (loc.pack_id not in damaged_blobs
                                                   or ext.id in damaged_blobs[loc.pack_id]):
@@ -116,10 +141,38 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         except CorruptObject as exc:
             rep.errors.append(f"snapshot {snap.id[:8]}: {exc}")
             ranges.append((0, snap.size))
+        if lost:
+            what = (f"snapshot {snap.id[:8]}: {lost} chunk(s) are in packs found damaged; a backup of the same "
+                    "disk uploads them again if it still holds them, `agent repair snapshots` marks what stays lost")
+            (rep.warnings if snap.id in known.snapshots else rep.errors).append(what)
         if ranges:
             rep.affected[snap.id] = _merge(ranges)
+    if record:
+        _record(repo, rep, known, record_names, found, verified, set(stored), {s.id for s in snaps})
     listener(Finished("check"))
     return rep
+
+
+def _record(repo: Repository, rep: CheckReport, known: DamageRecord, names: list[str],
+            found: dict[str, tuple[str, frozenset[bytes] | None]], verified: set[str], stored: set[str],
+            snapshots: set[str]) -> None:
+    """Store what this check proved (new damage; packs read clean again), so that backups stop
+    deduplicating against damaged chunks. Marks of snapshots that no longer exist or that read
+    whole again (a backup healed them) are dropped."""
+    new = DamageRecord(packs={p: v for p, v in known.packs.items() if p not in verified and p not in found},
+                       snapshots={s: r for s, r in known.snapshots.items() if s in snapshots and s in rep.affected},
+                       time=datetime.now(UTC).isoformat())
+    new.packs.update(found)
+    if new.packs == known.packs and new.snapshots == known.snapshots:
+        return
+    try:
+        kept = repo.save_damage(new, names)
+    except StorageError as exc:
+        rep.warnings.append(f"could not record the damage found, so backups may still reuse damaged chunks: {exc}")
+        return
+    if kept:
+        rep.warnings.append(f"{len(kept)} older damage record(s) could not be removed (append-only credentials?); "
+                            "`agent prune` merges them")
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

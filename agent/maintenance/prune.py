@@ -13,14 +13,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from agent.errors import CorruptObject
 from agent.maintenance.usage import mark_used
 from agent.progress import Listener, Warning, ignore
+from agent.repo.damage import DamageRecord
 from agent.repo.envelope import BlobType
 from agent.repo.index import encode_segment_rows
 from agent.repo.packs import PackBuilder, PackEntry
 from agent.repo.repository import Repository
 from agent.repo.runs import RunRecord
 from agent.repo.snapshots import Snapshot, superseded_runs
+from agent.repo.writer import adopt_orphan_packs
 
 RUN_RECORD_DAYS = 30  # how long an unfinished run's uploads are kept for it to resume
 
@@ -48,11 +51,19 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
               lock_wait: float = 0.0, listener: Listener = ignore) -> PruneResult:
     res = PruneResult(dry_run=dry_run)
     with repo.lock(exclusive=True, command="prune", wait=lock_wait):
-        index = repo.load_index()
+        damage, damage_names = repo.load_damage()
+        index = repo.load_index(damage=damage)
         segments = repo.list_index_segments()
         stored = repo.list_packs()
+        # index what crashed runs (or a lost segment) left unindexed, so that usage decides about
+        # them like about any pack; one whose header cannot be read is kept: what it holds is unknown
+        adopted = adopt_orphan_packs(repo, index, listener, write=False)
         snaps = repo.list_snapshots()
-        used = mark_used(repo, index, snaps)
+        lost: dict[str, int] = {}
+        used = mark_used(repo, index, snaps, lost)
+        for snap_id, n in lost.items():
+            res.warnings.append(f"snapshot {snap_id[:8]} references {n} chunk(s) no pack holds (lost); "
+                                "`agent repair snapshots` marks or repairs it")
         damaged_runs: list[str] = []
         runs_kept, runs_done = _split_runs(repo.list_runs(damaged_runs), snaps)
         if damaged_runs:  # unreadable: they protect nothing they can name; removed with the finished ones
@@ -77,8 +88,10 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         res.packs_before = len(stored)
         res.bytes_before = int(sum(stored.values()))
 
-        # left by crashed runs that no record names: no snapshot uses them
-        orphans = [p for p in stored if not index.has_pack(p) and p not in protected]
+        unreadable = [p for p in stored if not index.has_pack(p)]
+        if unreadable:
+            res.warnings.append(f"keeping {len(unreadable)} unindexed pack(s) whose header cannot be read; "
+                                "`agent repair packs` salvages them")
         dead = [i for i in range(npacks) if live_bytes[i] == 0]
         partial = [i for i in range(npacks) if 0 < live_bytes[i] < all_bytes[i]]
         unused_total = sum(all_bytes) - sum(live_bytes)
@@ -96,9 +109,9 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
             repack.append(i)
             remaining_unused -= all_bytes[i] - live_bytes[i]
         res.unused_after = remaining_unused
-        res.packs_deleted = len(dead) + len(orphans)
+        res.packs_deleted = len(dead)
         res.packs_repacked = len(repack)
-        res.bytes_freed = sum(sizes[i] for i in dead + repack) + sum(stored[p] for p in orphans)
+        res.bytes_freed = sum(sizes[i] for i in dead + repack if index.pack_ids[i] in stored)
         if dry_run:
             return res
 
@@ -110,17 +123,25 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         for r, (p, u) in enumerate(zip(pack_col, used)):
             if u and p in repack_set:
                 by_pack[p].append(r)
+        lost_blobs: dict[str, set[bytes]] = {}
+        cols = [index.column(c) for c in ("offset", "length", "raw", "type")]
         for i in repack:
             pack_id = index.pack_ids[i]
-            data, pack_entries = repo.read_pack_entries(pack_id)
-            entries = {e.id: e for e in pack_entries}
+            data = memoryview(repo.read_pack(pack_id))
             for r in by_pack[i]:
-                e = entries[index.row_id(r)]
-                b = builders[BlobType(e.type)]
-                b.add(e.type, e.id, data[e.offset:e.offset + e.length], e.raw_length)
+                cid = index.row_id(r)
+                offset, length, raw, btype = (c[r] for c in cols)
+                sealed = data[offset:offset + length]
+                try:  # the index, not the pack's header, says where: a damaged header loses nothing
+                    repo.open_blob(BlobType(btype), cid, sealed, raw)
+                except CorruptObject:  # never copy damage into a new pack; record it instead
+                    lost_blobs.setdefault(pack_id, set()).add(cid)
+                    continue
+                b = builders[BlobType(btype)]
+                b.add(btype, cid, sealed, raw)
                 if len(b) >= repo.params.pack_size:
                     new_packs.append(repo.store_pack(b))
-                    builders[BlobType(e.type)] = PackBuilder()
+                    builders[BlobType(btype)] = PackBuilder()
         for b in builders.values():
             if b.count:
                 new_packs.append(repo.store_pack(b))
@@ -130,21 +151,35 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         # 2. one index for everything that stays, superseding every old segment
         gone = set(dead) | repack_set
         keep_rows = [r for r, p in enumerate(pack_col) if p not in gone]
-        if gone or orphans or len(segments) > 1:
+        if gone or adopted or len(segments) > 1:
             repo.write_index_plain(encode_segment_rows(index, keep_rows, new_packs, segments))
             for name in segments:
                 repo.delete_index_segment(name)
             res.segments_replaced = len(segments)
         # 3. only now delete packs nothing refers to
         for i in sorted(gone):
-            repo.delete_pack(index.pack_ids[i])
-        for p in orphans:
-            repo.delete_pack(p)
+            if index.pack_ids[i] in stored:
+                repo.delete_pack(index.pack_ids[i])
         for name in runs_done:
             repo.delete_run(name)
+        _update_damage(repo, res, damage, damage_names, {index.pack_ids[i] for i in gone}, lost_blobs)
     for w in res.warnings:
         listener(Warning(w))
     return res
+
+
+def _update_damage(repo: Repository, res: PruneResult, damage: DamageRecord, names: list[str], deleted: set[str],
+                   lost_blobs: dict[str, set[bytes]]) -> None:
+    """Forget damage of packs this prune deleted (their chunks are out of the index now), merge
+    the records into one, and report blobs that failed authentication while being repacked."""
+    for pack_id, ids in lost_blobs.items():
+        res.warnings.append(f"pack {pack_id[:16]}: {len(ids)} blob(s) failed authentication while being repacked "
+                            "and were left out; `agent check` lists the snapshots affected")
+    new = DamageRecord(packs={p: v for p, v in damage.packs.items() if p not in deleted},
+                       snapshots=dict(damage.snapshots), time=datetime.now(UTC).isoformat())
+    if new.packs == damage.packs and len(names) <= 1:
+        return
+    repo.save_damage(new, names)
 
 
 def _split_runs(runs: list[tuple[str, RunRecord]], snaps: list[Snapshot]) -> tuple[list[tuple[str, RunRecord]],

@@ -9,8 +9,14 @@ from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 
 
-def mark_used(repo: Repository, index: ChunkIndex, snaps: list[Snapshot]) -> bytearray:
+def mark_used(repo: Repository, index: ChunkIndex, snaps: list[Snapshot],
+              lost: dict[str, int] | None = None) -> bytearray:
     """One byte per indexed chunk (rows as in index.rows_of): 1 where some snapshot uses it.
+
+    A data chunk no pack holds raises CorruptObject, unless `lost` is given: then it is counted
+    there per snapshot. Prune passes it once every stored pack is indexed (so no pack it could
+    delete holds such a chunk); a chunk list that cannot be read always raises, since what it
+    would keep is unknown.
 
     Snapshots of one disk share most chunk-list groups (they are content-defined and deduplicated),
     so each distinct group is looked up once: pruning 30 nightly snapshots costs about as much as
@@ -21,15 +27,23 @@ def mark_used(repo: Repository, index: ChunkIndex, snaps: list[Snapshot]) -> byt
     for snap in snaps:
         meta_rows = index.rows_of(bytes.fromhex(h) for h in snap.chunk_list)
         if min(meta_rows, default=0) < 0:
-            raise CorruptObject(f"snapshot {snap.id[:8]} references metadata missing from the index; run "
-                             "`agent check` before pruning")
-        groups = repo.load_chunk_list(index, snap)  # every snapshot's list is read and verified
+            raise CorruptObject(f"snapshot {snap.id[:8]} references a chunk list missing from the index",
+                                hint="`agent repair snapshots --zero-lost` removes snapshots whose chunk list is "
+                                     "lost; `agent check` lists them")
+        try:
+            groups = repo.load_chunk_list(index, snap)  # every snapshot's list is read and verified
+        except CorruptObject as exc:
+            raise CorruptObject(str(exc), hint="`agent repair snapshots --zero-lost` removes snapshots whose chunk "
+                                               "list is lost; `agent check` lists them") from None
         fresh = [g for h, g in zip(snap.chunk_list, groups) if h not in seen]
         seen.update(snap.chunk_list)
         rows = index.rows_of(cid for kind, _, cid in records(fresh) if kind == DATA)
         if min(rows, default=0) < 0:
-            raise CorruptObject(f"snapshot {snap.id[:8]} references chunks missing from the index; run "
-                             "`agent check` before pruning")
+            if lost is None:
+                raise CorruptObject(f"snapshot {snap.id[:8]} references chunks missing from the index; run "
+                                    "`agent check` before pruning")
+            lost[snap.id] = rows.count(-1)
+            rows = [r for r in rows if r >= 0]
         for r in meta_rows + rows:
             used[r] = 1
     return used

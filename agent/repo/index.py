@@ -19,7 +19,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import islice
 from operator import eq
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from agent.errors import CorruptObject
 from agent.repo.packs import PackEntry
@@ -69,6 +69,9 @@ class ChunkIndex:
         self._keys = array("Q")
         self._rows = bytearray()
         self._delta: dict[bytes, tuple[int, int, int, int, int]] = {}  # id -> (pack, type, offset, length, raw)
+        #: chunk id -> where a copy left out as damaged was (agent.repo.damage): for messages, for
+        #: prune (a known loss is not an index missing something) and for salvaging (repair)
+        self.lost: dict[bytes, Location] = {}
 
     def __len__(self) -> int:
         return len(self._keys) + len(self._delta)
@@ -189,6 +192,20 @@ class ChunkIndex:
             pack, btype, offset, length, raw = self._row(i)
             yield self.row_id(i), Location(self.pack_ids[pack], btype, offset, length, raw)
 
+    def pack_entries(self, pack_id: str) -> list[PackEntry]:
+        """What the index knows a pack holds, including copies left out as damaged (one scan of the
+        pack column: for the rare pack whose own header cannot be read)."""
+        n = self._pack_no.get(pack_id)
+        out = [PackEntry(loc.type, cid, loc.offset, loc.length, loc.raw_length)
+               for cid, loc in self.lost.items() if loc.pack_id == pack_id]
+        if n is None:
+            return out
+        for r, p in enumerate(self.column("pack")):
+            if p == n:
+                _, btype, offset, length, raw = self._row(r)
+                out.append(PackEntry(btype, self.row_id(r), offset, length, raw))
+        return sorted(out, key=lambda e: e.offset)
+
     def freeze(self) -> None:
         self._merge()
 
@@ -279,6 +296,27 @@ def decode_segment(plain: bytes, name: str) -> tuple[list[str], list[tuple[str, 
     if nent and max(_u32_field(etab, 32)) >= npacks:
         raise CorruptObject(f"index segment {name[:16]} refers to an unknown pack")
     return sup, packs, etab
+
+
+def drop_damaged(packs: list[tuple[str, int]], etab: bytes,
+                 damaged: Callable[[str], frozenset[bytes] | None | bool]) -> tuple[bytes, dict[bytes, Location]]:
+    """A decoded segment's entries without those recorded as damaged, and what was dropped.
+
+    `damaged(pack)` is False for a sound pack, None when all of its blobs count as damaged, or
+    the set of damaged blob ids. Only segments naming a damaged pack are copied.
+    """
+    verdicts = [damaged(p) for p, _ in packs]
+    if not any(v is not False for v in verdicts):
+        return etab, {}
+    kept, lost = bytearray(), {}
+    for rec in SEG_RECORD.iter_unpack(etab):
+        cid, pno, offset, length, raw, btype = rec
+        verdict = verdicts[pno]
+        if verdict is None or (verdict is not False and cid in verdict):
+            lost[cid] = Location(packs[pno][0], btype, offset, length, raw)
+        else:
+            kept += SEG_RECORD.pack(*rec)
+    return bytes(kept), lost
 
 
 def load_segment_into(index: ChunkIndex, packs: list[tuple[str, int]], etab: bytes) -> None:

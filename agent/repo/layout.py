@@ -9,6 +9,7 @@ INDEX = "index/"
 SNAPSHOTS = "snapshots/"
 LOCKS = "locks/"
 RUNS = "runs/"
+DAMAGE = "damage/"
 
 
 def key_file(key_id: str) -> str:
@@ -29,6 +30,10 @@ def snapshot(snapshot_id: str) -> str:
 
 def run(run_id: str) -> str:
     return f"{RUNS}{run_id}"
+
+
+def damage(record_id: str) -> str:
+    return f"{DAMAGE}{record_id}"
 
 
 def lock(lock_id: str) -> str:

@@ -8,18 +8,19 @@ errors (agent.repo.storage), with messages that say what to do.
 from __future__ import annotations
 
 import secrets
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyfastcdc
 
-from agent.errors import AgentError, CorruptObject, UsageError
+from agent.errors import CorruptObject, UsageError
 from agent.repo import layout
 from agent.repo.cache import ObjectCache
 from agent.repo.chunker import make_chunker
 from agent.repo.chunklist import ChunkListWriter, Extent, decode_group, extents, records
+from agent.repo.damage import DamageRecord
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.format import RepoParams, open_config
-from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segments_into
+from agent.repo.index import ChunkIndex, decode_segment, drop_damaged, encode_segment, load_segments_into
 from agent.repo.keyring import Unlocked, create, key_meta, unlock
 from agent.repo.locks import Lock, LockInfo, list_locks, remove_stale
 from agent.repo.packs import PackBuilder, PackEntry, SpooledPack, header_location, parse_header, read_pack_bytes
@@ -36,6 +37,7 @@ from crypto.keys import MasterKey
 _INDEX_KIND = b"index"
 _SNAPSHOT_KIND = b"snapshot"
 _RUN_KIND = b"run"
+_DAMAGE_KIND = b"damage"
 
 
 class Repository:
@@ -188,27 +190,36 @@ class Repository:
             pack.close()
         return pack.id, pack.size, pack.entries
 
-    def verify_pack(self, pack_id: str) -> tuple[str | None, set[bytes] | None]:
-        """(None, None) when the pack is intact; else what is wrong and, when the header still opens,
-        exactly which blobs fail (None: treat every chunk of the pack as damaged)."""
+    def verify_pack(self, pack_id: str, known: Callable[[], list[PackEntry]] | None = None,
+                    ) -> tuple[str | None, set[bytes] | None]:
+        """(None, None) when the pack is intact; else what is wrong and which blobs fail (None: all
+        of them, or none could be located). When the pack's own header cannot be read, the blobs
+        `known` from the index are checked one by one, so a damaged header or a cut-off tail costs
+        only the blobs really lost. Missing or damaged: CorruptObject is reported, not raised;
+        a storage failure (network, credentials) raises StorageError: that proves nothing."""
         try:
             data = self.read_pack(pack_id)
-        except AgentError as exc:  # missing or unreadable: reported per pack, the check goes on
+        except CorruptObject as exc:  # missing or unreadable: reported per pack, the check goes on
             return str(exc), None
         problem = None if object_id(data) == pack_id else "content does not match its name (damaged or truncated)"
         try:
             off, hlen = header_location(len(data), data[-4:])
             entries = parse_header(self._envelope, memoryview(data)[off:off + hlen], off, pack_id)
         except CorruptObject as exc:
-            return problem or str(exc), None
+            entries = known() if known is not None else []
+            if not entries:
+                return problem or str(exc), None
+            problem = str(exc)
         view = memoryview(data)
         bad: set[bytes] = set()
         for e in entries:
             try:
+                if e.offset + e.length > len(data):
+                    raise CorruptObject("blob lies past the end of the pack")
                 self.open_blob(BlobType(e.type), e.id, view[e.offset:e.offset + e.length], e.raw_length)
             except (CorruptObject, ValueError):
                 bad.add(e.id)
-        if bad:
+        if bad or problem:
             prefix = f"{problem}; " if problem else ""
             problem = f"{prefix}{len(bad)} of {len(entries)} blob(s) fail authentication"
         return problem, (bad if problem else None)
@@ -234,8 +245,11 @@ class Repository:
             self.cache.put(kind, name, data)
         return data
 
-    def load_index(self, damaged: list[tuple[str, str]] | None = None) -> ChunkIndex:
-        """The chunk index from every current segment.
+    def load_index(self, damaged: list[tuple[str, str]] | None = None, *,
+                   damage: DamageRecord | None = None) -> ChunkIndex:
+        """The chunk index from every current segment, without the copies `check` recorded as
+        damaged (agent.repo.damage: so that nothing deduplicates against them); `index.lost`
+        says where those were. `damage` spares listing the records again.
 
         Strict by default: a damaged segment raises CorruptObject, which deleting code (prune)
         needs, since packs missing from the index look unused. Callers that only read or add pass
@@ -244,6 +258,7 @@ class Repository:
         """
         index = ChunkIndex()
         names = self.list_index_segments()
+        record = damage if damage is not None else self.load_damage()[0]
         superseded: set[str] = set()
         decoded = []
         for name in names:
@@ -254,12 +269,21 @@ class Repository:
                 sup, packs, etab = decode_segment(plain, name)
             except CorruptObject as exc:
                 if damaged is None:
-                    raise
+                    raise CorruptObject(str(exc), hint="`agent repair index` rebuilds the index from the packs' "
+                                                       "headers") from None
                 damaged.append((name, str(exc)))
                 continue
             superseded.update(sup)
             decoded.append((name, packs, etab))
-        load_segments_into(index, [(packs, etab) for name, packs, etab in decoded if name not in superseded])
+        segments = []
+        for name, packs, etab in decoded:
+            if name in superseded:
+                continue
+            if record.packs:
+                etab, lost = drop_damaged(packs, etab, lambda p: record.blobs_of(p) if p in record.packs else False)
+                index.lost.update(lost)
+            segments.append((packs, etab))
+        load_segments_into(index, segments)
         self.cache.prune("index", set(names))
         return index
 
@@ -276,6 +300,60 @@ class Repository:
     def delete_index_segment(self, name: str) -> None:
         with translated(f"cannot delete index segment {name[:16]}"):
             self._backend.delete(layout.index_segment(name))
+
+    # ---- damage records -------------------------------------------------------------------
+    def load_damage(self, damaged: list[tuple[str, str]] | None = None) -> tuple[DamageRecord, list[str]]:
+        """Every damage record merged (newer entries win) and the names they are stored under.
+
+        Always lenient: a record is advisory (agent.repo.damage), so an unreadable one is skipped
+        and reported in `damaged`; its findings come back with the next `check --read-data`.
+        """
+        with translated("cannot list damage records"):
+            names = [layout.name_of(i.key) for i in self._backend.list(layout.DAMAGE)]
+        found = []
+        for name in names:
+            try:
+                sealed = self._backend.get(layout.damage(name))
+            except NotFound:  # replaced by a concurrent check meanwhile
+                continue
+            except BackendError as exc:
+                raise storage_error(exc, f"cannot read damage record {name[:8]}") from None
+            try:
+                if object_id(sealed) != name:
+                    raise CorruptObject(f"damage record {name[:8]} does not match its name (damaged or truncated)")
+                plain = self._envelope.open_object(_DAMAGE_KIND, sealed, f"damage record {name[:8]}")
+                try:
+                    found.append(DamageRecord.from_json(plain))
+                except ValueError:
+                    raise CorruptObject(f"damage record {name[:8]} is malformed") from None
+            except CorruptObject as exc:
+                if damaged is not None:
+                    damaged.append((name, str(exc)))
+        merged = DamageRecord()
+        for rec in sorted(found, key=lambda r: r.time):
+            merged.update(rec)
+        return merged, names
+
+    def save_damage(self, record: DamageRecord, replaces: list[str]) -> list[str]:
+        """Store `record` (when not empty), then delete the records it replaces. Returns what could
+        not be deleted (e.g. under append-only credentials): those stay, and merge under this one."""
+        if record:
+            sealed = self._envelope.seal_object(_DAMAGE_KIND, record.to_json())
+            name = object_id(sealed)
+            self._put(layout.damage(name), sealed, "cannot store the damage record")
+        else:
+            name = ""
+        kept = []
+        for old in replaces:
+            if old == name:
+                continue
+            try:
+                self._backend.delete(layout.damage(old))
+            except NotFound:
+                pass
+            except BackendError:
+                kept.append(old)
+        return kept
 
     # ---- snapshots -------------------------------------------------------------------------
     def save_snapshot(self, snap: Snapshot) -> str:

@@ -77,6 +77,13 @@ def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot,
             loc = index.get(ext.id)
             if loc is None:
                 if not ignore_errors:
+                    damaged = index.lost.get(ext.id)
+                    if damaged is not None:
+                        raise CorruptObject(
+                            f"chunk {ext.id.hex()[:16]} at image offset {ext.offset} is lost: `agent check` found "
+                            f"its pack {damaged.pack_id[:16]} damaged",
+                            hint="--ignore-errors writes zeros there and restores the rest; a backup of the same "
+                                 "disk uploads the chunk again if the disk still holds it")
                     raise CorruptObject(f"chunk {ext.id.hex()[:16]} at image offset {ext.offset} is missing from "
                                         "the repository")
                 missing.append((ext.offset, ext.length))

@@ -39,8 +39,10 @@ def test_flipped_byte_is_found_and_reported(cli, tmp_path):
     report = cli("check", "--read-data", "--json", check=False).json()
     assert victim.name in report["damaged_packs"] and snap in report["affected_snapshots"]
 
+    # check recorded the damage: restore names the loss and the way out before reading anything
     res = cli("restore", "latest", "--to", str(tmp_path / "out.img"), check=False)
-    assert res.code == 14 and "check --read-data" in res.err and "Traceback" not in res.err
+    assert res.code == 14 and f"its pack {victim.name[:16]} damaged" in res.err and "--ignore-errors" in res.err
+    assert "Traceback" not in res.err
 
     res = cli("restore", "latest", "--to", str(tmp_path / "out2.img"), "--ignore-errors", "--json", check=False)
     assert res.code == 3

@@ -126,9 +126,14 @@ def test_a_missing_object_is_reported_as_damage(faulty, method):
         _calls(repo, pack, snap, run)[method]()
 
 
-def test_verify_pack_reports_an_unreadable_pack_instead_of_raising(faulty):
+def test_verify_pack_reports_a_missing_pack_but_raises_on_a_storage_failure(faulty):
+    """A missing pack is proven damage (check records it); a failing storage proves nothing about
+    the pack, so it must not be recorded as damaged (backups would upload its chunks again)."""
     repo, backend, pack, *_ = faulty
     assert repo.verify_pack(pack[0]) == (None, None)
-    backend.add(Rule("get", "raise", times=-1, error=QuotaExceeded("no")))
+    backend.add(Rule("get", "raise", times=1, error=QuotaExceeded("no")))
+    with pytest.raises(StorageError, match="over quota"):
+        repo.verify_pack(pack[0])
+    backend.add(Rule("get", "not_found", times=1))
     problem, bad = repo.verify_pack(pack[0])
-    assert problem is not None and "over quota" in problem and bad is None
+    assert problem is not None and "missing" in problem and bad is None
