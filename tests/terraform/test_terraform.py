@@ -40,7 +40,8 @@ CHECKOV_VERSION = "3.3.30"
 CHECKOV_VENV = Path(os.environ.get("AGENT_CHECKOV_VENV", Path(__file__).resolve().parent / ".venv-checkov"))
 
 # every top-level key prefix of the repository format except locks/
-NON_LOCK_KEYS = [layout.CONFIG, layout.KEYS, layout.DATA, layout.INDEX, layout.SNAPSHOTS, layout.RUNS]
+NON_LOCK_KEYS = [layout.CONFIG, layout.KEYS, layout.DATA, layout.INDEX, layout.SNAPSHOTS, layout.RUNS,
+                 layout.DAMAGE]
 
 
 def _load(path: Path) -> dict:
@@ -393,6 +394,8 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
 
     # the backup credential cannot delete anything outside locks/, nor a version, nor change the bucket
     s3 = account.client("backup")
+    # a check under the backup credential may write a damage record (there is no damage here to find)
+    s3.put_object(Bucket=account.bucket, Key=f"{PREFIX}/{layout.damage('0' * 64)}", Body=b"record")
     stored = {prefix: account.object_keys(prefix) for prefix in NON_LOCK_KEYS}
     assert all(stored.values()), stored
     for prefix, keys in stored.items():

@@ -56,6 +56,7 @@ data "aws_iam_policy_document" "backup" {
       "${aws_s3_bucket.this.arn}/${local.key_prefix}index/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}snapshots/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}runs/*",
+      "${aws_s3_bucket.this.arn}/${local.key_prefix}damage/*",
     ]
   }
 

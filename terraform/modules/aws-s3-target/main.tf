@@ -170,6 +170,7 @@ data "aws_iam_policy_document" "bucket" {
       "${aws_s3_bucket.this.arn}/${local.key_prefix}index/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}snapshots/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}runs/*",
+      "${aws_s3_bucket.this.arn}/${local.key_prefix}damage/*",
     ]
     principals {
       type        = "AWS"
