@@ -17,6 +17,7 @@ from agent.cli import init as init_cmd
 from agent.cli import key as key_cmd
 from agent.cli import login as login_cmd
 from agent.cli import prune as prune_cmd
+from agent.cli import repair as repair_cmd
 from agent.cli import restore as restore_cmd
 from agent.cli import run as run_cmd
 from agent.cli import schedule as schedule_cmd
@@ -95,6 +96,7 @@ for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, check_cmd, forg
                unlock_cmd, doctor_cmd, login_cmd, run_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
+app.add_typer(repair_cmd.app, name="repair")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(schedule_cmd.app, name="schedule")
 

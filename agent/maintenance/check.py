@@ -4,9 +4,9 @@ snapshots and image ranges a damaged pack affects."""
 from __future__ import annotations
 
 import random
-from functools import partial
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from agent.errors import CorruptObject, StorageError
 from agent.progress import Advanced, Finished, Listener, Started, ignore
@@ -47,6 +47,7 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
     n-th of t fixed slices, so t nightly runs cover every pack. With `record`, damage found is
     stored (agent.repo.damage) so that the next backup uploads those chunks again."""
     rep = CheckReport()
+    repo.verify_storage()
     bad_records: list[tuple[str, str]] = []
     known, record_names = repo.load_damage(bad_records)
     for name, why in bad_records:
@@ -121,7 +122,8 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
     damaged = set(rep.damaged_packs)
     for snap in snaps:
         ranges: list[tuple[int, int]] = []
-        lost = 0
+        lost: list[int] = []  # image offsets of chunks no pack holds
+        recorded = 0  # of those, copies `check` found damaged earlier
         try:
             for ext in repo.snapshot_extents(index, snap):
                 if ext.kind != DATA:
@@ -129,22 +131,27 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
                 rep.chunks += 1
                 loc = index.get(ext.id)
                 if loc is None:
-                    if ext.id in index.lost:
-                        lost += 1
-                    else:
-                        rep.errors.append(f"snapshot {snap.id[:8]}: chunk at image offset {ext.offset} is not "
-                                          "indexed")
+                    lost.append(ext.offset)
+                    recorded += ext.id in index.lost
                     ranges.append((ext.offset, ext.length))
                 elif loc.pack_id in damaged and (loc.pack_id not in damaged_blobs
                                                   or ext.id in damaged_blobs[loc.pack_id]):
                     ranges.append((ext.offset, ext.length))
         except CorruptObject as exc:
-            rep.errors.append(f"snapshot {snap.id[:8]}: {exc}")
+            if snap.id not in known.snapshots:
+                rep.errors.append(f"snapshot {snap.id[:8]}: {exc}")
             ranges.append((0, snap.size))
-        if lost:
-            what = (f"snapshot {snap.id[:8]}: {lost} chunk(s) are in packs found damaged; a backup of the same "
-                    "disk uploads them again if it still holds them, `agent repair snapshots` marks what stays lost")
-            (rep.warnings if snap.id in known.snapshots else rep.errors).append(what)
+        if snap.id in known.snapshots and (lost or ranges):
+            rep.warnings.append(f"snapshot {snap.id[:8]} is marked damaged by `agent repair snapshots`: "
+                                f"{sum(n for _, n in _merge(ranges))} byte(s) lost")
+        elif recorded:
+            rep.errors.append(f"snapshot {snap.id[:8]}: {len(lost)} chunk(s) are lost ({recorded} in packs found "
+                              "damaged); a backup of the same disk uploads them again if it still holds them, "
+                              "`agent repair snapshots` marks or repairs the snapshot")
+        elif lost:
+            more = f" and {len(lost) - 1} more" if len(lost) > 1 else ""
+            rep.errors.append(f"snapshot {snap.id[:8]}: chunk at image offset {lost[0]} is not indexed{more}; "
+                              "`agent repair snapshots` marks or repairs the snapshot")
         if ranges:
             rep.affected[snap.id] = _merge(ranges)
     if record:

@@ -16,6 +16,9 @@ from crypto.ids import object_id
 class ObjectCache:
     def __init__(self, root: Path | None) -> None:
         self.root = root
+        #: False for commands that verify the storage (check, repair): a cached copy would hide
+        #: damage to the stored one; what they read still refreshes the cache
+        self.serves = True
 
     @classmethod
     def for_repo(cls, repo_id: str, base: str | None = None) -> ObjectCache:
@@ -39,7 +42,7 @@ class ObjectCache:
 
     def get(self, kind: str, name: str) -> bytes | None:
         path = self._path(kind, name)
-        if path is None:
+        if path is None or not self.serves:
             return None
         try:
             data = path.read_bytes()

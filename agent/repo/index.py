@@ -206,6 +206,15 @@ class ChunkIndex:
                 out.append(PackEntry(btype, self.row_id(r), offset, length, raw))
         return sorted(out, key=lambda e: e.offset)
 
+    def by_pack(self) -> dict[str, list[PackEntry]]:
+        """Every entry grouped by pack, with the copies left out as damaged (repair: one pass)."""
+        out: dict[str, list[PackEntry]] = {}
+        for cid, loc in self.entries():
+            out.setdefault(loc.pack_id, []).append(PackEntry(loc.type, cid, loc.offset, loc.length, loc.raw_length))
+        for cid, loc in self.lost.items():
+            out.setdefault(loc.pack_id, []).append(PackEntry(loc.type, cid, loc.offset, loc.length, loc.raw_length))
+        return out
+
     def freeze(self) -> None:
         self._merge()
 

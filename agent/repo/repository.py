@@ -81,6 +81,11 @@ class Repository:
         params = open_config(keys.config, keys.master.encryption_key)
         return cls(backend, keys.master, keys.config, params, keys.key_id, cache)
 
+    def verify_storage(self) -> None:
+        """Read index segments and manifests from storage, never from the local cache, for the rest
+        of this session: check and repair must see damage to the stored copies."""
+        self.cache.serves = False
+
     def close(self) -> None:
         with translated("cannot close the storage connection"):
             self._backend.close()

@@ -24,6 +24,9 @@ class Snapshot:
     partition_table: dict | None = None
     stats: dict = field(default_factory=dict)
     agent_version: str = ""
+    #: set by `repair snapshots --zero-lost`: {"from": the damaged snapshot's id, "lost": [[offset, length], ...]}
+    #: (those image ranges read as zeros)
+    repaired: dict | None = None
     id: str = ""  # set when stored or loaded
 
     @property
@@ -45,6 +48,8 @@ class Snapshot:
             "stats": self.stats,
             "agent_version": self.agent_version,
         }
+        if self.repaired is not None:  # only then: manifests written before repair existed stay byte-identical
+            doc["repaired"] = self.repaired
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -58,7 +63,8 @@ class Snapshot:
                 host=str(d["host"]), source=dict(d["source"]), size=int(d["size"]), digest=str(d["digest"]),
                 chunk_list=[str(x) for x in d["chunk_list"]], tags=list(d.get("tags") or []),
                 parent=d.get("parent"), partition_table=d.get("partition_table"), stats=dict(d.get("stats") or {}),
-                agent_version=str(d.get("agent_version", "")), id=snapshot_id,
+                agent_version=str(d.get("agent_version", "")), repaired=_repaired(d.get("repaired")),
+                id=snapshot_id,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise CorruptObject(f"snapshot {snapshot_id[:8]} has a malformed manifest") from None
@@ -76,7 +82,18 @@ class Snapshot:
             "parent": self.parent,
             "new_bytes": self.stats.get("new_bytes"),
             "stored_bytes": self.stats.get("stored_bytes"),
+            "repaired_from": self.repaired["from"] if self.repaired else None,
+            "lost_bytes": sum(n for _, n in self.repaired["lost"]) if self.repaired else 0,
         }
+
+
+def _repaired(value: object) -> dict | None:
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and isinstance(value.get("from"), str) and isinstance(value.get("lost"), list)
+            and all(isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r) for r in value["lost"])):
+        raise ValueError("malformed repair note")
+    return {"from": value["from"], "lost": [list(r) for r in value["lost"]]}
 
 
 def filter_snapshots(snaps: list[Snapshot], *, host: str | None = None, source: str | None = None,
