@@ -69,6 +69,11 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         elif stored[pack_id] != size:
             rep.errors.append(f"pack {pack_id[:16]} has {stored[pack_id]} bytes, the index says {size}")
             rep.damaged_packs[pack_id] = "wrong size (truncated or replaced)"
+    bad_locks: list[str] = []
+    repo.list_locks(bad_locks)
+    if bad_locks:
+        rep.warnings.append(f"{len(bad_locks)} lock record(s) are unreadable (they block no one); `agent unlock` "
+                            "removes them")
     damaged_runs: list[str] = []
     repo.list_runs(damaged_runs)
     for name in damaged_runs:

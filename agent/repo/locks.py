@@ -166,7 +166,9 @@ class Lock:
         self.release()
 
 
-def list_locks(backend: Backend, env: Envelope) -> list[LockInfo]:
+def list_locks(backend: Backend, env: Envelope, unreadable: list[str] | None = None) -> list[LockInfo]:
+    """Every readable lock record; the ids of unreadable ones (damaged, e.g. zero-filled by a NAS
+    that lost power) go to `unreadable`: they block no one, and `remove_stale` deletes them."""
     out = []
     for info in backend.list(layout.LOCKS):
         lock_id = layout.name_of(info.key)
@@ -177,16 +179,21 @@ def list_locks(backend: Backend, env: Envelope) -> list[LockInfo]:
                                 bool(d["exclusive"]), str(d.get("command", ""))))
         except NotFound:
             continue  # released while we listed
-        except (CorruptObject, ValueError, KeyError):
-            continue  # unreadable lock records do not block anyone
+        except (CorruptObject, ValueError, KeyError, TypeError):
+            if unreadable is not None:
+                unreadable.append(lock_id)
     return out
 
 
 def remove_stale(backend: Backend, env: Envelope, *, all_locks: bool = False) -> int:
     now = datetime.now(UTC)
+    unreadable: list[str] = []
+    stale = [lk.id for lk in list_locks(backend, env, unreadable) if all_locks or lk.is_stale(now)]
     n = 0
-    for lk in list_locks(backend, env):
-        if all_locks or lk.is_stale(now):
-            backend.delete(layout.lock(lk.id))
-            n += 1
+    for lock_id in stale + unreadable:
+        try:
+            backend.delete(layout.lock(lock_id))
+        except NotFound:
+            continue  # released meanwhile
+        n += 1
     return n

@@ -94,9 +94,9 @@ class Repository:
         with translated("cannot write a lock"):
             return Lock(self._backend, self._envelope, exclusive, command).acquire(wait)
 
-    def list_locks(self) -> list[LockInfo]:
+    def list_locks(self, unreadable: list[str] | None = None) -> list[LockInfo]:
         with translated("cannot list locks"):
-            return list_locks(self._backend, self._envelope)
+            return list_locks(self._backend, self._envelope, unreadable)
 
     def remove_locks(self, *, all_locks: bool = False) -> int:
         with translated("cannot remove locks"):
