@@ -18,7 +18,7 @@ def _report(app_ctx: AppContext, rep) -> None:
     if app_ctx.settings.json:
         app_ctx.emit_json(rep.to_dict())
         return
-    prefix = "would " if rep.dry_run else ""
+    prefix = "dry run: " if rep.dry_run else ""
     for line in rep.actions:
         app_ctx.out.print(f"{prefix}{line}")
     for w in rep.warnings:

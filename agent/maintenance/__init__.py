@@ -6,6 +6,10 @@ what is left can be restored.
     prune      delete unused packs, repack partly used ones, supersede the index (crash-safe order)
     usage      which indexed chunks live snapshots use (shared by prune and stats)
     check      structure always; with --read-data, authenticate every blob and name the snapshots
-               and image ranges a damaged pack affects
+               and image ranges a damaged pack affects; records what it proved damaged
     stats      stored versus logical size and dedup, per host and source
+    repair_index      rebuild the index from pack headers (damaged or lost segments, missing packs)
+    repair_packs      salvage readable blobs of damaged packs into new ones, drop the rest
+    repair_snapshots  mark snapshots with lost chunks, or replace them with lost ranges as zeros
+    repair_report     what a repair did or, dry run, would do
 """

@@ -14,6 +14,7 @@ part of the agent that imports `backends` and `crypto`.
     writer      the write path: dedup set, sealing pool, packs, uploads, index checkpoints
     snapshots   snapshot manifests, filters and point-in-time lookup
     runs        records of runs that ended without a snapshot
+    damage      records of damage check proved, so backups stop deduplicating against it
     locks       shared and exclusive locks with refresh and staleness
     cache       local cache of index segments and manifests (always rebuildable)
     probe       `agent doctor`'s live check of a storage target

@@ -41,7 +41,7 @@ def test_repair_packs_salvages_a_pack_with_a_flipped_byte(cli, tmp_path):
     assert dry["dry_run"] and dry["counts"]["packs"] == 1 and dry["counts"]["blobs_lost"] == 1
     assert dry["counts"]["blobs_salvaged"] > 0
     assert _tree(cli.repo) == before, "--dry-run changed the repository"
-    assert "would pack" in cli("repair", "packs", "--dry-run").out
+    assert "dry run: pack" in cli("repair", "packs", "--dry-run").out
 
     rep = cli("repair", "packs", "--json").json()
     assert rep["counts"] == dry["counts"]
