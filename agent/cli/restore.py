@@ -41,6 +41,12 @@ def restore(
         damaged: list[tuple[str, str]] = []
         snaps = filter_snapshots(repo.list_snapshots(damaged), host=host, source=source)
         for name, problem in damaged:  # the others restore; say which one cannot be chosen
+            if snapshot and snapshot != "latest" and name.startswith(snapshot.lower()):
+                from agent.errors import CorruptObject
+
+                raise CorruptObject(f"snapshot {name[:8]} cannot be restored: its manifest is damaged ({problem})",
+                                    hint="another snapshot may hold the same data (`agent snapshots`); "
+                                         "`agent repair snapshots` removes the damaged manifest")
             app.warn(f"snapshot {name[:8]} is not listed: {problem}")
         snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")
         app.info(f"restoring snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "

@@ -393,7 +393,8 @@ class Repository:
                     raise CorruptObject(f"snapshot {name[:8]} is malformed") from None
             except CorruptObject as exc:
                 if damaged is None:
-                    raise
+                    raise CorruptObject(str(exc), hint="put back an intact copy of the manifest if you have one; "
+                                                       "else `agent repair snapshots` removes it") from None
                 damaged.append((name, str(exc)))
         self.cache.prune("snapshots", set(names))
         return sorted(out, key=lambda s: s.time)

@@ -11,6 +11,7 @@ sample; `python -m tests.e2e.damage_matrix docs/damage-matrix.md` writes the who
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -127,13 +128,17 @@ def damage(path: Path, how: str) -> None:
     path.write_bytes(bytes(raw))
 
 
-def _message(err: str, out: str) -> str:
+def _message(err: str, out: str, first: bool = False) -> str:
+    """The line that says most: the first error, else the first warning, else the result line
+    (`first`: the first line of the output, e.g. a repair's first action)."""
     lines = (err + "\n" + out).splitlines()
     for prefix in ("error:", "warning:"):
         found = [ln for ln in lines if ln.startswith(prefix)]
         if found:
             return found[0]
-    return (out.strip().splitlines() or [""])[-1]
+    outs = [ln for ln in out.splitlines() if ln.strip()]
+    results = [ln for ln in outs if re.search(r"\b(saved|restored|checked)\b", ln)]
+    return (outs[:1] if first else results[-1:] or outs[-1:] or [""])[0]
 
 
 def run(template: Template, kind: str, how: str, work: Path) -> Outcome:
@@ -148,7 +153,7 @@ def run(template: Template, kind: str, how: str, work: Path) -> Outcome:
         if compare is not None:
             args = (*args, "--to", str(out))
         res = cli(*args, check=False)
-        s = Step(name, res.code, _message(res.err, res.out), res.out + res.err)
+        s = Step(name, res.code, _message(res.err, res.out, first=name.startswith("repair")), res.out + res.err)
         if compare is not None:
             s.identical = out.exists() and res.code == 0 and out.read_bytes() == compare.read_bytes()
             out.unlink(missing_ok=True)
@@ -158,19 +163,16 @@ def run(template: Template, kind: str, how: str, work: Path) -> Outcome:
     step("check", "check", "--read-data")
     step("restore A", "restore", template.snap_a, compare=template.img_a)
     step("restore B", "restore", template.snap_b, compare=template.img_b)
-    backup = step("backup A", "backup", str(template.img_a), "--json")
+    backup = step("backup A", "backup", str(template.img_a))
     step("repair index", "repair", "index")
     step("repair packs", "repair", "packs")
     step("repair snapshots", "repair", "snapshots", "--zero-lost")
     step("check after", "check", "--read-data")
     step("restore A after", "restore", template.snap_a, compare=template.img_a)
     step("restore B after", "restore", template.snap_b, compare=template.img_b)
-    if backup.code == 0:
-        new_a = [ln for ln in backup.output.splitlines() if '"snapshot_id"' in ln]
-        if new_a:
-            import json
-
-            step("restore new A after", "restore", json.loads(new_a[-1])["snapshot_id"], compare=template.img_a)
+    new_a = re.search(r"snapshot ([0-9a-f]{8,}) saved", backup.output)
+    if backup.code == 0 and new_a:
+        step("restore new A after", "restore", new_a.group(1), compare=template.img_a)
     shutil.rmtree(work)
     return result
 
@@ -207,13 +209,26 @@ def _cell(s: Step) -> str:
     return f"{s.code}: {text}" if s.code else f"0 {text}".strip()
 
 
+_REPAIRS = ("repair index", "repair packs", "repair snapshots")
+_IDLE = ("nothing to repair", "no pack is recorded", "wrote one index segment for")
+
+
+def _repair_cell(names: dict[str, Step]) -> str:
+    """The three repairs' exit codes, and what the one that did something said."""
+    steps = [names[r] for r in _REPAIRS]
+    codes = "/".join(str(s.code) for s in steps)
+    busy = [s for s in steps if s.code or not s.message.startswith(_IDLE)]
+    shown = busy[0] if busy else steps[0]
+    return f"{codes}: {_cell(Step(shown.name, 0, f'{shown.name.split()[1]}: {shown.message}', ''))[2:]}"
+
+
 def table(outcomes: list[Outcome]) -> str:
-    cols = ("check", "restore A", "restore B", "backup A", "repair packs", "check after", "restore A after",
+    cols = ("check", "restore A", "restore B", "backup A", "repair", "check after", "restore A after",
             "restore B after", "restore new A after")
     lines = ["| object | damage | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
     for o in outcomes:
         names = {s.name: s for s in o.steps}
-        cells = [_cell(names[c]) if c in names else "-" for c in cols]
+        cells = [_repair_cell(names) if c == "repair" else _cell(names[c]) if c in names else "-" for c in cols]
         lines.append(f"| {o.kind} | {o.damage} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -238,8 +253,9 @@ def main(out: Path) -> None:
               f"{len(problems)} violation(s) of the invariants (tests/e2e/damage_matrix.py `violations`).\n\n"
               "Each cell is the exit code and the first error or warning line (`ok, identical`: the restore "
               "wrote exactly the original image). Disk A's objects are the ones damaged; B is a snapshot of "
-              "another disk. `repair packs` runs after `repair index` and before `repair snapshots --zero-lost`; "
-              "`restore new A after` restores the snapshot that `backup A` wrote after the damage.\n\n")
+              "another disk. The repair column gives the exit codes of `repair index`, `repair packs` and "
+              "`repair snapshots --zero-lost` (run in that order) and what the first of them that found work "
+              "said; `restore new A after` restores the snapshot that `backup A` wrote after the damage.\n\n")
     out.write_text(header + table(outcomes) + "\n" + ("\n".join(f"- {p}" for p in problems) + "\n" if problems else ""))
 
 

@@ -109,6 +109,8 @@ def test_a_damaged_manifest_stops_only_its_own_snapshot(cli, tmp_path):
     out = tmp_path / "first.img"
     cli("restore", first[:8], "--to", str(out))  # the intact snapshot restores, byte for byte
     assert out.read_bytes() == first_bytes
+    asked = cli("restore", second[:8], "--to", str(tmp_path / "second.img"), check=False)
+    assert asked.code == 14 and f"snapshot {second[:8]} cannot be restored: its manifest is damaged" in asked.err
     check = cli("check", "--json", check=False)
     assert check.code == 14
     assert any(second[:8] in e and "damaged" in e for e in check.json()["errors"])
@@ -116,6 +118,7 @@ def test_a_damaged_manifest_stops_only_its_own_snapshot(cli, tmp_path):
     assert f"snapshot {second[:8]} is damaged and ignored" in backup.err
     prune = cli("prune", check=False)  # deleting code must not act without knowing every snapshot
     assert prune.code == 14 and second[:8] in prune.err
+    assert "repair snapshots" in prune.err
 
 
 def test_a_damaged_index_segment_is_rebuilt_from_pack_headers_by_the_next_backup(cli, tmp_path):
