@@ -45,6 +45,36 @@ def plant_temp_file(root: Path, key: str, data: bytes, age: float = 0.0) -> Path
     return path
 
 
+def cut_off_mid_write(be: Backend, directory: Path, name: str, cut) -> list[BaseException]:
+    """Put a large object as data/ab/`name` and call `cut` (drop the connection, kill the server)
+    once its temporary in `directory` on the server holds a MiB: the errors the put raised."""
+    errors: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            be.put(f"data/ab/{name}", os.urandom(64 << 20))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def written() -> int:
+        sizes = []
+        for p in directory.glob(f".tmp-{name}.*"):
+            try:
+                sizes.append(p.stat().st_size)
+            except FileNotFoundError:
+                pass
+        return max(sizes, default=0)
+
+    thread = threading.Thread(target=put)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while written() < 1 << 20 and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    cut()
+    thread.join(120)
+    return errors
+
+
 class Conformance:
     #: objects above this size exercise multipart / resumable / session uploads
     large_object_size = 12 << 20
