@@ -50,6 +50,10 @@ def print_prune(app: AppContext, res) -> None:
     app.out.print(f"{verb} {units.size(res.bytes_freed)} of {units.size(res.bytes_before)}: "
                   f"{res.packs_deleted} pack(s) deleted, {res.packs_repacked} repacked into {res.packs_written}, "
                   f"unused space {units.size(res.unused_before)} -> {units.size(res.unused_after)}")
+    if res.leftovers or res.stale_locks:
+        verb = "would remove" if res.dry_run else "removed"
+        app.out.print(f"{verb} {res.leftovers} leftover(s) of interrupted writes ({units.size(res.leftover_bytes)}) "
+                      f"and {res.stale_locks} stale lock(s)")
 
 
 def parse_size(text: str) -> int:
