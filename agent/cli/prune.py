@@ -1,4 +1,5 @@
-"""`agent prune`: delete data no snapshot references, repack mostly-unused packs."""
+"""`agent prune`: delete data no snapshot references, repack mostly-unused packs, remove leftovers of
+interrupted writes and stale locks."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def prune(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report what would be freed; change nothing."),
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for running backups to finish."),
 ) -> None:
-    """Remove unreferenced data (after `agent forget`)."""
+    """Remove unreferenced data (after `agent forget`), leftovers of interrupted writes and stale locks."""
     from agent.config.settings import parse_percent
     from agent.maintenance.prune import run_prune
 
