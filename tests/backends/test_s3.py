@@ -221,7 +221,8 @@ def test_retention_without_object_lock_is_unsupported(s3):
         s3.head("snapshots/1")
 
 
-_LEAST_PRIVILEGE = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+_LEAST_PRIVILEGE = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts"]
 
 
 def test_credentials_and_least_privilege_with_iam_enforced(session):
@@ -242,7 +243,8 @@ def test_credentials_and_least_privilege_with_iam_enforced(session):
 
         agent = user("agent", [
             {"Effect": "Allow", "Action": _LEAST_PRIVILEGE, "Resource": f"arn:aws:s3:::{bucket}/repo/*"},
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}])
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+             "Resource": f"arn:aws:s3:::{bucket}"}])
         reader = user("reader", [
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{bucket}/repo/*"}])
         moto_api(ep, "/moto-api/reset-auth", b"0")  # check every request from now on
@@ -255,6 +257,12 @@ def test_credentials_and_least_privilege_with_iam_enforced(session):
             assert be.head("index/1").size == 1
             assert sorted(i.key for i in be.list("")) == ["data/big", "index/1"]
             be.delete("index/1")
+            killed = raw_client(ep, aws_session(**agent))  # a writer that died mid-upload, same rights
+            upload = killed.create_multipart_upload(Bucket=bucket, Key="repo/data/cut")["UploadId"]
+            killed.upload_part(Bucket=bucket, Key="repo/data/cut", UploadId=upload, PartNumber=1, Body=b"part")
+            [left] = be.list_leftovers(0)
+            be.remove_leftover(left)
+            assert be.list_leftovers(0) == []
         with make_backend(ep, bucket, aws_session(**reader)) as be:
             assert be.get("data/big", length=4) == big[:4]
             with pytest.raises(PermissionDenied):
