@@ -40,7 +40,8 @@ class Leftover:
 
     `name` says where, for people (a temporary file's path under the root, or the key an upload
     was for); `ref` is what `remove_leftover` needs to find it again (that path, or an upload id).
-    `age` is seconds since it was last written (files) or started (uploads), by the storage's clock.
+    `age` is seconds since it was last written to (a file's mtime; an upload's last part, or its
+    start), as the storage stamped it; `size` is None where the storage cannot tell.
     """
 
     kind: str
