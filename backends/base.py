@@ -13,9 +13,9 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
-from backends.errors import InvalidKey, InvalidRange
+from backends.errors import InvalidKey, InvalidRange, Unsupported
 
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
 MAX_KEY_LENGTH = 512
@@ -32,6 +32,23 @@ class ObjectInfo:
     size: int
     mtime: datetime | None = None
     etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """What a write that never finished left behind: hidden from `list`, yet taking space (or billed).
+
+    `name` says where, for people (a temporary file's path under the root, or the key an upload
+    was for); `ref` is what `remove_leftover` needs to find it again (that path, or an upload id).
+    `age` is seconds since it was last written to (a file's mtime; an upload's last part, or its
+    start), as the storage stamped it; `size` is None where the storage cannot tell.
+    """
+
+    kind: str
+    name: str
+    size: int | None
+    age: float
+    ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,21 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; absent keys are fine (idempotent)."""
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        """Remains of writes that never finished (the writer was killed or lost its connection),
+        at least `older_than` seconds old, so that a maintenance run can remove them.
+
+        The default has none: backends whose interrupted uploads expire by themselves (GCS
+        resumable sessions, the drives' upload sessions) keep it. Backends that write a hidden
+        temporary first, or upload in parts, override it and `remove_leftover`.
+        """
+        return []
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        """Remove one leftover that `list_leftovers` returned; one already gone is fine. Never
+        removes an object: a leftover that does not name one of this backend's remains is refused."""
+        raise Unsupported(f"{self.location} leaves no leftovers to remove ({leftover.kind} {leftover.name!r})")
 
     def close(self) -> None:
         """Release connections; the default has nothing to release."""

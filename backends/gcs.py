@@ -13,6 +13,8 @@ Choices, and why:
   the length is checked here.
 - Application Default Credentials normally; anonymous credentials against an emulator (an
   explicit endpoint, or STORAGE_EMULATOR_HOST).
+- A killed resumable upload leaves only its session, never an object, and GCS drops the session
+  after a week: there is nothing to clean, so `list_leftovers` keeps the default (none).
 """
 
 from __future__ import annotations

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
+import stat
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends import tempfiles
+from backends.base import (
+    Backend,
+    Capabilities,
+    Leftover,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    validate_key,
+    validate_prefix,
+)
 from backends.errors import AlreadyExists, BackendError, NotFound, PermissionDenied, QuotaExceeded, Unsupported
-
-_TMP_PREFIX = ".tmp-"
 
 
 def _translate(exc: OSError, key: str) -> BackendError:
@@ -122,7 +131,7 @@ class LocalBackend(Backend):
         path = self._path(key)
         if retain_until is not None:  # file modes are no lock: a silent "yes" would be a lie
             raise Unsupported(f"{self.root}: a local directory has no object lock; retain_until cannot be honoured")
-        tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(6)}"
+        tmp = path.parent / tempfiles.temp_name(path.name)
         try:
             self._mkdirs(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -195,3 +204,36 @@ class LocalBackend(Backend):
             return
         except OSError as exc:
             raise _translate(exc, key) from exc
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        """Temporaries of writes that never finished, anywhere under the root, by their mtime."""
+        def unreadable(exc: OSError) -> None:
+            if exc.errno != errno.ENOENT:  # a missing root (nothing written yet) has none
+                raise _translate(exc, str(exc.filename)) from exc
+
+        found = []
+        now = time.time()
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=unreadable):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            for name in sorted(filter(tempfiles.is_temp, filenames)):
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue  # renamed into place or removed while listing
+                except OSError as exc:
+                    raise _translate(exc, rel_dir + name) from exc
+                item = tempfiles.leftover(rel_dir + name, st.st_size, st.st_mtime, now)
+                if stat.S_ISREG(st.st_mode) and item.age >= older_than:
+                    found.append(item)
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        rel = tempfiles.checked_path(leftover)
+        try:
+            (self.root / rel).unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _translate(exc, rel) from exc

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from datetime import UTC, datetime
-from typing import Iterator
+from typing import Iterator, Sequence
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
-from backends.errors import AlreadyExists, NotFound, Unsupported
+from backends.base import (
+    Backend,
+    Capabilities,
+    Leftover,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    validate_key,
+    validate_prefix,
+)
+from backends.errors import AlreadyExists, InvalidKey, NotFound, Unsupported
+
+_KIND = "unfinished upload"
 
 
 class MemoryBackend(Backend):
@@ -16,6 +29,7 @@ class MemoryBackend(Backend):
     def __init__(self, name: str = "memory") -> None:
         self._name = name
         self._objects: dict[str, tuple[bytes, datetime]] = {}
+        self._unfinished: dict[str, tuple[str, int, float]] = {}  # ref -> key, size, time started
         self._lock = threading.Lock()
 
     @classmethod
@@ -66,3 +80,23 @@ class MemoryBackend(Backend):
         validate_key(key)
         with self._lock:
             self._objects.pop(key, None)
+
+    def interrupted_put(self, key: str, data: bytes, age: float = 0.0) -> None:
+        """Leave what a put killed half-way leaves on a real backend, started `age` seconds ago
+        (for tests: nothing else interrupts a write in memory)."""
+        validate_key(key)
+        with self._lock:
+            self._unfinished[secrets.token_hex(8)] = (key, len(data), time.time() - age)
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        now = time.time()
+        with self._lock:
+            items = sorted(self._unfinished.items(), key=lambda item: item[1])
+        return [Leftover(_KIND, key, size, now - started, ref)
+                for ref, (key, size, started) in items if now - started >= older_than]
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        if leftover.kind != _KIND:
+            raise InvalidKey(f"not a leftover of this backend: {leftover.kind} {leftover.name!r}")
+        with self._lock:
+            self._unfinished.pop(leftover.ref, None)

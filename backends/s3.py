@@ -7,7 +7,9 @@ Choices, and why:
 - CREATE sends `If-None-Match: *` on PutObject and on CompleteMultipartUpload, so it is atomic for
   multipart objects too. s3transfer's upload_fileobj cannot pass that header to the completion
   call, so multipart uses the low-level calls on a small thread pool, and aborts on failure so
-  no orphaned parts are billed.
+  no orphaned parts are billed. A writer killed mid-upload (or whose abort failed) cannot abort:
+  `list_leftovers` finds such uploads under the prefix and `remove_leftover` aborts them (a
+  lifecycle rule, terraform/, is the backstop for repositories nobody prunes).
 - If an SDK retry of a CREATE meets the object its own first attempt stored (the reply was
   lost), the stored bytes are compared: identical bytes mean success, not AlreadyExists.
 - On an Object Lock bucket `delete` removes every version of the key, oldest first, so data is
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Iterator
+from typing import Iterator, Sequence
 from urllib.parse import SplitResult
 
 import boto3
@@ -43,6 +45,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from backends.base import (
     Backend,
     Capabilities,
+    Leftover,
     ObjectInfo,
     PutMode,
     check_range,
@@ -55,6 +58,7 @@ from backends.errors import (
     AlreadyExists,
     AuthError,
     BackendError,
+    InvalidKey,
     InvalidRange,
     NotFound,
     ObjectLocked,
@@ -64,6 +68,7 @@ from backends.errors import (
     Unsupported,
 )
 
+UPLOAD = "multipart upload"  # the kind of leftover a killed multipart upload is
 MIN_PART_SIZE = 5 << 20  # S3 refuses smaller parts, except the last
 MAX_PARTS = 10_000
 MAX_OBJECT_SIZE = 5 << 40
@@ -358,6 +363,61 @@ class S3Backend(Backend):
                     yield ObjectInfo(key, obj["Size"], obj.get("LastModified"), obj.get("ETag", "").strip('"') or None)
         except (ClientError, BotoCoreError) as exc:
             raise self._translate(exc, prefix or None) from exc
+
+    # -- unfinished multipart uploads -------------------------------------------------------------
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        """Multipart uploads under the prefix that were never completed nor aborted and saw no
+        activity (start, or a part's upload) for `older_than` seconds; S3 bills their parts.
+
+        Aged by the last activity, not the start alone: a long upload still sending parts is
+        not left over (and some S3 servers report a made-up start time).
+        """
+        found = []
+        now = datetime.now(UTC)
+        try:
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self._root)
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    key = upload["Key"][len(self._root):]
+                    try:
+                        validate_key(key)
+                    except BackendError:
+                        continue  # not one of ours (see `list`)
+                    parts = self._parts(upload["Key"], upload["UploadId"])
+                    if parts is None:
+                        continue  # completed or aborted meanwhile
+                    size, last_part = parts
+                    active = max(upload["Initiated"], last_part) if last_part else upload["Initiated"]
+                    age = max(0.0, (now - active).total_seconds())
+                    if age >= older_than:
+                        found.append(Leftover(UPLOAD, key, size, age, upload["UploadId"]))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._translate(exc, None) from exc
+        return found
+
+    def _parts(self, name: str, upload_id: str) -> tuple[int, datetime | None] | None:
+        """Bytes the upload's parts hold and when the last one arrived; None when the upload ended."""
+        pages = self._client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=name, UploadId=upload_id)
+        try:
+            parts = [part for page in pages for part in page.get("Parts", ())]
+        except ClientError as exc:
+            if isinstance(self._translate(exc, name), NotFound):  # NoSuchUpload
+                return None
+            raise
+        return sum(p["Size"] for p in parts), max((p["LastModified"] for p in parts), default=None)
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        """Abort the upload: its parts go, and no object is touched (an abort cannot delete one)."""
+        if leftover.kind != UPLOAD:
+            raise InvalidKey(f"not a leftover of this backend: {leftover.kind} {leftover.name!r}")
+        try:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=self._name(leftover.name),
+                                                UploadId=leftover.ref)
+        except (ClientError, BotoCoreError) as exc:
+            error = self._translate(exc, leftover.name)
+            if not isinstance(error, NotFound):  # NoSuchUpload: gone already
+                raise error from exc
 
     # -- deletes ------------------------------------------------------------------------------
 

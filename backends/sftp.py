@@ -21,21 +21,30 @@ import getpass
 import hashlib
 import os
 import posixpath
-import secrets
 import socket
 import stat
 import threading
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 from urllib.parse import SplitResult, unquote
 
 import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
-from backends import env
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends import env, tempfiles
+from backends.base import (
+    Backend,
+    Capabilities,
+    Leftover,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    validate_key,
+    validate_prefix,
+)
 from backends.errors import (
     AlreadyExists,
     AuthError,
@@ -47,7 +56,6 @@ from backends.errors import (
     Unsupported,
 )
 
-_TMP_PREFIX = ".tmp-"
 _OPTIONS = ("key", "known_hosts", "connections", "timeout")
 _SMALL_READ = 256 << 10  # above this, ranged reads pipeline their requests (paramiko readv)
 _NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
@@ -340,7 +348,7 @@ class SFTPBackend(Backend):
             raise Unsupported("sftp:// has no object lock; retain_until cannot be honoured")
         path = self._path(key)
         parent, name = posixpath.split(path)
-        tmp = f"{parent}/{_TMP_PREFIX}{name}.{secrets.token_hex(6)}"
+        tmp = f"{parent}/{tempfiles.temp_name(name)}"
         payload = bytes(data)
         with self._sftp(key) as sftp:
             try:
@@ -453,5 +461,38 @@ class SFTPBackend(Backend):
         try:
             with self._sftp(key) as sftp:
                 sftp.remove(path)
+        except NotFound:
+            return
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        """Temporaries of writes that never finished (killed, or cut off: a put that loses its
+        connection cannot remove its own), anywhere under the root, aged by their mtime."""
+        found: list[Leftover] = []
+        pending = [""]
+        now = time.time()
+        while pending:
+            rel_dir = pending.pop()
+            directory = f"{self.root}/{rel_dir}" if rel_dir else (self.root or "/")
+            try:
+                with self._sftp(rel_dir or "/") as sftp:
+                    entries = sftp.listdir_attr(directory)
+            except NotFound:
+                continue
+            for entry in sorted(entries, key=lambda e: e.filename):
+                rel = f"{rel_dir}/{entry.filename}" if rel_dir else entry.filename
+                mode = entry.st_mode or 0
+                if stat.S_ISDIR(mode) and not entry.filename.startswith("."):
+                    pending.append(rel)
+                elif stat.S_ISREG(mode) and tempfiles.is_temp(entry.filename):
+                    item = tempfiles.leftover(rel, entry.st_size or 0, entry.st_mtime or 0, now)
+                    if item.age >= older_than:
+                        found.append(item)
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        rel = tempfiles.checked_path(leftover)
+        try:
+            with self._sftp(rel) as sftp:
+                sftp.remove(f"{self.root}/{rel}")
         except NotFound:
             return

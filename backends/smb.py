@@ -20,12 +20,11 @@ import errno
 import ntpath
 import os
 import posixpath
-import secrets
 import socket
 import stat
 import threading
 from datetime import UTC, datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 from urllib.parse import SplitResult, unquote
 
 import smbclient
@@ -38,8 +37,17 @@ from smbprotocol.header import NtStatus
 from smbprotocol.open import CreateOptions, FilePipePrinterAccessMask
 from smbprotocol.tree import TreeConnect
 
-from backends import env
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode, check_range, validate_key, validate_prefix
+from backends import env, tempfiles
+from backends.base import (
+    Backend,
+    Capabilities,
+    Leftover,
+    ObjectInfo,
+    PutMode,
+    check_range,
+    validate_key,
+    validate_prefix,
+)
 from backends.errors import (
     AlreadyExists,
     AuthError,
@@ -51,7 +59,6 @@ from backends.errors import (
     Unsupported,
 )
 
-_TMP_PREFIX = ".tmp-"
 _OPTIONS = ("encrypt", "timeout")
 _ENCRYPT_MODES = ("auto", "required", "off")
 _STATUS_QUOTA_EXCEEDED = 0xC0000044
@@ -276,7 +283,7 @@ class SMBBackend(Backend):
             raise Unsupported("smb:// has no object lock; retain_until cannot be honoured")
         rel = self._rel(validate_key(key))
         parent, name = ntpath.split(rel)
-        tmp = ntpath.join(parent, f"{_TMP_PREFIX}{name}.{secrets.token_hex(6)}")
+        tmp = ntpath.join(parent, tempfiles.temp_name(name))
         try:
             try:
                 self._write_tmp(key, tmp, data)
@@ -338,15 +345,19 @@ class SMBBackend(Backend):
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         yield from self._walk(base, prefix)
 
-    def _walk(self, rel_dir: str, prefix: str) -> Iterator[ObjectInfo]:
+    def _scan(self, rel_dir: str) -> Sequence[tuple[str, bool, Any]]:
+        """(name, is_dir, smb_info) of a directory's entries, sorted by name; [] when it is missing."""
         def scan(**kwargs) -> list:
             entries = smbclient.scandir(self._unc(self._rel(rel_dir)), **kwargs)  # exhausted: handle closed
             return sorted(((e.name, e.is_dir(), e.smb_info) for e in entries), key=lambda e: e[0])
 
         try:
-            entries = self._call(rel_dir or "/", scan)
+            return self._call(rel_dir or "/", scan)
         except NotFound:
-            return
+            return []
+
+    def _walk(self, rel_dir: str, prefix: str) -> Iterator[ObjectInfo]:
+        entries = self._scan(rel_dir)
         subdirs = []
         for name, is_dir, info in entries:
             if name.startswith("."):
@@ -363,5 +374,30 @@ class SMBBackend(Backend):
     def delete(self, key) -> None:
         try:
             self._call(key, smbclient.remove, self._unc(self._rel(validate_key(key))))
+        except NotFound:
+            return
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        """Temporaries of writes that never finished (killed, or cut off: a put that loses its
+        connection cannot remove its own), anywhere under the root, aged by their last write time."""
+        found: list[Leftover] = []
+        pending = [""]
+        now = datetime.now(UTC).timestamp()
+        while pending:
+            rel_dir = pending.pop()
+            for name, is_dir, info in self._scan(rel_dir):
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if is_dir and not name.startswith("."):
+                    pending.append(rel)
+                elif not is_dir and tempfiles.is_temp(name):
+                    item = tempfiles.leftover(rel, info.end_of_file, info.last_write_time.timestamp(), now)
+                    if item.age >= older_than:
+                        found.append(item)
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        rel = tempfiles.checked_path(leftover)
+        try:
+            self._call(rel, smbclient.remove, self._unc(self._rel(rel)))
         except NotFound:
             return

@@ -36,7 +36,8 @@ def check(
     read_data_subset: Optional[str] = typer.Option(None, "--read-data-subset", help="Download a random share of the "
                                                    "packs (10%: different each run) or the n-th of t slices (3/20)."),
 ) -> None:
-    """Check that every snapshot's chunks are indexed and every indexed pack exists with the right size."""
+    """Check that every snapshot's chunks are indexed and every indexed pack exists with the right size;
+    report leftovers of interrupted writes and stale locks."""
     from agent.maintenance.check import run_check
 
     app: AppContext = app_context(ctx, json_output)

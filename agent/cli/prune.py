@@ -1,4 +1,5 @@
-"""`agent prune`: delete data no snapshot references, repack mostly-unused packs."""
+"""`agent prune`: delete data no snapshot references, repack mostly-unused packs, remove leftovers of
+interrupted writes and stale locks."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def prune(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report what would be freed; change nothing."),
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for running backups to finish."),
 ) -> None:
-    """Remove unreferenced data (after `agent forget`)."""
+    """Remove unreferenced data (after `agent forget`), leftovers of interrupted writes and stale locks."""
     from agent.config.settings import parse_percent
     from agent.maintenance.prune import run_prune
 
@@ -50,6 +51,10 @@ def print_prune(app: AppContext, res) -> None:
     app.out.print(f"{verb} {units.size(res.bytes_freed)} of {units.size(res.bytes_before)}: "
                   f"{res.packs_deleted} pack(s) deleted, {res.packs_repacked} repacked into {res.packs_written}, "
                   f"unused space {units.size(res.unused_before)} -> {units.size(res.unused_after)}")
+    if res.leftovers or res.stale_locks:
+        verb = "would remove" if res.dry_run else "removed"
+        app.out.print(f"{verb} {res.leftovers} leftover(s) of interrupted writes ({units.size(res.leftover_bytes)}) "
+                      f"and {res.stale_locks} stale lock(s)")
 
 
 def parse_size(text: str) -> int:

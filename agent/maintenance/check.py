@@ -1,5 +1,6 @@
 """Repository check: structure always; with read_data, download and authenticate packs and name the
-snapshots and image ranges a damaged pack affects."""
+snapshots and image ranges a damaged pack affects. Leftovers of interrupted writes and stale locks
+are reported as warnings (prune removes them); check itself never removes anything."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from agent.config import units
 from agent.errors import CorruptObject, StorageError
+from agent.maintenance import leftovers
+from agent.maintenance.prune import LEFTOVER_MIN_AGE
 from agent.progress import Advanced, Finished, Listener, Started, ignore
 from agent.repo.chunklist import DATA
 from agent.repo.damage import DamageRecord
@@ -22,6 +26,9 @@ class CheckReport:
     packs: int = 0
     packs_read: int = 0
     chunks: int = 0
+    leftovers: int = 0  # of interrupted writes, as old as prune would remove
+    leftover_bytes: int = 0
+    stale_locks: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     damaged_packs: dict[str, str] = field(default_factory=dict)  # pack id -> what is wrong
@@ -34,7 +41,8 @@ class CheckReport:
     def to_dict(self) -> dict:
         return {
             "ok": self.ok, "snapshots": self.snapshots, "packs": self.packs, "packs_read": self.packs_read,
-            "chunks": self.chunks, "errors": self.errors, "warnings": self.warnings,
+            "chunks": self.chunks, "leftovers": self.leftovers, "leftover_bytes": self.leftover_bytes,
+            "stale_locks": self.stale_locks, "errors": self.errors, "warnings": self.warnings,
             "damaged_packs": self.damaged_packs,
             "affected_snapshots": {k: [list(r) for r in v] for k, v in self.affected.items()},
         }
@@ -69,6 +77,7 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         elif stored[pack_id] != size:
             rep.errors.append(f"pack {pack_id[:16]} has {stored[pack_id]} bytes, the index says {size}")
             rep.damaged_packs[pack_id] = "wrong size (truncated or replaced)"
+    _report_debris(repo, rep)
     bad_locks: list[str] = []
     repo.list_locks(bad_locks)
     if bad_locks:
@@ -185,6 +194,19 @@ def _record(repo: Repository, rep: CheckReport, known: DamageRecord, names: list
     if kept:
         rep.warnings.append(f"{len(kept)} older damage record(s) could not be removed (append-only credentials?); "
                             "`agent prune` merges them")
+
+
+def _report_debris(repo: Repository, rep: CheckReport) -> None:
+    debris = leftovers.find(repo, LEFTOVER_MIN_AGE)
+    rep.leftovers, rep.leftover_bytes = len(debris.leftovers), debris.leftover_bytes
+    rep.stale_locks = debris.stale_locks
+    rep.warnings += debris.warnings
+    if debris.leftovers:
+        rep.warnings.append(f"{debris.describe()} older than {units.duration(LEFTOVER_MIN_AGE)}: hidden temporary "
+                            "files or unfinished uploads that no snapshot uses; `agent prune` removes them")
+    if debris.stale_locks:
+        rep.warnings.append(f"{debris.stale_locks} stale lock(s) of runs that are gone (every command ignores "
+                            "them); `agent prune` or `agent unlock` removes them")
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -4,7 +4,8 @@ Concurrency: prune holds an exclusive lock; backups hold shared locks and re-che
 writing a snapshot, so a prune never runs while a backup could still reference what it deletes
 (docs/retention.md). Crash safety: new packs, then the new index that supersedes the old segments,
 then deletions; an interruption at any point leaves a repository that checks clean, and the next
-prune finishes the job.
+prune finishes the job. Leftovers of interrupted writes and stale locks go at the end
+(agent.maintenance.leftovers).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent.errors import CorruptObject
+from agent.maintenance import leftovers
 from agent.maintenance.usage import mark_used
 from agent.progress import Listener, Warning, ignore
 from agent.repo.damage import DamageRecord
@@ -26,6 +28,9 @@ from agent.repo.snapshots import Snapshot, superseded_runs
 from agent.repo.writer import adopt_orphan_packs
 
 RUN_RECORD_DAYS = 30  # how long an unfinished run's uploads are kept for it to resume
+#: leftovers of interrupted writes younger than this stay: no backup writes while prune holds its
+#: exclusive lock, but one whose own lock went stale (a suspended machine) may wake up mid-write
+LEFTOVER_MIN_AGE = 3600.0
 
 
 @dataclass
@@ -40,6 +45,9 @@ class PruneResult:
     unused_before: int = 0
     unused_after: int = 0
     segments_replaced: int = 0
+    leftovers: int = 0  # temporaries and unfinished uploads of interrupted writes, removed (or to remove)
+    leftover_bytes: int = 0
+    stale_locks: int = 0  # locks of runs that are gone, removed (or to remove)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -51,6 +59,10 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
               lock_wait: float = 0.0, listener: Listener = ignore) -> PruneResult:
     res = PruneResult(dry_run=dry_run)
     with repo.lock(exclusive=True, command="prune", wait=lock_wait):
+        debris = leftovers.find(repo, LEFTOVER_MIN_AGE)
+        res.leftovers, res.leftover_bytes = len(debris.leftovers), debris.leftover_bytes
+        res.stale_locks = debris.stale_locks
+        res.warnings += debris.warnings
         damage, damage_names = repo.load_damage()
         index = repo.load_index(damage=damage)
         segments = repo.list_index_segments()
@@ -163,6 +175,8 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         for name in runs_done:
             repo.delete_run(name)
         _update_damage(repo, res, damage, damage_names, {index.pack_ids[i] for i in gone}, lost_blobs)
+        leftovers.remove(repo, debris)
+        res.stale_locks = debris.stale_locks
     for w in res.warnings:
         listener(Warning(w))
     return res

@@ -8,7 +8,7 @@ errors (agent.repo.storage), with messages that say what to do.
 from __future__ import annotations
 
 import secrets
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import pyfastcdc
 
@@ -27,7 +27,7 @@ from agent.repo.packs import PackBuilder, PackEntry, SpooledPack, header_locatio
 from agent.repo.runs import RunRecord
 from agent.repo.snapshots import Snapshot
 from agent.repo.storage import storage_error, translated
-from backends.base import Backend, Capabilities, PutMode
+from backends.base import Backend, Capabilities, Leftover, PutMode
 from backends.errors import AlreadyExists, BackendError, NotFound
 from crypto import keys as keyfiles
 from crypto.ids import keyed_hasher, object_id
@@ -101,6 +101,17 @@ class Repository:
     def remove_locks(self, *, all_locks: bool = False) -> int:
         with translated("cannot remove locks"):
             return remove_stale(self._backend, self._envelope, all_locks=all_locks)
+
+    # ---- leftovers of writes that never finished -------------------------------------------
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        """Hidden temporaries and unfinished uploads that killed or cut-off writers left, at least
+        `older_than` seconds old: never part of the repository, yet taking space (or billed)."""
+        with translated("cannot look for leftovers of interrupted writes"):
+            return self._backend.list_leftovers(older_than)
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        with translated(f"cannot remove the {leftover.kind} {leftover.name}"):
+            self._backend.remove_leftover(leftover)
 
     # ---- keys ------------------------------------------------------------------------------
     def list_keys(self) -> list[dict]:

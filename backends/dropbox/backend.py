@@ -16,6 +16,8 @@ Choices, and why:
   below it, and a key must never take a folder with it.
 - Listing is `list_folder(recursive=True)` + `continue` from the deepest folder the prefix
   names; keys are Dropbox's `path_lower` below the root (keys are lowercase by contract).
+- A killed upload leaves at most an uncommitted session, which Dropbox drops after 7 days:
+  `list_leftovers` keeps the default (none).
 """
 
 from __future__ import annotations

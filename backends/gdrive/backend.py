@@ -12,6 +12,8 @@ Choices, and why:
 - Only the retry middleware retries whole calls (with Retry-After); the SDK only resends a
   failed chunk inside a resumable session (upload.py).
 - Retention (object lock) does not exist on Drive: asking for it is Unsupported.
+- A killed resumable upload leaves only its session, which Drive drops after a week, never a
+  file: `list_leftovers` keeps the default (none).
 """
 
 from __future__ import annotations

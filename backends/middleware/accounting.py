@@ -10,12 +10,13 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
-from backends.base import Backend, ObjectInfo, PutMode
+from backends.base import Backend, Leftover, ObjectInfo, PutMode
 from backends.middleware.wrapper import Middleware
 
 OPERATIONS = ("put", "get", "head", "list", "delete")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,21 @@ class AccountingBackend(Middleware):
             raise
 
     def delete(self, key) -> None:
-        self.accounting.operation("delete")
+        self._count("delete", lambda: self.inner.delete(key))
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        """Counted as one listing (providers bill it as one), each leftover as an entry listed."""
+        found = self._count("list", lambda: self.inner.list_leftovers(older_than))
+        self.accounting.transferred(listed=len(found))
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        self._count("delete", lambda: self.inner.remove_leftover(leftover))
+
+    def _count(self, kind: str, call: Callable[[], T]) -> T:
+        self.accounting.operation(kind)
         try:
-            self.inner.delete(key)
+            return call()
         except Exception as exc:
             self.accounting.error(exc)
             raise

@@ -12,21 +12,22 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from backends.base import Backend, ObjectInfo, PutMode, read_spool
+from backends.base import Backend, Leftover, ObjectInfo, PutMode, read_spool
 from backends.errors import BackendError, NotFound, TransientError
 from backends.middleware.wrapper import Middleware
 
+_EVERY = frozenset({"put", "get", "head", "list", "delete", "list_leftovers", "remove_leftover"})
 ACTIONS: dict[str, frozenset[str]] = {  # action -> operations it applies to
-    "transient": frozenset({"put", "get", "head", "list", "delete"}),
+    "transient": _EVERY,
     "transient_after_write": frozenset({"put", "delete"}),
     "not_found": frozenset({"get", "head"}),
     "corrupt": frozenset({"get"}),
     "truncate": frozenset({"get"}),
-    "permanent": frozenset({"put", "get", "head", "list", "delete"}),
-    "raise": frozenset({"put", "get", "head", "list", "delete"}),
-    "delay": frozenset({"put", "get", "head", "list", "delete"}),
+    "permanent": _EVERY,
+    "raise": _EVERY,
+    "delay": _EVERY,
 }
 
 
@@ -34,8 +35,9 @@ ACTIONS: dict[str, frozenset[str]] = {  # action -> operations it applies to
 class Rule:
     """One fault: `times` matching calls (-1: every one) of `operation` on keys matching `key`.
 
-    `key` is a regular expression searched in the key (the prefix, for list); anchor it with
-    ^ and $ to match whole keys. For list, `after` entries are yielded before the fault.
+    `key` is a regular expression searched in the key (the prefix for list, "" for list_leftovers,
+    the leftover's name for remove_leftover); anchor it with ^ and $ to match whole keys. For
+    list, `after` entries are yielded before the fault.
     `raise` raises `error`; `delay` sleeps `seconds` and then performs the call normally.
     """
 
@@ -138,6 +140,12 @@ class FaultyBackend(Middleware):
 
     def delete(self, key) -> None:
         self._simple("delete", key, lambda: self.inner.delete(key))
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        return self._simple("list_leftovers", "", lambda: self.inner.list_leftovers(older_than))
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        self._simple("remove_leftover", leftover.name, lambda: self.inner.remove_leftover(leftover))
 
     def get(self, key, *, offset=0, length=None) -> bytes:
         rule = self._take("get", key)

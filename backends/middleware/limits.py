@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode
+from backends.base import Backend, Capabilities, Leftover, ObjectInfo, PutMode
 from backends.middleware.wrapper import Middleware
 
 #: listing entries fetched per connection slot; the caller consumes them without holding one
@@ -54,6 +54,14 @@ class ConnectionLimitBackend(Middleware):
     def delete(self, key) -> None:
         with self._slots:
             self.inner.delete(key)
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        with self._slots:
+            return self.inner.list_leftovers(older_than)
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        with self._slots:
+            self.inner.remove_leftover(leftover)
 
     def list(self, prefix="") -> Iterator[ObjectInfo]:
         """Fetch up to LIST_CHUNK entries per slot, then release it while the caller consumes them.

@@ -8,7 +8,7 @@ from backends.middleware.wrapper import Middleware
 
 
 class ReadOnlyBackend(Middleware):
-    """put and delete raise PermissionDenied (after key validation); reads pass through."""
+    """put, delete and remove_leftover raise PermissionDenied (after key validation); reads pass through."""
 
     def put(self, key, data, *, mode=PutMode.OVERWRITE, retain_until=None) -> None:
         validate_key(key)
@@ -20,3 +20,6 @@ class ReadOnlyBackend(Middleware):
     def delete(self, key) -> None:
         validate_key(key)
         raise PermissionDenied(f"repository opened read-only: refusing to delete {key!r}")
+
+    def remove_leftover(self, leftover) -> None:
+        raise PermissionDenied(f"repository opened read-only: refusing to remove {leftover.kind} {leftover.name!r}")

@@ -11,9 +11,9 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
-from backends.base import Backend, ObjectInfo, PutMode, read_spool
+from backends.base import Backend, Leftover, ObjectInfo, PutMode, read_spool
 from backends.errors import AlreadyExists, NotFound, TransientError
 from backends.middleware.wrapper import Middleware
 
@@ -129,6 +129,12 @@ class RetryBackend(Middleware):
 
     def delete(self, key) -> None:
         self._call("delete", key, lambda _: self.inner.delete(key))
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        return self._call("list leftovers", "", lambda _: self.inner.list_leftovers(older_than))
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        self._call("remove leftover", leftover.name, lambda _: self.inner.remove_leftover(leftover))
 
     def list(self, prefix="") -> Iterator[ObjectInfo]:
         """Restart a failed listing, skipping keys already yielded.

@@ -6,9 +6,9 @@ test each stack; it forwards everything it does not change to `inner`.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
-from backends.base import Backend, Capabilities, ObjectInfo, PutMode
+from backends.base import Backend, Capabilities, Leftover, ObjectInfo, PutMode
 
 
 class Middleware(Backend):
@@ -42,6 +42,12 @@ class Middleware(Backend):
 
     def delete(self, key) -> None:
         self.inner.delete(key)
+
+    def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
+        return self.inner.list_leftovers(older_than)
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        self.inner.remove_leftover(leftover)
 
     def close(self) -> None:
         self.inner.close()

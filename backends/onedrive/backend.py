@@ -15,6 +15,8 @@ Choices, and why:
   resets) goes up to backends.middleware.retry, the one place that retries.
 - Replies are read as plain JSON through Kiota's NativeResponseHandler (client.py says why).
 - The SDK is async; one event loop in a background thread runs every call (loop.py).
+- A killed upload leaves at most an upload session, which expires by itself (each has an
+  expiry time) and never becomes an item: `list_leftovers` keeps the default (none).
 """
 
 from __future__ import annotations

@@ -6,20 +6,85 @@ fresh, empty backend. Keys are namespaced per test so servers can be shared with
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import secrets
 import tempfile
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from backends.base import Backend, ObjectInfo, PutMode
-from backends.errors import AlreadyExists, InvalidKey, InvalidRange, NotFound, Unsupported
+from backends.errors import AlreadyExists, BackendError, InvalidKey, InvalidRange, NotFound, Unsupported
+
+
+def plant_temp_file(root: Path, key: str, data: bytes, age: float = 0.0) -> Path:
+    """What a file-system backend's writer killed while storing `key` leaves: the hidden
+    ".tmp-<name>.<random>" beside the final name, written straight into the server's file system,
+    owned like the nearest existing directory above it, and `age` seconds old."""
+    parts = key.split("/")
+    directory = root
+    while not directory.exists():
+        directory = directory.parent
+    owner = directory.stat()
+    for part in [*root.relative_to(directory).parts, *parts[:-1]]:
+        directory = directory / part
+        if not directory.exists():
+            directory.mkdir(mode=0o700)
+            os.chown(directory, owner.st_uid, owner.st_gid)
+    path = directory / f".tmp-{parts[-1]}.{secrets.token_hex(6)}"
+    path.write_bytes(data)
+    os.chown(path, owner.st_uid, owner.st_gid)
+    if age:
+        then = time.time() - age
+        os.utime(path, (then, then))
+    return path
+
+
+def cut_off_mid_write(be: Backend, directory: Path, name: str, cut) -> list[BaseException]:
+    """Put a large object as data/ab/`name` and call `cut` (drop the connection, kill the server)
+    once its temporary in `directory` on the server holds a MiB: the errors the put raised."""
+    errors: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            be.put(f"data/ab/{name}", os.urandom(64 << 20))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def written() -> int:
+        sizes = []
+        for p in directory.glob(f".tmp-{name}.*"):
+            try:
+                sizes.append(p.stat().st_size)
+            except FileNotFoundError:
+                pass
+        return max(sizes, default=0)
+
+    thread = threading.Thread(target=put)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while written() < 1 << 20 and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    cut()
+    thread.join(120)
+    return errors
 
 
 class Conformance:
     #: objects above this size exercise multipart / resumable / session uploads
     large_object_size = 12 << 20
+
+    @pytest.fixture
+    def leave_leftover(self):
+        """A callable (key, data, age=0.0) that leaves in the backend's storage what a writer killed
+        while storing `key` leaves there (a hidden temporary file, an unfinished multipart upload),
+        `age` seconds old, by the server's own means; None where a killed write leaves nothing."""
+        return None
 
     def test_put_get_roundtrip(self, backend: Backend):
         backend.put("data/aa/obj1", b"0123456789abcdef")
@@ -200,3 +265,52 @@ class Conformance:
         assert others == []
         assert len(wins) == 1 and len(losses) == 5
         assert backend.get("race/one") == str(wins[0]).encode()
+
+    # -- leftovers of writes that never finished ----------------------------------------------
+
+    def test_writes_that_finish_or_fail_leave_no_leftovers(self, backend: Backend):
+        backend.put("data/aa/one", b"x" * 1000)
+        backend.put("data/aa/one", b"y", mode=PutMode.OVERWRITE)
+        with pytest.raises(AlreadyExists):
+            backend.put("data/aa/one", b"z", mode=PutMode.CREATE)
+        backend.put("config", b"c", mode=PutMode.CREATE)
+        assert backend.list_leftovers(0) == []
+
+    def test_a_killed_write_leaves_a_leftover_that_is_listed_and_removed(self, backend: Backend, leave_leftover):
+        if leave_leftover is None:
+            pytest.skip("a killed write leaves nothing behind on this backend")
+        backend.put("data/ab/kept", b"kept")
+        backend.put("config", b"cfg")
+        payload = os.urandom(100_000)
+        leave_leftover("data/ab/" + "cd" * 32, payload)
+        objects = sorted((i.key, i.size) for i in backend.list(""))
+        assert objects == [("config", 3), ("data/ab/kept", 4)]  # never listed as an object
+        assert backend.list_leftovers(3600) == []  # too young for that cutoff
+        [found] = backend.list_leftovers(0)
+        assert "cd" * 32 in found.name and found.size == len(payload) and 0 <= found.age < 3600
+        backend.remove_leftover(found)
+        assert backend.list_leftovers(0) == []
+        backend.remove_leftover(found)  # already gone: fine
+        assert sorted((i.key, i.size) for i in backend.list("")) == objects
+        assert backend.get("data/ab/kept") == b"kept" and backend.get("config") == b"cfg"
+
+    def test_only_leftovers_older_than_the_cutoff_are_listed(self, backend: Backend, leave_leftover):
+        if leave_leftover is None:
+            pytest.skip("a killed write leaves nothing behind on this backend")
+        leave_leftover("data/ab/old", b"old", age=7200)
+        leave_leftover("index/new", b"new!")
+        [old] = backend.list_leftovers(3600)
+        assert "old" in old.name and old.size == 3 and 7200 - 60 <= old.age < 7200 + 600
+        assert sorted(f.size for f in backend.list_leftovers(0)) == [3, 4]
+
+    def test_removing_a_leftover_never_touches_an_object(self, backend: Backend, leave_leftover):
+        if leave_leftover is None:
+            pytest.skip("a killed write leaves nothing behind on this backend")
+        leave_leftover("data/ab/x", b"partial")
+        backend.put("data/ab/x", b"published")
+        [found] = backend.list_leftovers(0)
+        for forged in (dataclasses.replace(found, name="data/ab/x", ref="data/ab/x"),
+                       dataclasses.replace(found, name="../x", ref="../x")):
+            with contextlib.suppress(BackendError):
+                backend.remove_leftover(forged)
+        assert backend.get("data/ab/x") == b"published"

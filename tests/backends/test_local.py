@@ -5,7 +5,7 @@ import pytest
 from backends.base import PutMode
 from backends.errors import AlreadyExists
 from backends.local import LocalBackend
-from tests.backends.conformance import Conformance
+from tests.backends.conformance import Conformance, plant_temp_file
 
 
 class TestLocalBackend(Conformance):
@@ -14,6 +14,10 @@ class TestLocalBackend(Conformance):
     @pytest.fixture
     def backend(self, tmp_path):
         return LocalBackend(tmp_path / "repo")
+
+    @pytest.fixture
+    def leave_leftover(self, tmp_path):
+        return lambda key, data, age=0.0: plant_temp_file(tmp_path / "repo", key, data, age)
 
 
 def test_temp_files_hidden_from_list(tmp_path):

@@ -10,3 +10,7 @@ class TestMemoryBackend(Conformance):
     @pytest.fixture
     def backend(self):
         return MemoryBackend()
+
+    @pytest.fixture
+    def leave_leftover(self, backend):
+        return backend.interrupted_put

@@ -86,6 +86,13 @@ class TestMiddlewareConformance(Conformance):
     def backend(self, request):
         return STACKS[request.param]()
 
+    @pytest.fixture
+    def leave_leftover(self, backend):
+        """Left in the memory backend under the stack: every layer must pass the calls through."""
+        while isinstance(backend, Middleware):
+            backend = backend.inner
+        return backend.interrupted_put
+
 
 # -- retry -----------------------------------------------------------------------------------
 
@@ -573,6 +580,53 @@ def test_compose_read_only_refuses_before_counting():
         backend.put("k", b"v")
     assert list(memory.list()) == []
     assert acct.snapshot().total_operations == 0
+
+
+# -- leftovers of interrupted writes -----------------------------------------------------------
+
+class FlakyLeftovers(Middleware):
+    """The first call of each leftover operation fails, as over a connection that was reset."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.calls = {"list": 0, "remove": 0}
+
+    def list_leftovers(self, older_than):
+        self.calls["list"] += 1
+        if self.calls["list"] == 1:
+            raise TransientError("connection reset")
+        return self.inner.list_leftovers(older_than)
+
+    def remove_leftover(self, leftover):
+        self.calls["remove"] += 1
+        if self.calls["remove"] == 1:
+            raise TransientError("connection reset")
+        self.inner.remove_leftover(leftover)
+
+
+def test_leftover_calls_are_retried_and_counted():
+    fake = FakeTime()
+    memory = MemoryBackend()
+    memory.interrupted_put("data/ab/x", b"partial")
+    flaky = FlakyLeftovers(memory)
+    acct = Accounting()
+    stack = AccountingBackend(RetryBackend(flaky, sleep=fake.sleep, clock=fake.clock, rng=random.Random(1)), acct)
+    [found] = stack.list_leftovers(0)
+    stack.remove_leftover(found)
+    assert memory.list_leftovers(0) == []
+    assert flaky.calls == {"list": 2, "remove": 2} and len(fake.sleeps) == 2
+    stats = acct.snapshot()
+    assert stats.operations["list"] == 1 and stats.operations["delete"] == 1 and stats.objects_listed == 1
+
+
+def test_read_only_lists_leftovers_but_refuses_to_remove_them():
+    memory = MemoryBackend()
+    memory.interrupted_put("data/ab/x", b"partial")
+    ro = compose(memory, read_only=True)
+    [found] = ro.list_leftovers(0)
+    with pytest.raises(PermissionDenied, match="read-only"):
+        ro.remove_leftover(found)
+    assert [f.ref for f in memory.list_leftovers(0)] == [found.ref]
 
 
 # -- faulty ----------------------------------------------------------------------------------

@@ -85,6 +85,18 @@ class TestS3Conformance(Conformance):
     def backend(self, s3):
         return s3
 
+    @pytest.fixture
+    def leave_leftover(self, raw, bucket):
+        """A multipart upload started and given a part, never completed nor aborted (kill -9)."""
+        def leave(key: str, data: bytes, age: float = 0.0) -> None:
+            if age:
+                pytest.skip("S3 stamps an upload's start itself: it cannot be back-dated")
+            name = f"repo/{key}"
+            upload = raw.create_multipart_upload(Bucket=bucket, Key=name)["UploadId"]
+            raw.upload_part(Bucket=bucket, Key=name, UploadId=upload, PartNumber=1, Body=data)
+
+        return leave
+
 
 class TestS3RealCloud(Conformance):
     """The same suite against a real bucket: AGENT_TEST_S3_URL=s3://bucket/prefix?region=..."""
@@ -128,6 +140,19 @@ def test_keys_live_under_the_prefix_only(moto_endpoint, raw, bucket, session, s3
     with make_backend(moto_endpoint, bucket, session, prefix="") as whole:
         assert sorted(i.key for i in whole.list("")) == ["other", "repo/index/a", "repo2/x"]
         assert whole.get("repo2/x") == b"f"
+
+
+def test_only_unfinished_uploads_under_the_prefix_are_leftovers(raw, bucket, s3):
+    for foreign in ("repo2/data/x", "other", "repo/UPPER"):
+        upload = raw.create_multipart_upload(Bucket=bucket, Key=foreign)["UploadId"]
+        raw.upload_part(Bucket=bucket, Key=foreign, UploadId=upload, PartNumber=1, Body=b"f")
+    raw.create_multipart_upload(Bucket=bucket, Key="repo/data/ab/empty")  # started, no part yet
+    [left] = s3.list_leftovers(0)
+    assert (left.kind, left.name, left.size) == ("multipart upload", "data/ab/empty", 0)
+    s3.remove_leftover(left)
+    assert s3.list_leftovers(0) == []
+    assert sorted(u["Key"] for u in raw.list_multipart_uploads(Bucket=bucket)["Uploads"]) == [
+        "other", "repo/UPPER", "repo2/data/x"]
 
 
 def test_from_url_and_registry(moto_endpoint, raw, bucket, monkeypatch):
@@ -196,7 +221,8 @@ def test_retention_without_object_lock_is_unsupported(s3):
         s3.head("snapshots/1")
 
 
-_LEAST_PRIVILEGE = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+_LEAST_PRIVILEGE = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts"]
 
 
 def test_credentials_and_least_privilege_with_iam_enforced(session):
@@ -217,7 +243,8 @@ def test_credentials_and_least_privilege_with_iam_enforced(session):
 
         agent = user("agent", [
             {"Effect": "Allow", "Action": _LEAST_PRIVILEGE, "Resource": f"arn:aws:s3:::{bucket}/repo/*"},
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}])
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+             "Resource": f"arn:aws:s3:::{bucket}"}])
         reader = user("reader", [
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{bucket}/repo/*"}])
         moto_api(ep, "/moto-api/reset-auth", b"0")  # check every request from now on
@@ -230,6 +257,12 @@ def test_credentials_and_least_privilege_with_iam_enforced(session):
             assert be.head("index/1").size == 1
             assert sorted(i.key for i in be.list("")) == ["data/big", "index/1"]
             be.delete("index/1")
+            killed = raw_client(ep, aws_session(**agent))  # a writer that died mid-upload, same rights
+            upload = killed.create_multipart_upload(Bucket=bucket, Key="repo/data/cut")["UploadId"]
+            killed.upload_part(Bucket=bucket, Key="repo/data/cut", UploadId=upload, PartNumber=1, Body=b"part")
+            [left] = be.list_leftovers(0)
+            be.remove_leftover(left)
+            assert be.list_leftovers(0) == []
         with make_backend(ep, bucket, aws_session(**reader)) as be:
             assert be.get("data/big", length=4) == big[:4]
             with pytest.raises(PermissionDenied):
@@ -310,3 +343,18 @@ def test_create_whose_reply_was_lost_is_not_a_conflict(proxied):
     assert be.get("locks/1") == b"mine"
     with pytest.raises(AlreadyExists):
         be.put("locks/1", b"theirs", mode=PutMode.CREATE)
+
+
+def test_an_upload_whose_abort_failed_stays_a_leftover_until_removed(proxied):
+    be, proxy, bucket = proxied
+    be.put("data/kept", b"kept")
+    proxy.add(Fault("status", 500, S3_INTERNAL, match=r"^POST .*\?uploadId=", times=4),  # complete: every attempt
+              Fault("status", 500, S3_INTERNAL, match=r"^DELETE .*\?uploadId=", times=4))  # and the abort after it
+    with pytest.raises(TransientError):
+        be.put("data/big", os.urandom(6 << 20))
+    [left] = be.list_leftovers(0)
+    assert (left.kind, left.name, left.size) == ("multipart upload", "data/big", 6 << 20)
+    assert be.list_leftovers(3600) == []
+    be.remove_leftover(left)
+    assert be.list_leftovers(0) == []
+    assert [i.key for i in be.list("")] == ["data/kept"]

@@ -31,7 +31,7 @@ from backends.errors import (
 )
 from backends.registry import open_backend
 from backends.sftp import HostKeyError, SFTPBackend
-from tests.backends.conformance import Conformance
+from tests.backends.conformance import Conformance, cut_off_mid_write, plant_temp_file
 from tests.servers.sshd import SSHServer, started_sshd
 
 _ENV = ("SSH_AUTH_SOCK", "AGENT_SFTP_PASSWORD", "AGENT_SFTP_KEY_FILE", "AGENT_SFTP_KNOWN_HOSTS",
@@ -65,6 +65,10 @@ class TestSFTPBackend(Conformance):
         be = open_backend(sshd_server.url(repo_dir))
         yield be
         be.close()
+
+    @pytest.fixture
+    def leave_leftover(self, repo_dir):
+        return lambda key, data, age=0.0: plant_temp_file(repo_dir, key, data, age)
 
 
 class TestSFTPRealServer(Conformance):
@@ -349,3 +353,19 @@ def test_constructor_accepts_paths(sshd_server, repo_dir, clean_env):
     for t in threads:
         t.join()
     assert sorted(i.key for i in be.list("t/")) == [f"t/{n}" for n in range(4)]
+
+
+def test_a_put_cut_off_mid_write_leaves_a_leftover_that_can_be_removed(sshd_server, repo_dir, clean_env):
+    """A put whose connection dies cannot remove its own temporary; the next session finds it."""
+    be = open_backend(sshd_server.url(repo_dir))
+    be.put("data/ab/kept", b"kept")
+    errors = cut_off_mid_write(be, repo_dir / "data" / "ab", "big", sshd_server.kill_sessions)
+    assert len(errors) == 1 and isinstance(errors[0], TransientError), errors
+    be.close()
+    with open_backend(sshd_server.url(repo_dir)) as again:
+        [left] = again.list_leftovers(0)
+        assert left.name.startswith("data/ab/.tmp-big.") and 0 < left.size < 64 << 20
+        assert [i.key for i in again.list("")] == ["data/ab/kept"]
+        again.remove_leftover(left)
+        assert again.list_leftovers(0) == []
+        assert sorted(p.name for p in (repo_dir / "data" / "ab").iterdir()) == ["kept"]

@@ -15,12 +15,13 @@ from agent.repo.packs import PackBuilder
 from agent.repo.repository import Repository
 from agent.repo.runs import RunRecord
 from agent.repo.snapshots import Snapshot
+from backends.base import Leftover
 from backends.errors import BackendError, QuotaExceeded
 from backends.local import LocalBackend
 from backends.middleware import FaultyBackend, Rule
 from crypto.kdf import TEST_PARAMS
 
-OPERATIONS = ("put", "get", "head", "list", "delete")
+OPERATIONS = ("put", "get", "head", "list", "delete", "list_leftovers", "remove_leftover")
 
 
 @pytest.fixture
@@ -77,6 +78,9 @@ def _calls(repo: Repository, pack, snap, run):
                                                     started="2024-05-02T00:00:00+00:00", stopped="x")),
         "list_runs": lambda: repo.list_runs(),
         "delete_run": lambda: repo.delete_run(run),
+        "list_leftovers": lambda: repo.list_leftovers(0),
+        "remove_leftover": lambda: repo.remove_leftover(
+            Leftover("temporary file", "data/.tmp-x.0123", 1, 7200.0, "data/.tmp-x.0123")),
     }
 
 
@@ -92,7 +96,7 @@ METHODS = sorted([
     "list_keys", "add_key", "remove_key", "replace_key", "lock", "list_locks", "remove_locks", "list_packs",
     "read_pack", "read_pack_range", "read_pack_header", "read_pack_entries", "delete_pack", "store_pack",
     "list_index_segments", "load_index", "write_index_segment", "delete_index_segment", "save_snapshot",
-    "list_snapshots", "delete_snapshot", "save_run", "list_runs", "delete_run",
+    "list_snapshots", "delete_snapshot", "save_run", "list_runs", "delete_run", "list_leftovers", "remove_leftover",
 ])
 
 

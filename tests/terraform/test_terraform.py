@@ -267,6 +267,33 @@ def test_policy_documents_match_the_repository_layout(aws_module):
     assert tls["condition"][0]["values"] == ["false"]
 
 
+def test_both_principals_may_find_and_abort_unfinished_uploads(aws_module):
+    """check (backup credential) and prune (maintenance) look for uploads killed backups left."""
+    for name in ("backup", "maintenance"):
+        policy = render_policy(aws_module, name, _names("b", "repo/"))
+        allowed = {(action, resource) for s in policy["Statement"] if s["Effect"] == "Allow"
+                   for action in s["Action"] for resource in s["Resource"]}
+        # S3 has no prefix condition for listing uploads: the bucket holds one repository
+        assert ("s3:ListBucketMultipartUploads", "arn:aws:s3:::b") in allowed, name
+        assert ("s3:ListMultipartUploadParts", "arn:aws:s3:::b/repo/*") in allowed, name
+        assert ("s3:AbortMultipartUpload", "arn:aws:s3:::b/repo/*") in allowed, name
+
+
+def test_a_lifecycle_rule_aborts_unfinished_uploads_nobody_prunes(aws_module):
+    lifecycle = _named(aws_module["resource"], "aws_s3_bucket_lifecycle_configuration")["this"]
+    [rule] = [r for r in lifecycle["rule"] if "abort_incomplete_multipart_upload" in r]
+    assert rule["status"] == "Enabled" and rule["filter"] == [{}]  # the whole bucket
+    days = "${var.abort_incomplete_multipart_days}"
+    assert rule["abort_incomplete_multipart_upload"] == [{"days_after_initiation": days}]
+    gcs = _module(GCS_MODULE)
+    for module in (aws_module, gcs):
+        declared = {n: body for b in module["variable"] for n, body in b.items()}
+        assert declared["abort_incomplete_multipart_days"]["default"] == 7
+    bucket = _named(gcs["resource"], "google_storage_bucket")["this"]
+    abort = {"action": [{"type": "AbortIncompleteMultipartUpload"}], "condition": [{"age": days}]}
+    assert abort in bucket["lifecycle_rule"]
+
+
 # ---- the split of rights, through the real CLI against moto with IAM enforcement -------------
 
 boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
@@ -436,12 +463,14 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
     assert plan["remove"] == [first["snapshot_id"]]
     pruned = cli("prune", "--json", env=maint).json()
     assert pruned["packs_deleted"] >= 1
+    assert not [w for w in pruned["warnings"] if "not looked for" in w]  # it may list unfinished uploads
     cli("key", "remove", spare[0][:8], env=maint)
     assert [s["id"] for s in cli("snapshots", "--json", env=backup).json()] == [second["snapshot_id"]]
     assert account.object_keys(layout.LOCKS) == []
     cli("restore", "latest", "--to", str(tmp_path / "r1.img"), env=backup)
     assert (tmp_path / "r1.img").read_bytes() == day1
-    assert cli("check", "--read-data", env=backup).code == 0
+    checked = cli("check", "--read-data", "--json", env=backup).json()
+    assert checked["ok"] and not [w for w in checked["warnings"] if "not looked for" in w]
 
     # ... yet even its deletes only hide history: the versions are still there under Object Lock
     gone = sorted(set(stored[layout.DATA]) - set(account.object_keys(layout.DATA)))
@@ -509,3 +538,24 @@ def test_gcs_backup_account_may_delete_only_lock_records():
         assert not may_delete(key), key
     assert not may_delete("../locks/x")
     assert not f"projects/_/buckets/other/objects/repo/{layout.lock('ab')}".startswith(start)
+
+
+def test_unfinished_uploads_are_found_by_both_principals_and_aborted(account):
+    """What a backup killed mid-upload leaves: either credential lists it, the maintenance one aborts it."""
+    from backends.s3 import S3Backend
+
+    key = layout.pack("ef" * 32)
+    killed = account.client("backup")
+    upload = killed.create_multipart_upload(Bucket=account.bucket, Key=f"{PREFIX}/{key}")["UploadId"]
+    killed.upload_part(Bucket=account.bucket, Key=f"{PREFIX}/{key}", UploadId=upload, PartNumber=1,
+                       Body=b"the first part of a pack")
+
+    def backend(profile: str) -> S3Backend:
+        return S3Backend(account.bucket, PREFIX, endpoint_url=account.endpoint, region="us-east-1",
+                         session=boto3.session.Session(profile_name=f"agent-{profile}"))
+
+    for profile in ("backup", "maintenance"):
+        [left] = backend(profile).list_leftovers(0)
+        assert (left.name, left.size) == (key, 24), profile
+    backend("maintenance").remove_leftover(left)
+    assert account.client("admin").list_multipart_uploads(Bucket=account.bucket).get("Uploads", []) == []

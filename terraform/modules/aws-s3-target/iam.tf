@@ -28,11 +28,21 @@ data "aws_iam_policy_document" "backup" {
     }
   }
 
-  # PutObject covers every multipart step; AbortMultipartUpload cleans up after a failed large upload
+  # check and prune look for multipart uploads that killed backups left unfinished; S3 offers no
+  # prefix condition for this listing, so it covers the bucket (which holds one repository)
+  statement {
+    sid       = "ListUnfinishedUploads"
+    effect    = "Allow"
+    actions   = ["s3:ListBucketMultipartUploads"]
+    resources = [aws_s3_bucket.this.arn]
+  }
+
+  # PutObject covers every multipart step; AbortMultipartUpload cleans up after a failed large
+  # upload, ListMultipartUploadParts sizes one left unfinished
   statement {
     sid       = "ReadWriteRepositoryObjects"
     effect    = "Allow"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
     resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}*"]
   }
 
@@ -96,10 +106,19 @@ data "aws_iam_policy_document" "maintenance" {
     }
   }
 
+  # prune lists and aborts the multipart uploads that killed backups left unfinished; S3 offers no
+  # prefix condition for this listing, so it covers the bucket (which holds one repository)
+  statement {
+    sid       = "ListUnfinishedUploads"
+    effect    = "Allow"
+    actions   = ["s3:ListBucketMultipartUploads"]
+    resources = [aws_s3_bucket.this.arn]
+  }
+
   statement {
     sid       = "ReadWriteDeleteRepositoryObjects"
     effect    = "Allow"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}*"]
   }
 
