@@ -56,6 +56,9 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
         elif stored[pack_id] != size:
             rep.errors.append(f"pack {pack_id[:16]} has {stored[pack_id]} bytes, the index says {size}")
             rep.damaged_packs[pack_id] = "wrong size (truncated or replaced)"
+    for key_id, why in repo.damaged_keys():
+        rep.errors.append(f"key file {key_id[:8]} is damaged ({why}); its passphrase no longer opens the "
+                          f"repository: restore it from a copy, or `agent key remove {key_id[:8]}` and add a new key")
     damaged_runs: list[str] = []
     repo.list_runs(damaged_runs)
     for name in damaged_runs:

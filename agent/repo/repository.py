@@ -20,7 +20,7 @@ from agent.repo.chunklist import ChunkListWriter, Extent, decode_group, extents,
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.format import RepoParams, open_config
 from agent.repo.index import ChunkIndex, decode_segment, encode_segment, load_segments_into
-from agent.repo.keyring import Unlocked, create, key_meta, unlock
+from agent.repo.keyring import Unlocked, create, damaged_keys, key_meta, unlock
 from agent.repo.locks import Lock, LockInfo, list_locks, remove_stale
 from agent.repo.packs import PackBuilder, PackEntry, SpooledPack, header_location, parse_header, read_pack_bytes
 from agent.repo.runs import RunRecord
@@ -105,6 +105,10 @@ class Repository:
             out.append({"id": key_id, "current": key_id == self.key_id, **{k: meta.get(k) for k in
                         ("created", "host", "user", "label")}})
         return out
+
+    def damaged_keys(self) -> list[tuple[str, str]]:
+        """Key files that fail their integrity digest or are no key file: (id, problem)."""
+        return damaged_keys(self._backend)
 
     def add_key(self, passphrase: bytes, *, label: str = "", kdf: KdfParams | None = None) -> str:
         key_id = secrets.token_hex(16)

@@ -1,9 +1,11 @@
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto import aead, keys
-from crypto.errors import AuthenticationFailed, KeyNotUnwrapped, UnsupportedSuite
+from crypto.errors import AuthenticationFailed, KeyFileDamaged, KeyNotUnwrapped, UnsupportedSuite
 from crypto.ids import chunk_id
 from crypto.kdf import TEST_PARAMS, KdfParams
 
@@ -55,10 +57,24 @@ def test_keyfile_roundtrip_and_wrong_passphrase():
     assert "redacted" in repr(master)
 
 
+def test_keyfile_digest_tells_damage_from_a_wrong_passphrase_and_old_files_still_open():
+    master = keys.MasterKey.generate()
+    kf = keys.wrap(master, b"right", "r" * 32, TEST_PARAMS, {"label": "x"})
+    doc = json.loads(kf)
+    assert doc["digest"].startswith("sha256:")
+    damaged = dict(doc, data=doc["data"][:30] + ("B" if doc["data"][30] != "B" else "C") + doc["data"][31:])
+    with pytest.raises(KeyFileDamaged):
+        keys.unwrap(json.dumps(damaged).encode(), b"right", "r" * 32)
+    old = {k: v for k, v in doc.items() if k != "digest"}  # written before the field existed
+    assert keys.unwrap(json.dumps(old).encode(), b"right", "r" * 32) == master
+    with pytest.raises(KeyNotUnwrapped):
+        keys.unwrap(json.dumps(dict(old, data=damaged["data"])).encode(), b"right", "r" * 32)
+
+
 @settings(max_examples=200)
 @given(st.binary(max_size=300))
 def test_malformed_keyfile_is_a_clean_error(junk):
-    with pytest.raises((UnsupportedSuite, KeyNotUnwrapped)):
+    with pytest.raises((UnsupportedSuite, KeyNotUnwrapped, KeyFileDamaged)):
         keys.unwrap(junk, b"pw", "r" * 32)
 
 
