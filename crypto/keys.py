@@ -82,9 +82,8 @@ def wrap(master: MasterKey, passphrase: bytes, repo_id: str, params: KdfParams, 
 
 
 def read_meta(keyfile: bytes) -> dict:
-    """The non-secret fields of a key file (creation time, host, user, label)."""
-    doc = json.loads(keyfile)
-    return {k: v for k, v in doc.items() if k not in ("salt", "data", _DIGEST)}
+    """The non-secret fields of a key file (creation time, host, user, label); raises as `verify`."""
+    return {k: v for k, v in verify(keyfile).items() if k not in ("salt", "data", _DIGEST)}
 
 
 def verify(keyfile: bytes) -> dict:

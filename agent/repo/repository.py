@@ -29,6 +29,7 @@ from agent.repo.storage import storage_error, translated
 from backends.base import Backend, Capabilities, PutMode
 from backends.errors import AlreadyExists, BackendError, NotFound
 from crypto import keys as keyfiles
+from crypto.errors import KeyFileDamaged, UnsupportedSuite
 from crypto.ids import keyed_hasher, object_id
 from crypto.kdf import KdfParams
 from crypto.keys import MasterKey
@@ -101,9 +102,12 @@ class Repository:
         with translated("cannot list the repository keys"):
             stored = [(layout.name_of(i.key), self._backend.get(i.key)) for i in self._backend.list(layout.KEYS)]
         for key_id, data in stored:
-            meta = keyfiles.read_meta(data)
+            try:
+                meta, damaged = keyfiles.read_meta(data), None
+            except (KeyFileDamaged, UnsupportedSuite) as exc:  # listed, so it can be found and removed
+                meta, damaged = {}, str(exc)
             out.append({"id": key_id, "current": key_id == self.key_id, **{k: meta.get(k) for k in
-                        ("created", "host", "user", "label")}})
+                        ("created", "host", "user", "label")}, "damaged": damaged})
         return out
 
     def damaged_keys(self) -> list[tuple[str, str]]:

@@ -64,3 +64,15 @@ def test_another_key_still_opens_when_one_is_damaged(cli, tmp_path):
     assert res.code == 14 and f"key file {first_id[:8]} is damaged" in res.err
     check = cli("check", check=False, env={"AGENT_PASSPHRASE_FILE": str(second)})
     assert check.code == 14 and f"key file {first_id[:8]} is damaged" in check.out
+
+
+def test_key_list_marks_damaged_and_stray_key_files_instead_of_failing(cli):
+    cli("init")
+    (key,) = _keys(cli)
+    (cli.repo / "keys" / ("e" * 32)).write_text("not a key file")
+    res = cli("key", "list", "--json")
+    listed = {k["id"]: k for k in res.json()}
+    assert listed[key.name]["current"] and listed[key.name]["damaged"] is None
+    assert "malformed" in listed["e" * 32]["damaged"]
+    table = cli("key", "list")
+    assert "damaged" in table.out and "e" * 8 in table.out
