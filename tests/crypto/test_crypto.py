@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from crypto import aead, keys
 from crypto.errors import AuthenticationFailed, KeyFileDamaged, KeyNotUnwrapped, UnsupportedSuite
 from crypto.ids import chunk_id
-from crypto.kdf import TEST_PARAMS, KdfParams
+from crypto.kdf import TEST_PARAMS, KdfParams, derive, max_memory_kib
 
 KEY = bytes(range(32))
 
@@ -81,6 +81,18 @@ def test_malformed_keyfile_is_a_clean_error(junk):
 def test_hostile_kdf_cost_is_refused():
     with pytest.raises(UnsupportedSuite):
         KdfParams.from_dict({"algorithm": "argon2id", "time_cost": 1, "memory_kib": 1 << 30, "parallelism": 1})
+    for bad in ({"time_cost": 17}, {"parallelism": 17, "memory_kib": 1 << 10}, {"parallelism": 4, "memory_kib": 31}):
+        with pytest.raises(UnsupportedSuite):
+            KdfParams.from_dict({"algorithm": "argon2id", "time_cost": 1, "memory_kib": 8, "parallelism": 1, **bad})
+    with pytest.raises(UnsupportedSuite, match="salt"):
+        derive(b"pw", b"", TEST_PARAMS)
+
+
+def test_kdf_memory_bound_is_4_gib_or_half_the_machine():
+    assert max_memory_kib(64 << 30) == 4 << 20
+    assert max_memory_kib(2 << 30) == 1 << 20
+    assert max_memory_kib(0) == 4 << 20  # unknown: the fixed bound
+    assert 0 < max_memory_kib() <= 4 << 20
 
 
 def test_chunk_ids_are_keyed():

@@ -8,6 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 SECOND = "a second passphrase for the same repository\n"
 
 
@@ -76,3 +78,44 @@ def test_key_list_marks_damaged_and_stray_key_files_instead_of_failing(cli):
     assert "malformed" in listed["e" * 32]["damaged"]
     table = cli("key", "list")
     assert "damaged" in table.out and "e" * 8 in table.out
+
+
+def test_a_key_file_with_an_empty_salt_is_refused_by_name(cli):
+    cli("init")
+    (key,) = _keys(cli)
+    _rewrite(key, salt="")
+    res = cli("snapshots", check=False)
+    _clean(res)
+    assert res.code == 12, res
+    assert key.name[:8] in res.err and "salt" in res.err
+
+
+@pytest.mark.parametrize("kdf,asks", [
+    ({"time_cost": 17}, "17 passes (at most 16)"),
+    ({"parallelism": 17, "memory_kib": 17 * 8}, "17 lanes (at most 16)"),
+    ({"memory_kib": 4 * 1024 * 1024 + 8}, "4194312 KiB of memory (at most"),
+])
+def test_a_key_file_asking_for_too_much_work_is_refused_by_name(cli, kdf, asks):
+    cli("init")
+    (key,) = _keys(cli)
+    doc = json.loads(key.read_text())
+    _rewrite(key, kdf={**doc["kdf"], **kdf})
+    res = cli("snapshots", check=False)
+    _clean(res)
+    assert res.code == 12, res
+    assert key.name[:8] in res.err and asks in res.err
+
+
+@pytest.mark.parametrize("spec", ["17,65536,4", "6,65536,17", "6,4194312,4"])
+def test_init_and_key_add_cannot_write_a_key_file_the_bounds_refuse(cli, tmp_path, spec):
+    res = cli("init", check=False, env={"AGENT_KDF": spec})
+    _clean(res)
+    assert res.code == 2 and "AGENT_KDF" in res.err
+    assert not (cli.repo / "keys").exists() or not _keys(cli)
+
+    cli("init")
+    second = tmp_path / "second"
+    second.write_text(SECOND)
+    res = cli("key", "add", "--new-passphrase-file", str(second), check=False, env={"AGENT_KDF": spec})
+    assert res.code == 2 and "AGENT_KDF" in res.err
+    assert len(_keys(cli)) == 1
