@@ -24,6 +24,7 @@ class Snapshot:
     partition_table: dict | None = None
     stats: dict = field(default_factory=dict)
     agent_version: str = ""
+    changed_during_backup: bool = False  # the image file was written while it was read: maybe inconsistent
     id: str = ""  # set when stored or loaded
 
     @property
@@ -45,6 +46,8 @@ class Snapshot:
             "stats": self.stats,
             "agent_version": self.agent_version,
         }
+        if self.changed_during_backup:  # optional: absent means false, as in manifests written before it
+            doc["changed_during_backup"] = True
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -58,7 +61,8 @@ class Snapshot:
                 host=str(d["host"]), source=dict(d["source"]), size=int(d["size"]), digest=str(d["digest"]),
                 chunk_list=[str(x) for x in d["chunk_list"]], tags=list(d.get("tags") or []),
                 parent=d.get("parent"), partition_table=d.get("partition_table"), stats=dict(d.get("stats") or {}),
-                agent_version=str(d.get("agent_version", "")), id=snapshot_id,
+                agent_version=str(d.get("agent_version", "")),
+                changed_during_backup=d.get("changed_during_backup") is True, id=snapshot_id,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise CorruptObject(f"snapshot {snapshot_id[:8]} has a malformed manifest") from None
@@ -76,6 +80,7 @@ class Snapshot:
             "parent": self.parent,
             "new_bytes": self.stats.get("new_bytes"),
             "stored_bytes": self.stats.get("stored_bytes"),
+            "changed_during_backup": self.changed_during_backup,
         }
 
 
