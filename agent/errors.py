@@ -3,6 +3,10 @@ that says what happened and what to do. Messages never contain secrets."""
 
 from __future__ import annotations
 
+#: exit status of `agent backup` when it saved a snapshot of an image file that was written while it
+#: was read (not an error: the snapshot exists, but may be inconsistent; docs/errors.md)
+EXIT_SOURCE_CHANGED = 4
+
 
 class AgentError(Exception):
     exit_code = 1

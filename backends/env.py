@@ -17,6 +17,10 @@ GDRIVE_SERVICE_ACCOUNT = "AGENT_GDRIVE_SERVICE_ACCOUNT"
 GDRIVE_SUBJECT = "AGENT_GDRIVE_SUBJECT"
 ONEDRIVE_CLIENT_ID = "AGENT_ONEDRIVE_CLIENT_ID"
 
+#: the ones above that hold a secret itself (not a path to one): hooks never see them, and the
+#: agent's name rule (agent.config.secrets) must match each (tests/config/test_env_names.py)
+SECRETS = (SFTP_PASSWORD, SFTP_KEY_PASSPHRASE, SMB_PASSWORD)
+
 
 def token_file(service: str) -> str:
     """AGENT_<SERVICE>_TOKEN_FILE: where `agent login SERVICE` keeps its token (backends.oauth_tokens)."""

@@ -16,5 +16,10 @@ class KeyNotUnwrapped(CryptoError):
     decides that after trying them all (agent.errors.WrongPassphrase)."""
 
 
+class KeyFileDamaged(CryptoError):
+    """A key file's integrity digest does not match its other fields: it changed after it was written
+    (a flipped bit on the storage), so its passphrase cannot be told right or wrong."""
+
+
 class UnsupportedSuite(CryptoError):
     """A stored object names a cipher suite or KDF this version does not know."""

@@ -8,13 +8,14 @@ re-encrypting data.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
 from dataclasses import dataclass
 
 from crypto import aead
-from crypto.errors import AuthenticationFailed, KeyNotUnwrapped, UnsupportedSuite
+from crypto.errors import AuthenticationFailed, KeyFileDamaged, KeyNotUnwrapped, UnsupportedSuite
 from crypto.kdf import KdfParams, derive
 
 _MASTER_FORMAT = 1
@@ -53,8 +54,20 @@ def _ad(repo_id: str) -> bytes:
     return b"agent key file v1\x00" + repo_id.encode()
 
 
+_DIGEST = "digest"
+
+
+def _digest(doc: dict) -> str:
+    """Unkeyed SHA-256 over the canonical JSON of every other field. Not a defence against an attacker
+    (who can recompute it); it tells a damaged key file from a wrong passphrase, which the AEAD alone
+    cannot: both fail to authenticate."""
+    rest = {k: v for k, v in doc.items() if k != _DIGEST}
+    return "sha256:" + hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def wrap(master: MasterKey, passphrase: bytes, repo_id: str, params: KdfParams, meta: dict) -> bytes:
-    """Key file bytes (JSON): KDF params + salt + the master key sealed under the derived key."""
+    """Key file bytes (JSON): KDF params + salt + the master key sealed under the derived key, and
+    the integrity digest of those fields."""
     salt = os.urandom(16)
     kek = derive(passphrase, salt, params)
     doc = {
@@ -62,22 +75,35 @@ def wrap(master: MasterKey, passphrase: bytes, repo_id: str, params: KdfParams, 
         "kdf": params.to_dict(),
         "salt": _b64(salt),
         "data": _b64(aead.seal(kek, master.to_bytes(), _ad(repo_id))),
-        **{k: v for k, v in meta.items() if k not in ("version", "kdf", "salt", "data")},
+        **{k: v for k, v in meta.items() if k not in ("version", "kdf", "salt", "data", _DIGEST)},
     }
+    doc[_DIGEST] = _digest(doc)
     return json.dumps(doc, indent=1).encode()
 
 
 def read_meta(keyfile: bytes) -> dict:
-    """The non-secret fields of a key file (creation time, host, user, label)."""
-    doc = json.loads(keyfile)
-    return {k: v for k, v in doc.items() if k not in ("salt", "data")}
+    """The non-secret fields of a key file (creation time, host, user, label); raises as `verify`."""
+    return {k: v for k, v in verify(keyfile).items() if k not in ("salt", "data", _DIGEST)}
 
 
-def unwrap(keyfile: bytes, passphrase: bytes, repo_id: str) -> MasterKey:
+def verify(keyfile: bytes) -> dict:
+    """The parsed key file: KeyFileDamaged when its digest (written by agents since it was added;
+    older key files have none) does not match, UnsupportedSuite when it is no key file at all."""
     try:
         doc = json.loads(keyfile)
         if not isinstance(doc, dict):
             raise ValueError("not an object")
+    except ValueError as exc:
+        raise UnsupportedSuite(f"malformed key file: {exc.__class__.__name__}") from None
+    if _DIGEST in doc and doc[_DIGEST] != _digest(doc):
+        raise KeyFileDamaged("its integrity digest does not match its contents")
+    return doc
+
+
+def unwrap(keyfile: bytes, passphrase: bytes, repo_id: str) -> MasterKey:
+    """The master key; a damaged key file is refused before any key derivation (see `verify`)."""
+    doc = verify(keyfile)
+    try:
         if doc.get("version") != 1:
             raise UnsupportedSuite(f"key file version {doc.get('version')!r} is not supported")
         params = KdfParams.from_dict(doc["kdf"])

@@ -41,6 +41,7 @@ class BackupResult:
     uploaded_bytes: int = 0
     stopped: str | None = None  # why an incomplete run stopped; it resumes next time
     resumed: int = 0  # earlier incomplete runs of this source whose uploads this run reused
+    source_changed: bool = False  # the image file was written while it was read; the snapshot is kept, flagged
 
     @property
     def complete(self) -> bool:

@@ -68,13 +68,13 @@ def _run_record(host: str, src: Source, started: datetime, pipe: Pipeline, reaso
 
 
 def _result(snap_id: str | None, src: Source, pipe: Pipeline, t0: float, recovered: int, stopped: str | None,
-            resumed: int) -> BackupResult:
+            resumed: int, source_changed: bool = False) -> BackupResult:
     return BackupResult(
         snapshot_id=snap_id, source=src.path, source_bytes=src.size, read_bytes=pipe.read_bytes,
         zero_bytes=pipe.zero_bytes, new_bytes=pipe.new_bytes, stored_bytes=pipe.writer.stored_bytes,
         chunks=pipe.chunks, new_chunks=pipe.new_chunks, duration_s=round(time.monotonic() - t0, 3),
         warnings=list(src.warnings), recovered_packs=recovered, uploaded_bytes=pipe.writer.uploaded_bytes,
-        stopped=stopped, resumed=resumed)
+        stopped=stopped, resumed=resumed, source_changed=source_changed)
 
 
 def unfinished_runs(repo: Repository, snaps: list[Snapshot], host: str, source: str,
@@ -179,6 +179,12 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             if src.current_size() != src.size or not src.same_object():
                 raise SourceError(f"{src.path} changed size or was replaced during the backup; no snapshot was written",
                                   hint="back up a snapshot of the volume (LVM, filesystem freeze) or a quiet image")
+            changed = src.changed_since_open()
+            if changed:  # what was read is kept: often still useful, and the next backup reuses its chunks
+                warning = (f"{src.path} changed while it was read (written in place during the backup): the snapshot "
+                           "is saved but may be inconsistent; back up a quiet image or a snapshot of the volume")
+                src.warnings.append(warning)
+                listener(Warning(warning))
             stats = {
                 "source_bytes": src.size, "read_bytes": pipe.read_bytes, "zero_bytes": pipe.zero_bytes,
                 "new_bytes": pipe.new_bytes, "stored_bytes": pipe.writer.stored_bytes, "chunks": pipe.chunks,
@@ -198,8 +204,9 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 partition_table=table,
                 stats=stats,
                 agent_version=__version__,
+                changed_during_backup=changed,
             )
             lock.ensure_valid()
             snap_id = repo.save_snapshot(snap)
     listener(Finished("backup"))
-    return _result(snap_id, src, pipe, t0, len(adopted), None, len(resumed))
+    return _result(snap_id, src, pipe, t0, len(adopted), None, len(resumed), changed)

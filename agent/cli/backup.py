@@ -48,6 +48,10 @@ def backup(
     report_backup(app, res)
     if not res.complete:
         raise typer.Exit(3)
+    if res.source_changed:
+        from agent.errors import EXIT_SOURCE_CHANGED
+
+        raise typer.Exit(EXIT_SOURCE_CHANGED)
 
 
 def backup_summary(res) -> dict:
@@ -57,7 +61,7 @@ def backup_summary(res) -> dict:
         "read_bytes": res.read_bytes, "zero_bytes": res.zero_bytes, "new_bytes": res.new_bytes,
         "stored_bytes": res.stored_bytes, "uploaded_bytes": res.uploaded_bytes, "chunks": res.chunks,
         "new_chunks": res.new_chunks, "duration_s": res.duration_s, "recovered_packs": res.recovered_packs,
-        "resumed_runs": res.resumed, "warnings": res.warnings,
+        "resumed_runs": res.resumed, "warnings": res.warnings, "changed_during_backup": res.source_changed,
     }
 
 
@@ -68,7 +72,9 @@ def report_backup(app: AppContext, res) -> None:
         return
     if res.complete:
         ratio = f"{res.dedup_ratio:.1f}x" if res.stored_bytes else "all known"
-        app.out.print(f"snapshot {res.snapshot_id[:8]} saved: {res.source}")
+        app.out.print(f"snapshot {res.snapshot_id[:8]} saved: {res.source}"
+                      + (" [bold red](source changed while it was read: may be inconsistent)[/]"
+                         if res.source_changed else ""))
         app.log_summary(f"backup of {res.source} saved snapshot {res.snapshot_id[:8]}: "
                         f"new {units.size(res.new_bytes)}, {res.duration_s:.0f} s")
     else:

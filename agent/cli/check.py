@@ -35,6 +35,7 @@ def check(
     read_data: bool = typer.Option(False, "--read-data", help="Download and authenticate every pack."),
     read_data_subset: Optional[str] = typer.Option(None, "--read-data-subset", help="Download a random share of the "
                                                    "packs (10%: different each run) or the n-th of t slices (3/20)."),
+    lock_wait: int = typer.Option(0, "--lock-wait", help="Seconds to wait for a running prune to finish."),
 ) -> None:
     """Check that every snapshot's chunks are indexed and every indexed pack exists with the right size;
     report leftovers of interrupted writes and stale locks."""
@@ -42,7 +43,7 @@ def check(
 
     app: AppContext = app_context(ctx, json_output)
     with app.repository() as repo:
-        lock = repo.lock(exclusive=False, command="check")
+        lock = repo.lock(exclusive=False, command="check", wait=lock_wait)
         try:
             with app.progress("check") as listener:
                 share, part = _subset(read_data_subset)

@@ -133,6 +133,9 @@ class AppContext:
         keys = unlock(backend, self.passphrase())  # Argon2id before the engine loads (agent.repo.keyring)
         from agent.repo.repository import Repository
 
+        for key_id in keys.damaged:  # another key opened; the damaged one still needs attention
+            self.warn(f"key file {key_id[:8]} is damaged (the integrity digest does not match): its passphrase no "
+                      "longer opens the repository; `agent check` lists every damaged key file")
         repo = Repository.unlocked(backend, keys)
         try:
             yield repo

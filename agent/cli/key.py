@@ -59,8 +59,9 @@ def list_keys(ctx: typer.Context, json_output: bool = typer.Option(False, "--jso
     for col in ("", "id", "created", "host", "user", "label"):
         table.add_column(col)
     for k in keys:
+        label = f"damaged: {k['damaged']}" if k["damaged"] else k["label"] or ""
         table.add_row("*" if k["current"] else "", k["id"][:8], (k["created"] or "")[:19], k["host"] or "",
-                      k["user"] or "", k["label"] or "")
+                      k["user"] or "", label)
     a.out.print(table)
 
 

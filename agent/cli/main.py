@@ -57,6 +57,9 @@ def main(
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     file, path = _load_config_file(config)
+    from agent.cli.redaction import install  # after the config's [env] is in the environment: redacted too
+
+    install()
     settings = Settings.resolve(file, repo=repo, passphrase_file=passphrase_file,
                                 passphrase_command=passphrase_command, json=json_output, quiet=quiet, debug=debug,
                                 config_path=str(path) if path else None)
@@ -138,7 +141,9 @@ def _fail(message: str, hint: str, code: int, debug: bool) -> None:
     if debug:
         import traceback
 
-        traceback.print_exc()
+        from agent.cli.redaction import redact, secret_values
+
+        sys.stderr.write(redact(traceback.format_exc(), secret_values()))
     sys.stderr.write(f"error: {message}\n")
     if hint:
         sys.stderr.write(f"hint: {hint}\n")

@@ -23,6 +23,8 @@ def prune(
                                              "(e.g. 2GiB)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report what would be freed; change nothing."),
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for running backups to finish."),
+    unfinished: bool = typer.Option(False, "--unfinished", help="Also drop the records of unfinished backup runs, "
+                                    "so their uploads are deleted unless a snapshot uses them."),
 ) -> None:
     """Remove unreferenced data (after `agent forget`), leftovers of interrupted writes and stale locks."""
     from agent.config.settings import parse_percent
@@ -32,7 +34,7 @@ def prune(
     unused = parse_percent(max_unused, "--max-unused")
     with app.repository() as repo, app.progress("prune") as listener:
         res = run_prune(repo, max_unused=unused, max_repack=parse_size(max_repack) if max_repack else None,
-                        dry_run=dry_run, lock_wait=lock_wait, listener=listener)
+                        dry_run=dry_run, lock_wait=lock_wait, unfinished=unfinished, listener=listener)
         ops = app.accounting.snapshot().operations if app.accounting else {}
     if app.settings.json:
         app.emit_json({**res.to_dict(), "requests": dict(ops)})
@@ -55,6 +57,9 @@ def print_prune(app: AppContext, res) -> None:
         verb = "would remove" if res.dry_run else "removed"
         app.out.print(f"{verb} {res.leftovers} leftover(s) of interrupted writes ({units.size(res.leftover_bytes)}) "
                       f"and {res.stale_locks} stale lock(s)")
+    if res.runs_dropped:
+        app.out.print(f"{'would drop' if res.dry_run else 'dropped'} {res.runs_dropped} record(s) of unfinished "
+                      "backup runs: their uploads are no longer kept for a resume")
 
 
 def parse_size(text: str) -> int:

@@ -49,6 +49,9 @@ def restore(
                                          "`agent repair snapshots` removes the damaged manifest")
             app.warn(f"snapshot {name[:8]} is not listed: {problem}")
         snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")
+        if snap.changed_during_backup:
+            app.warn(f"snapshot {snap.id[:8]} was taken while its source was being written: the image may be "
+                     "inconsistent (check its filesystems after the restore)")
         app.info(f"restoring snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
         with app.progress("restore") as listener:

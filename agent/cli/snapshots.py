@@ -10,6 +10,8 @@ import typer
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import units
 
+CHANGED = "changed during backup"  # the image was written while it was read (may be inconsistent)
+
 
 def snapshots(
     ctx: typer.Context,
@@ -40,16 +42,18 @@ def snapshots(
         found = [s.summary() | ({"status": "complete"} if all_runs else {}) for s in snaps]
         app.emit_json(found + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])
         return
-    rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags), "complete")
-            for s in snaps]
+    rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags), "complete",
+             CHANGED if s.changed_during_backup else "") for s in snaps]
     rows += [(datetime.fromisoformat(r.started), name, r.host, r.source, r.source_bytes, r.uploaded_bytes, "",
-              f"{r.status}: {r.reason}") for name, r in runs]
+              f"{r.status}: {r.reason}", "") for name, r in runs]
+    notes = any(s.changed_during_backup for s in snaps)  # the column only when a snapshot needs it
     table = Table(box=None, header_style="bold")
-    for col in ("id", "time", "host", "source", "size", "new data", "tags") + (("status",) if all_runs else ()):
+    for col in (("id", "time", "host", "source", "size", "new data", "tags") + (("status",) if all_runs else ())
+                + (("note",) if notes else ())):
         table.add_column(col, justify="right" if col in ("size", "new data") else "left")
-    for when, ident, h, src, size, new, tags, status in sorted(rows, key=lambda row: row[0]):
+    for when, ident, h, src, size, new, tags, status, note in sorted(rows, key=lambda row: row[0]):
         table.add_row(ident[:8], when.astimezone().strftime("%Y-%m-%d %H:%M:%S"), h, src, units.size(size),
-                      units.size(new), tags, *((status,) if all_runs else ()))
+                      units.size(new), tags, *((status,) if all_runs else ()), *((note,) if notes else ()))
     app.out.print(table)
     app.info(f"{len(snaps)} snapshot(s)" + (f", {len(runs)} run(s) without a snapshot (not restorable)"
                                             if runs else ""))

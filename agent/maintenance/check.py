@@ -83,6 +83,9 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
     if bad_locks:
         rep.warnings.append(f"{len(bad_locks)} lock record(s) are unreadable (they block no one); `agent unlock` "
                             "removes them")
+    for key_id, why in repo.damaged_keys():
+        rep.errors.append(f"key file {key_id[:8]} is damaged ({why}); its passphrase no longer opens the "
+                          f"repository: restore it from a copy, or `agent key remove {key_id[:8]}` and add a new key")
     damaged_runs: list[str] = []
     repo.list_runs(damaged_runs)
     for name in damaged_runs:

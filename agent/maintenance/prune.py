@@ -48,6 +48,7 @@ class PruneResult:
     leftovers: int = 0  # temporaries and unfinished uploads of interrupted writes, removed (or to remove)
     leftover_bytes: int = 0
     stale_locks: int = 0  # locks of runs that are gone, removed (or to remove)
+    runs_dropped: int = 0  # records of unfinished runs dropped on request (`--unfinished`)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -56,7 +57,9 @@ class PruneResult:
 
 
 def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | None = None, dry_run: bool = False,
-              lock_wait: float = 0.0, listener: Listener = ignore) -> PruneResult:
+              lock_wait: float = 0.0, unfinished: bool = False, listener: Listener = ignore) -> PruneResult:
+    """`unfinished` also drops the records of unfinished backup runs, so their uploads go like any
+    other unused data instead of waiting RUN_RECORD_DAYS for a run that may never come."""
     res = PruneResult(dry_run=dry_run)
     with repo.lock(exclusive=True, command="prune", wait=lock_wait):
         debris = leftovers.find(repo, LEFTOVER_MIN_AGE)
@@ -78,6 +81,10 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
                                 "`agent repair snapshots` marks or repairs it")
         damaged_runs: list[str] = []
         runs_kept, runs_done = _split_runs(repo.list_runs(damaged_runs), snaps)
+        if unfinished:
+            res.runs_dropped = len(runs_kept)
+            runs_done += [name for name, _ in runs_kept]
+            runs_kept = []
         if damaged_runs:  # unreadable: they protect nothing they can name; removed with the finished ones
             res.warnings.append(f"removing {len(damaged_runs)} damaged run record(s): "
                                 + ", ".join(n[:8] for n in damaged_runs))

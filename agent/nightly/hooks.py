@@ -24,13 +24,12 @@ from typing import Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config import env
+from agent.config.secrets import is_secret
 
 TAIL_LINES = 20
 _TAIL_BYTES = 64 * 1024       # bound memory for chatty hooks; the tail is all we report
 _KILL_GRACE_S = 5.0           # between SIGTERM and SIGKILL of the hook's process group
 _DRAIN_S = 1.0                # output still arriving after the shell exited (background children)
-# variables that hold a secret itself (not a path to one); a hook has no business seeing them
-_SECRET_ENV = env.SECRETS
 
 
 class HookConfig(BaseModel):
@@ -71,9 +70,11 @@ def run_source_hook(cfg: HookConfig, hook: Literal["pre", "post"], source_name: 
 def run_hook(command: str, *, timeout_s: float, env: dict[str, str], what: str,
              hide: Iterable[str] = ()) -> HookResult:
     """Run `command` with `env` added to our environment minus `hide` (e.g. the config's backend
-    credentials) and the passphrase; kill its whole process group after `timeout_s`."""
-    dropped = {*_SECRET_ENV, *hide}
-    full_env = {k: v for k, v in os.environ.items() if k not in dropped}
+    credentials) and every variable that holds a secret (agent.config.secrets: the passphrase,
+    storage credentials, *_PASSWORD, *_TOKEN, ...); kill its whole process group after `timeout_s`.
+    A hook has no business with them, and its output goes into logs and notifications."""
+    hidden = set(hide)
+    full_env = {k: v for k, v in os.environ.items() if k not in hidden and not is_secret(k)}
     full_env.update(env)
     try:
         proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

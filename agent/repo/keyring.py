@@ -28,8 +28,8 @@ from agent.repo.storage import storage_error, translated
 from backends.base import Backend, PutMode
 from backends.errors import AlreadyExists, BackendError, NotFound
 from crypto import keys as keyfiles
-from crypto.errors import KeyNotUnwrapped, UnsupportedSuite
-from crypto.kdf import KdfParams
+from crypto.errors import KeyFileDamaged, KeyNotUnwrapped, UnsupportedSuite
+from crypto.kdf import MAX_PARALLELISM, MAX_TIME_COST, KdfParams, max_memory_kib
 from crypto.keys import MasterKey
 
 
@@ -38,6 +38,7 @@ class Unlocked:
     config: dict  # the plaintext part of the repository config
     master: MasterKey
     key_id: str
+    damaged: tuple[str, ...] = ()  # ids of key files tried before this one that failed their digest
 
     def __repr__(self) -> str:  # never print key material, even in a traceback
         return f"Unlocked(repository {self.config.get('id')}, key {self.key_id[:8]})"
@@ -58,25 +59,51 @@ def unlock(backend: Backend, passphrase: bytes) -> Unlocked:
     if not infos:
         raise CorruptObject("the repository has no key files; it cannot be opened")
     unreadable: list[str] = []  # malformed or stray files in keys/: one must not lock out the others
+    damaged: list[str] = []  # failed their integrity digest: maybe this passphrase's own key file
     for info in infos:
         key_id = layout.name_of(info.key)
         try:
-            return Unlocked(config, keyfiles.unwrap(backend.get(info.key), passphrase, config["id"]), key_id)
+            return Unlocked(config, keyfiles.unwrap(backend.get(info.key), passphrase, config["id"]), key_id,
+                            tuple(damaged))
         except KeyNotUnwrapped:
             continue
+        except KeyFileDamaged:
+            damaged.append(key_id)
         except UnsupportedSuite as exc:
-            unreadable.append(f"{key_id[:8]} ({exc})")
+            unreadable.append(f"{key_id[:8]}: {exc}")
         except NotFound:
             continue  # removed while we listed (`agent key remove` elsewhere)
         except BackendError as exc:
             raise storage_error(exc, f"cannot read key file {key_id[:8]}") from None
+    if damaged:
+        names = ", ".join(k[:8] for k in damaged)
+        what = f"key file {names} is" if len(damaged) == 1 else f"key files {names} are"
+        also = f" ({len(unreadable)} more cannot be read: {'; '.join(unreadable)})" if unreadable else ""
+        raise CorruptObject(f"{what} damaged (the integrity digest does not match) and no other key file opens "
+                            f"with this passphrase{also}",
+                            hint=f"open the repository with another key's passphrase, or restore keys/{damaged[0]} "
+                                 "from a copy of the repository")
     if unreadable and len(unreadable) == len(infos):
-        raise UnsupportedFormat(f"no key file of this repository can be read: {', '.join(unreadable)}",
+        raise UnsupportedFormat(f"no key file of this repository can be read: {'; '.join(unreadable)}",
                                 hint="the key files are damaged or from a newer agent; restore keys/ from a copy")
     if unreadable:
         raise WrongPassphrase(f"wrong passphrase: no readable key of this repository opens with it (and "
-                              f"{len(unreadable)} key file(s) cannot be read: {', '.join(unreadable)})")
+                              f"{len(unreadable)} key file(s) cannot be read: {'; '.join(unreadable)})")
     raise WrongPassphrase("wrong passphrase: no key of this repository opens with it")
+
+
+def damaged_keys(backend: Backend) -> list[tuple[str, str]]:
+    """(key id, problem) of every key file that fails its integrity digest or is no key file (`agent check`)."""
+    out = []
+    with translated("cannot read the repository keys"):
+        for info in backend.list(layout.KEYS):
+            try:
+                keyfiles.verify(backend.get(info.key))
+            except NotFound:
+                continue
+            except (KeyFileDamaged, UnsupportedSuite) as exc:
+                out.append((layout.name_of(info.key), str(exc)))
+    return out
 
 
 def create(backend: Backend, passphrase: bytes, params: RepoParams, kdf: KdfParams) -> Unlocked:
@@ -118,12 +145,17 @@ def key_meta(label: str) -> dict:
 
 def kdf_params(spec: str | None) -> KdfParams:
     """Argon2id cost for new key files: 'time,memory_kib,parallelism' (AGENT_KDF) raises (or, in
-    tests, lowers) the default; out-of-range values are refused as they are in a key file."""
+    tests, lowers) the default; values past the bounds a key file is held to are refused
+    (crypto.kdf), so no key file is written that this machine would refuse to open."""
     if not spec:
         return KdfParams()
     try:
         t, m, p = (int(x) for x in spec.split(","))
         return KdfParams.from_dict({"time_cost": t, "memory_kib": m, "parallelism": p, "algorithm": "argon2id"})
-    except (ValueError, UnsupportedSuite):
-        raise UsageError(f"AGENT_KDF must be 'time,memory_kib,parallelism' within 1-64 passes, 8 KiB-4 GiB and "
-                         f"1-64 lanes (for example 3,65536,4), not {spec!r}") from None
+    except ValueError:
+        problem = "it is not three whole numbers"
+    except UnsupportedSuite as exc:
+        problem = str(exc).replace("the key file asks", "it asks")
+    raise UsageError(f"AGENT_KDF must be 'time,memory_kib,parallelism' within 1-{MAX_TIME_COST} passes, "
+                     f"8 KiB per lane to {max_memory_kib()} KiB (4 GiB, or half this machine's memory) and "
+                     f"1-{MAX_PARALLELISM} lanes, for example 3,65536,4; {spec!r}: {problem}")

@@ -21,7 +21,7 @@ from agent.repo.damage import DamageRecord
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.format import RepoParams, open_config
 from agent.repo.index import ChunkIndex, decode_segment, drop_damaged, encode_segment, load_segments_into
-from agent.repo.keyring import Unlocked, create, key_meta, unlock
+from agent.repo.keyring import Unlocked, create, damaged_keys, key_meta, unlock
 from agent.repo.locks import Lock, LockInfo, list_locks, remove_stale
 from agent.repo.packs import PackBuilder, PackEntry, SpooledPack, header_location, parse_header, read_pack_bytes
 from agent.repo.runs import RunRecord
@@ -30,6 +30,7 @@ from agent.repo.storage import storage_error, translated
 from backends.base import Backend, Capabilities, Leftover, PutMode
 from backends.errors import AlreadyExists, BackendError, NotFound
 from crypto import keys as keyfiles
+from crypto.errors import KeyFileDamaged, UnsupportedSuite
 from crypto.ids import keyed_hasher, object_id
 from crypto.kdf import KdfParams
 from crypto.keys import MasterKey
@@ -119,10 +120,17 @@ class Repository:
         with translated("cannot list the repository keys"):
             stored = [(layout.name_of(i.key), self._backend.get(i.key)) for i in self._backend.list(layout.KEYS)]
         for key_id, data in stored:
-            meta = keyfiles.read_meta(data)
+            try:
+                meta, damaged = keyfiles.read_meta(data), None
+            except (KeyFileDamaged, UnsupportedSuite) as exc:  # listed, so it can be found and removed
+                meta, damaged = {}, str(exc)
             out.append({"id": key_id, "current": key_id == self.key_id, **{k: meta.get(k) for k in
-                        ("created", "host", "user", "label")}})
+                        ("created", "host", "user", "label")}, "damaged": damaged})
         return out
+
+    def damaged_keys(self) -> list[tuple[str, str]]:
+        """Key files that fail their integrity digest or are no key file: (id, problem)."""
+        return damaged_keys(self._backend)
 
     def add_key(self, passphrase: bytes, *, label: str = "", kdf: KdfParams | None = None) -> str:
         key_id = secrets.token_hex(16)

@@ -27,6 +27,7 @@ class Snapshot:
     #: set by `repair snapshots --zero-lost`: {"from": the damaged snapshot's id, "lost": [[offset, length], ...]}
     #: (those image ranges read as zeros)
     repaired: dict | None = None
+    changed_during_backup: bool = False  # the image file was written while it was read: maybe inconsistent
     id: str = ""  # set when stored or loaded
 
     @property
@@ -50,6 +51,8 @@ class Snapshot:
         }
         if self.repaired is not None:  # only then: manifests written before repair existed stay byte-identical
             doc["repaired"] = self.repaired
+        if self.changed_during_backup:  # optional: absent means false, as in manifests written before it
+            doc["changed_during_backup"] = True
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -64,7 +67,7 @@ class Snapshot:
                 chunk_list=[str(x) for x in d["chunk_list"]], tags=list(d.get("tags") or []),
                 parent=d.get("parent"), partition_table=d.get("partition_table"), stats=dict(d.get("stats") or {}),
                 agent_version=str(d.get("agent_version", "")), repaired=_repaired(d.get("repaired")),
-                id=snapshot_id,
+                changed_during_backup=d.get("changed_during_backup") is True, id=snapshot_id,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise CorruptObject(f"snapshot {snapshot_id[:8]} has a malformed manifest") from None
@@ -84,6 +87,7 @@ class Snapshot:
             "stored_bytes": self.stats.get("stored_bytes"),
             "repaired_from": self.repaired["from"] if self.repaired else None,
             "lost_bytes": sum(n for _, n in self.repaired["lost"]) if self.repaired else 0,
+            "changed_during_backup": self.changed_during_backup,
         }
 
 

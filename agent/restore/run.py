@@ -23,7 +23,7 @@ from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.repo.writer import adopt_orphan_packs
 from agent.restore.options import RestoreOptions, RestoreResult
-from agent.restore.target import open_target, pwrite_all, zero_device
+from agent.restore.target import TargetFull, open_target, pwrite_all, remove_partial, write_error, zero_device
 
 _GAP = 256 << 10  # read across gaps smaller than this rather than issue another request
 _MAX_READ = 4 << 20  # per request; three in flight bound a restore's memory (8 MiB x 4 held 30 MB more, no faster)
@@ -124,7 +124,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     for b in blobs.values():
         by_pack[b.pack].append(b)
 
-    fd, kind = open_target(target, snap.size, opts.force)
+    fd, kind, created = open_target(target, snap.size, opts.force)
     listener(Started("restore", snap.size))
     damaged = list(missing)
     written = 0
@@ -159,26 +159,34 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         return done, bad
 
     try:
-        pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="restore")
         try:
-            jobs = [pool.submit(fetch, p, g) for p, blist in by_pack.items() for g in _ranges(blist)]
-            for fut in jobs:
-                n, bad = fut.result()
-                written += n
-                damaged.extend(bad)
-                listener(Advanced(written))
+            pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="restore")
+            try:
+                jobs = [pool.submit(fetch, p, g) for p, blist in by_pack.items() for g in _ranges(blist)]
+                for fut in jobs:
+                    n, bad = fut.result()
+                    written += n
+                    damaged.extend(bad)
+                    listener(Advanced(written))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+            zero_bytes = sum(n for _, n in zero_runs)
+            if kind == "block":
+                for off, n in zero_runs + damaged:
+                    zero_device(fd, off, n, target)
+            if kind == "block" or opts.sync:
+                # a disk is about to be booted or removed; an image file is flushed by the kernel within
+                # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise write_error(exc, target) from None
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        zero_bytes = sum(n for _, n in zero_runs)
-        if kind == "block":
-            for off, n in zero_runs + damaged:
-                zero_device(fd, off, n, target)
-        if kind == "block" or opts.sync:
-            # a disk is about to be booted or removed; an image file is flushed by the kernel within
-            # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+            os.close(fd)
+    except TargetFull as exc:  # only a file this restore created; never a device or an existing file
+        if created:
+            raise remove_partial(target, exc) from None
+        raise
     for off, n in sorted(damaged):
         listener(Warning(f"damaged range written as zeros: bytes {off}..{off + n} ({n} bytes)"))
     listener(Finished("restore"))

@@ -40,6 +40,7 @@ class Source:
     warnings: list[str] = field(default_factory=list)
     direct_fd: int | None = None  # the same file opened with O_DIRECT, when the filesystem allows it
     direct_ok: bool = True  # False once direct I/O was refused: every read goes through the cache
+    opened: tuple[int, ...] | None = None  # an image file's state when opened (file_state)
 
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.fd, length, offset)
@@ -103,6 +104,14 @@ class Source:
     def current_size(self) -> int:
         return size_of(self.fd, self.kind)
 
+    def changed_since_open(self) -> bool:
+        """True when an image file was written while it was read (in place: same size and inode, so
+        `current_size` and `same_object` cannot tell). Always False for a block device: writes to it
+        do not change its times (docs/backup.md, "Consistent images")."""
+        if self.kind != "file" or self.opened is None:
+            return False
+        return file_state(os.fstat(self.fd)) != self.opened
+
     def same_object(self) -> bool:
         """False when the path now names another file or device (replaced mid-backup)."""
         try:
@@ -110,6 +119,11 @@ class Source:
         except OSError:
             return False
         return (st.st_dev, st.st_ino) == (self.identity.get("st_dev"), self.identity.get("st_ino"))
+
+
+def file_state(st: os.stat_result) -> tuple[int, ...]:
+    """What any write to a file changes: modification and change times, size, inode."""
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
 
 
 def size_of(fd: int, kind: str) -> int:
@@ -152,7 +166,8 @@ def open_source(path: str, direct: bool = False) -> Source:
     except OSError:
         pass
     identity = {"st_dev": st.st_dev, "st_ino": st.st_ino}
-    src = Source(os.path.abspath(path), fd, kind, size_of(fd, kind), identity)
+    src = Source(os.path.abspath(path), fd, kind, size_of(fd, kind), identity,
+                 opened=file_state(st) if kind == "file" else None)
     if direct:
         src.direct_fd = _open_direct(path, st)
     if kind == "block":

@@ -1,11 +1,13 @@
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto import aead, keys
-from crypto.errors import AuthenticationFailed, KeyNotUnwrapped, UnsupportedSuite
+from crypto.errors import AuthenticationFailed, KeyFileDamaged, KeyNotUnwrapped, UnsupportedSuite
 from crypto.ids import chunk_id
-from crypto.kdf import TEST_PARAMS, KdfParams
+from crypto.kdf import TEST_PARAMS, KdfParams, derive, max_memory_kib
 
 KEY = bytes(range(32))
 
@@ -55,16 +57,42 @@ def test_keyfile_roundtrip_and_wrong_passphrase():
     assert "redacted" in repr(master)
 
 
+def test_keyfile_digest_tells_damage_from_a_wrong_passphrase_and_old_files_still_open():
+    master = keys.MasterKey.generate()
+    kf = keys.wrap(master, b"right", "r" * 32, TEST_PARAMS, {"label": "x"})
+    doc = json.loads(kf)
+    assert doc["digest"].startswith("sha256:")
+    damaged = dict(doc, data=doc["data"][:30] + ("B" if doc["data"][30] != "B" else "C") + doc["data"][31:])
+    with pytest.raises(KeyFileDamaged):
+        keys.unwrap(json.dumps(damaged).encode(), b"right", "r" * 32)
+    old = {k: v for k, v in doc.items() if k != "digest"}  # written before the field existed
+    assert keys.unwrap(json.dumps(old).encode(), b"right", "r" * 32) == master
+    with pytest.raises(KeyNotUnwrapped):
+        keys.unwrap(json.dumps(dict(old, data=damaged["data"])).encode(), b"right", "r" * 32)
+
+
 @settings(max_examples=200)
 @given(st.binary(max_size=300))
 def test_malformed_keyfile_is_a_clean_error(junk):
-    with pytest.raises((UnsupportedSuite, KeyNotUnwrapped)):
+    with pytest.raises((UnsupportedSuite, KeyNotUnwrapped, KeyFileDamaged)):
         keys.unwrap(junk, b"pw", "r" * 32)
 
 
 def test_hostile_kdf_cost_is_refused():
     with pytest.raises(UnsupportedSuite):
         KdfParams.from_dict({"algorithm": "argon2id", "time_cost": 1, "memory_kib": 1 << 30, "parallelism": 1})
+    for bad in ({"time_cost": 17}, {"parallelism": 17, "memory_kib": 1 << 10}, {"parallelism": 4, "memory_kib": 31}):
+        with pytest.raises(UnsupportedSuite):
+            KdfParams.from_dict({"algorithm": "argon2id", "time_cost": 1, "memory_kib": 8, "parallelism": 1, **bad})
+    with pytest.raises(UnsupportedSuite, match="salt"):
+        derive(b"pw", b"", TEST_PARAMS)
+
+
+def test_kdf_memory_bound_is_4_gib_or_half_the_machine():
+    assert max_memory_kib(64 << 30) == 4 << 20
+    assert max_memory_kib(2 << 30) == 1 << 20
+    assert max_memory_kib(0) == 4 << 20  # unknown: the fixed bound
+    assert 0 < max_memory_kib() <= 4 << 20
 
 
 def test_chunk_ids_are_keyed():

@@ -26,7 +26,7 @@ KINDS = ("data pack", "chunk-list pack", "index segment", "snapshot manifest", "
 DAMAGES = ("flip first byte", "flip last byte", "flip middle byte", "truncate by one", "truncate half",
            "zero 4 KiB", "delete")
 #: every exit code the agent documents (docs/errors.md); anything else is a bug
-TYPED_EXITS = {0, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18}
+TYPED_EXITS = {0, 3, 4, 10, 11, 12, 13, 14, 15, 16, 17, 18}
 #: kinds without which nothing opens: every command must fail, naming the object
 UNOPENABLE = ("key file", "config")
 

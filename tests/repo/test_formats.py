@@ -135,3 +135,14 @@ def test_chunk_list_decoder_rejects_junk(junk):
 def test_manifest_parser_rejects_junk(junk):
     with pytest.raises(CorruptObject):
         Snapshot.from_json(junk, "x" * 64)
+
+
+def test_changed_during_backup_is_optional_in_manifests():
+    from datetime import UTC, datetime
+
+    snap = Snapshot(time=datetime(2024, 5, 1, tzinfo=UTC), host="h", source={"path": "/x"}, size=1, digest="d",
+                    chunk_list=[])
+    assert b"changed_during_backup" not in snap.to_json()  # clean snapshots: manifests as before the field
+    assert Snapshot.from_json(snap.to_json(), "x" * 64).changed_during_backup is False
+    snap.changed_during_backup = True
+    assert Snapshot.from_json(snap.to_json(), "x" * 64).changed_during_backup is True
