@@ -48,7 +48,7 @@ def repo_stats(repo: Repository) -> RepoStats:
     for s in snaps:
         groups[(s.host, s.source_path)].append(s)
     for (host, source), members in sorted(groups.items()):
-        used = mark_used(repo, index, members)
+        used = mark_used(repo, index, members, lost={})  # chunks lost to damage take no space: not counted
         st.groups.append(GroupStats(host, source, len(members), max(members, key=lambda s: s.time).size,
                                     sum(s.size for s in members), sum(n for n, u in zip(raw, used) if u)))
     return st

@@ -85,3 +85,15 @@ def test_prune_never_copies_damage_into_new_packs(cli, tmp_path):
     report = cli("check", "--read-data", "--json", check=False).json()
     new_packs = {p.name for p in _data_packs(cli.repo)} - {p.name for p in old_packs}
     assert new_packs and not new_packs & set(report["damaged_packs"]), "prune copied damaged blobs"
+
+
+def test_stats_counts_around_chunks_lost_to_damage(cli, tmp_path):
+    img = _random_image(tmp_path / "img", 8)
+    cli("init", "--pack-size", "2")
+    cli("backup", str(img))
+    victim = max(_data_packs(cli.repo), key=lambda p: p.stat().st_size)
+    victim.unlink()
+    assert cli("check", check=False).code == 14  # records the loss
+    res = cli("stats", "--json", check=False)
+    assert res.code == 0, res.err
+    assert res.json()["snapshots"] == 1
