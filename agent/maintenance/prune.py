@@ -77,8 +77,8 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         lost: dict[str, int] = {}
         used = mark_used(repo, index, snaps, lost)
         for snap_id, n in lost.items():
-            res.warnings.append(f"snapshot {snap_id[:8]} references {n} chunk(s) no pack holds (lost); "
-                                "`agent repair snapshots` marks or repairs it")
+            res.warnings.append(f"snapshot {snap_id[:8]} references {n} chunk(s) that are lost or in packs "
+                                "recorded as damaged; `agent repair packs`, then `agent repair snapshots`")
         damaged_runs: list[str] = []
         runs_kept, runs_done = _split_runs(repo.list_runs(damaged_runs), snaps)
         if unfinished:
@@ -111,8 +111,12 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         if unreadable:
             res.warnings.append(f"keeping {len(unreadable)} unindexed pack(s) whose header cannot be read; "
                                 "`agent repair packs` salvages them")
-        dead = [i for i in range(npacks) if live_bytes[i] == 0]
-        partial = [i for i in range(npacks) if 0 < live_bytes[i] < all_bytes[i]]
+        # packs check recorded as damaged stay as they are for `repair packs`, which authenticates
+        # every blob before it drops anything: a damage record alone (written with the backup's key,
+        # maybe forged by a compromised backup host) must never make prune delete data
+        recorded = {i for i, p in enumerate(index.pack_ids) if p in damage.packs and p in stored}
+        dead = [i for i in range(npacks) if live_bytes[i] == 0 and i not in recorded]
+        partial = [i for i in range(npacks) if 0 < live_bytes[i] < all_bytes[i] and i not in recorded]
         unused_total = sum(all_bytes) - sum(live_bytes)
         res.unused_before = unused_total
         remaining_unused = sum(all_bytes[i] - live_bytes[i] for i in partial)
@@ -171,7 +175,12 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         gone = set(dead) | repack_set
         keep_rows = [r for r, p in enumerate(pack_col) if p not in gone]
         if gone or adopted or len(segments) > 1:
-            repo.write_index_plain(encode_segment_rows(index, keep_rows, new_packs, segments))
+            # the copies load_index left out of kept damaged packs are written again: the record, not
+            # the index, is what keeps them from use
+            kept_lost = [(index.pack_ids[i], index.pack_sizes[i],
+                          [e for e in index.pack_entries(index.pack_ids[i]) if e.id in index.lost
+                           and index.lost[e.id].pack_id == index.pack_ids[i]]) for i in sorted(recorded)]
+            repo.write_index_plain(encode_segment_rows(index, keep_rows, new_packs + kept_lost, segments))
             for name in segments:
                 repo.delete_index_segment(name)
             res.segments_replaced = len(segments)

@@ -25,8 +25,10 @@ def mark_used(repo: Repository, index: ChunkIndex, snaps: list[Snapshot],
     used = bytearray(len(index))
     seen: set[str] = set()
     for snap in snaps:
-        meta_rows = index.rows_of(bytes.fromhex(h) for h in snap.chunk_list)
-        if min(meta_rows, default=0) < 0:
+        meta_ids = [bytes.fromhex(h) for h in snap.chunk_list]
+        meta_rows = index.rows_of(meta_ids)
+        # a chunk-list blob only in a pack recorded as damaged is still read (and authenticated) below
+        if any(r < 0 and cid not in index.lost for r, cid in zip(meta_rows, meta_ids)):
             raise CorruptObject(f"snapshot {snap.id[:8]} references a chunk list missing from the index",
                                 hint="`agent repair snapshots --zero-lost` removes snapshots whose chunk list is "
                                      "lost; `agent check` lists them")
@@ -45,5 +47,6 @@ def mark_used(repo: Repository, index: ChunkIndex, snaps: list[Snapshot],
             lost[snap.id] = rows.count(-1)
             rows = [r for r in rows if r >= 0]
         for r in meta_rows + rows:
-            used[r] = 1
+            if r >= 0:
+                used[r] = 1
     return used

@@ -72,6 +72,9 @@ class ChunkIndex:
         #: chunk id -> where a copy left out as damaged was (agent.repo.damage): for messages, for
         #: prune (a known loss is not an index missing something) and for salvaging (repair)
         self.lost: dict[bytes, Location] = {}
+        #: the damage records' verdict per pack (None: every blob; else the damaged blob ids), so that
+        #: packs indexed later (writer.adopt_orphan_packs) are filtered the same way
+        self.damaged: dict[str, frozenset[bytes] | None] = {}
 
     def __len__(self) -> int:
         return len(self._keys) + len(self._delta)

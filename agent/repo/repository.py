@@ -299,6 +299,7 @@ class Repository:
                 continue
             superseded.update(sup)
             decoded.append((name, packs, etab))
+        index.damaged = {p: blobs for p, (_, blobs) in record.packs.items()}
         segments = []
         for name, packs, etab in decoded:
             if name in superseded:
@@ -485,7 +486,9 @@ class Repository:
         digest = keyed_hasher(self._master.id_key)
         for hex_id in snap.chunk_list:
             cid = bytes.fromhex(hex_id)
-            loc = index.get(cid)
+            # a copy recorded as damaged is tried when there is no other (a record may be stale or
+            # forged); it is authenticated below like any other
+            loc = index.get(cid) or index.lost.get(cid)
             if loc is None:
                 raise CorruptObject(f"snapshot {snap.id[:8]}: chunk-list blob {hex_id[:16]} is not in the index")
             sealed = self.read_pack_range(loc.pack_id, loc.offset, loc.length)

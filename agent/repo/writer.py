@@ -22,7 +22,7 @@ from agent.allocator import release_free_memory
 from agent.errors import CorruptObject
 from agent.progress import Listener, Warning, ignore
 from agent.repo.envelope import BlobType
-from agent.repo.index import ChunkIndex
+from agent.repo.index import ChunkIndex, Location
 from agent.repo.packs import PackBuilder, PackEntry
 
 if TYPE_CHECKING:
@@ -191,8 +191,14 @@ def adopt_orphan_packs(repo: Repository, index: ChunkIndex, listener: Listener =
         except CorruptObject as exc:
             listener(Warning(f"ignoring unreadable unindexed pack {pack_id[:16]}: {exc}"))
             continue
-        index.add_pack(pack_id, size, entries)
         adopted.append((pack_id, size, entries))
+        if pack_id in index.damaged:  # recorded damaged: indexed, but never deduplicated against
+            bad = index.damaged[pack_id]
+            for e in entries:
+                if bad is None or e.id in bad:
+                    index.lost[e.id] = Location(pack_id, e.type, e.offset, e.length, e.raw_length)
+            entries = [e for e in entries if bad is not None and e.id not in bad]
+        index.add_pack(pack_id, size, entries)
     if adopted and write:
         repo.write_index_segment(adopted)
     return [pack_id for pack_id, *_ in adopted]

@@ -18,7 +18,7 @@ from agent.errors import AgentError, CorruptObject
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
 from agent.repo.chunklist import DATA
 from agent.repo.envelope import BlobType
-from agent.repo.index import ChunkIndex
+from agent.repo.index import ChunkIndex, Location
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.repo.writer import adopt_orphan_packs
@@ -75,6 +75,8 @@ def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot,
         b = blobs.get(ext.id)
         if b is None:
             loc = index.get(ext.id)
+            if loc is None and ext.id in index.lost and _still_sound(repo, ext.id, index.lost[ext.id]):
+                loc = index.lost[ext.id]
             if loc is None:
                 if not ignore_errors:
                     damaged = index.lost.get(ext.id)
@@ -91,6 +93,17 @@ def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot,
             b = blobs[ext.id] = _Blob(ext.id, loc.pack_id, loc.offset, loc.length, loc.raw_length, [])
         b.targets.append(ext.offset)
     return blobs, zero_runs, missing
+
+
+def _still_sound(repo: Repository, cid: bytes, loc: Location) -> bool:
+    """Whether a copy `check` recorded as damaged authenticates after all: when there is no other
+    copy it is tried, since a record may be stale or forged (docs/security.md)."""
+    try:
+        repo.open_blob(BlobType(loc.type), cid, repo.read_pack_range(loc.pack_id, loc.offset, loc.length),
+                       loc.raw_length)
+    except (CorruptObject, ValueError):
+        return False
+    return True
 
 
 def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions, listener: Listener,

@@ -97,3 +97,39 @@ def test_stats_counts_around_chunks_lost_to_damage(cli, tmp_path):
     res = cli("stats", "--json", check=False)
     assert res.code == 0, res.err
     assert res.json()["snapshots"] == 1
+
+
+_FORGE = """
+import sys
+from agent.repo.damage import DamageRecord
+from agent.repo.repository import Repository
+from backends.local import LocalBackend
+repo = Repository.open(LocalBackend(sys.argv[1]), open(sys.argv[2], 'rb').read().strip())
+repo.save_damage(DamageRecord(packs={p: ('forged', None) for p in repo.list_packs()}, time='2030-01-01'), [])
+"""
+
+
+def test_a_forged_damage_record_costs_uploads_but_never_data(cli, tmp_path):
+    """Whoever holds the key (a compromised backup host under append-only credentials) can write a
+    damage record. It may make backups upload again, but restore still reads the recorded copies
+    that authenticate, prune never deletes a pack on a record's word, and check clears it."""
+    import subprocess
+    import sys
+
+    img = _random_image(tmp_path / "img", 8)
+    cli("init", "--pack-size", "1")
+    snap = cli("backup", str(img), "--json").json()["snapshot_id"]
+    cli("forget", "--keep-last", "1")
+    packs = {p.name for p in _data_packs(cli.repo)}
+    subprocess.run([sys.executable, "-c", _FORGE, str(cli.repo), str(cli.passfile)], check=True, env=cli.env)
+
+    out = tmp_path / "out.img"
+    cli("restore", snap, "--to", str(out))
+    assert out.read_bytes() == img.read_bytes()
+    cli("prune", "--max-unused", "0")
+    assert {p.name for p in _data_packs(cli.repo)} >= packs, "prune deleted packs on a record's word"
+    cli("check", "--read-data", check=False)  # reads every pack: all sound, the record goes
+    assert cli("check", "--read-data", "--json").json()["ok"]
+    assert not list((cli.repo / "damage").glob("*"))
+    cli("restore", snap, "--to", str(tmp_path / "again.img"))
+    assert (tmp_path / "again.img").read_bytes() == img.read_bytes()
