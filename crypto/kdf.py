@@ -28,8 +28,9 @@ class KdfParams:
             raise UnsupportedSuite(f"unknown key derivation function {d.get('algorithm')!r}")
         params = cls(int(d["time_cost"]), int(d["memory_kib"]), int(d["parallelism"]))
         # bound the cost an attacker-supplied key file can make us spend
+        # (Argon2 also needs 8 KiB per lane: memory_kib >= 8 * parallelism)
         if not (1 <= params.time_cost <= 64 and 8 <= params.memory_kib <= 4 * 1024 * 1024
-                and 1 <= params.parallelism <= 64):
+                and 1 <= params.parallelism <= 64 and params.memory_kib >= 8 * params.parallelism):
             raise UnsupportedSuite("key file asks for out-of-range Argon2id parameters")
         return params
 

@@ -68,8 +68,14 @@ def wrap(master: MasterKey, passphrase: bytes, repo_id: str, params: KdfParams, 
 
 
 def read_meta(keyfile: bytes) -> dict:
-    """The non-secret fields of a key file (creation time, host, user, label)."""
-    doc = json.loads(keyfile)
+    """The non-secret fields of a key file (creation time, host, user, label); UnsupportedSuite when
+    it is not a key file."""
+    try:
+        doc = json.loads(keyfile)
+    except (ValueError, RecursionError):
+        raise UnsupportedSuite("malformed key file: not JSON") from None
+    if not isinstance(doc, dict):
+        raise UnsupportedSuite("malformed key file: not an object")
     return {k: v for k, v in doc.items() if k not in ("salt", "data")}
 
 
@@ -83,7 +89,9 @@ def unwrap(keyfile: bytes, passphrase: bytes, repo_id: str) -> MasterKey:
         params = KdfParams.from_dict(doc["kdf"])
         salt = base64.b64decode(doc["salt"], validate=True)
         sealed = base64.b64decode(doc["data"], validate=True)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if len(salt) < 8:  # Argon2's minimum; wrap() writes 16 bytes
+            raise ValueError("salt too short")
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         raise UnsupportedSuite(f"malformed key file: {exc.__class__.__name__}") from None
     kek = derive(passphrase, salt, params)
     try:

@@ -125,5 +125,5 @@ def kdf_params(spec: str | None) -> KdfParams:
         t, m, p = (int(x) for x in spec.split(","))
         return KdfParams.from_dict({"time_cost": t, "memory_kib": m, "parallelism": p, "algorithm": "argon2id"})
     except (ValueError, UnsupportedSuite):
-        raise UsageError(f"AGENT_KDF must be 'time,memory_kib,parallelism' within 1-64 passes, 8 KiB-4 GiB and "
-                         f"1-64 lanes (for example 3,65536,4), not {spec!r}") from None
+        raise UsageError(f"AGENT_KDF must be 'time,memory_kib,parallelism' within 1-64 passes, 8 KiB-4 GiB "
+                         f"(8 KiB a lane) and 1-64 lanes (for example 3,65536,4), not {spec!r}") from None

@@ -173,12 +173,15 @@ def list_locks(backend: Backend, env: Envelope) -> list[LockInfo]:
         try:
             raw = env.open_object(_KIND, backend.get(info.key), f"lock {lock_id[:8]}")
             d = json.loads(raw)
-            out.append(LockInfo(lock_id, d["host"], int(d["pid"]), datetime.fromisoformat(d["time"]),
-                                bool(d["exclusive"]), str(d.get("command", ""))))
+            when, pid = datetime.fromisoformat(d["time"]), int(d["pid"])
+            if when.utcoffset() is None or not 0 < pid < 1 << 31:  # is_stale compares it to now, signals it
+                raise ValueError("malformed lock record")
+            out.append(LockInfo(lock_id, str(d["host"]), pid, when.astimezone(UTC), bool(d["exclusive"]),
+                                str(d.get("command", ""))))
         except NotFound:
             continue  # released while we listed
-        except (CorruptObject, ValueError, KeyError):
-            continue  # unreadable lock records do not block anyone
+        except (CorruptObject, ValueError, KeyError, TypeError, OverflowError, RecursionError):
+            continue  # unreadable lock records do not block anyone (only a bug writes a malformed one)
     return out
 
 

@@ -36,7 +36,10 @@ class RunRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> RunRecord:
         """ValueError when `raw` is not a record (the caller reports it as damage)."""
-        d = json.loads(raw)
+        try:
+            d = json.loads(raw)
+        except RecursionError:  # nested past the stack: not a run record
+            raise ValueError("a run record is nested too deeply") from None
         if not isinstance(d, dict):
             raise ValueError("a run record is not a JSON object")
         known = {f.name for f in fields(cls)}
