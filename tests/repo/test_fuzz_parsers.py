@@ -36,7 +36,7 @@ from typing import Iterator
 
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
 from agent.errors import CorruptObject, RepositoryLocked, RepositoryNotFound, UnsupportedFormat, WrongPassphrase
@@ -170,6 +170,8 @@ class World:
                  snapshot: Snapshot) -> None:
         self.repo, self.pack_id, self.data_id, self.segment, self.snapshot = repo, pack_id, data_id, segment, snapshot
         self.group, self.group_id = group, group_id  # the snapshot's chunk-list group (META blob plaintext)
+        self.now = datetime.now(UTC)  # the time of fresh lock records
+        self._once: dict = {}
 
     def __repr__(self) -> str:
         return f"World({self.repo.id[:8]})"
@@ -200,6 +202,13 @@ class World:
             yield key
         finally:
             self.backend.put(key, old)
+
+    def valid(self, key, make):
+        """A valid object made once per test: a strategy built from it draws alike when hypothesis
+        replays or shrinks an example (sealing again would change the nonce, a lock's time its length)."""
+        if key not in self._once:
+            self._once[key] = make()
+        return self._once[key]
 
     def seal_object(self, kind: bytes, plain: bytes, compressed: bool = False) -> bytes:
         """Plaintext sealed with the repository's real key: it authenticates as `kind`."""
@@ -256,9 +265,9 @@ def _valid_damage(world: World) -> DamageRecord:
                         snapshots={world.snapshot.id: [(0, 4096)]}, time="2024-05-02T00:00:00+00:00")
 
 
-def _valid_lock() -> dict:
+def _valid_lock(world: World) -> dict:
     return {"host": "another-host", "pid": 4242, "exclusive": True, "command": "prune",
-            "time": datetime.now(UTC).isoformat()}
+            "time": world.now.isoformat()}
 
 
 # ---- what a well-typed result is -----------------------------------------------------------------
@@ -349,8 +358,10 @@ def test_config_as_stored(world, data):
     with world.replaced(layout.CONFIG, raw):
         try:
             repo = _open(world)
-        except CONFIG_ERRORS:
+        except CONFIG_ERRORS as exc:
+            event(f"refused: {type(exc).__name__}")
             return
+    event("opened")
     check_params(repo.params)
     assert repo.id == world.repo.id  # only a change that means nothing (whitespace, an unknown field) opens
 
@@ -370,7 +381,9 @@ def test_config_sealed_part_after_authentication(world, data):
             repo = _open(world)
         except (CorruptObject, UnsupportedFormat) as exc:
             assert "config" in str(exc)
+            event(f"refused: {type(exc).__name__}")
             return
+    event("opened")
     check_params(repo.params)
 
 
@@ -413,9 +426,10 @@ def test_key_file_as_stored(world, data, monkeypatch):
     with world.replaced(key, raw):
         try:
             repo = _open(world)
-        except (WrongPassphrase, UnsupportedFormat, CorruptObject):
-            pass
+        except (WrongPassphrase, UnsupportedFormat, CorruptObject) as exc:
+            event(f"refused: {type(exc).__name__}")
         else:
+            event("opened")
             assert repo.id == world.repo.id
         # listed by a session opened with another key, never an error
         other = world.repo.add_key(b"another", kdf=TEST_PARAMS)
@@ -446,8 +460,10 @@ def test_key_file_master_after_authentication(world, data):
     with world.replaced(key, json.dumps(doc).encode()):
         try:
             repo = _open(world)
-        except (UnsupportedFormat, CorruptObject):
+        except (UnsupportedFormat, CorruptObject) as exc:
+            event(f"refused: {type(exc).__name__}")
             return
+    event("opened")
     assert repo.params == world.repo.params
 
 
@@ -460,6 +476,7 @@ def _index_outcome(world: World, name: str) -> None:
     index = world.repo.load_index(damaged)
     check_index(index)
     assert set(_names(damaged)) <= {name}
+    event("segment reported damaged" if damaged else "segment loaded")
     if damaged:
         with pytest.raises(CorruptObject, match=name[:16]):
             world.repo.load_index()
@@ -472,7 +489,8 @@ def _index_outcome(world: World, name: str) -> None:
 def test_index_segment_as_stored(world, data):
     """Repository.load_index: name check, Envelope.open_object, Envelope.decompress, index.decode_segment."""
     valid = world.get(layout.index_segment(world.segment))
-    raw = data.draw(stored_bytes(valid, world.seal_object(SNAPSHOT_KIND, b"{}", True)), label="segment")
+    swapped = world.valid("snapshot as index", lambda: world.seal_object(SNAPSHOT_KIND, b"{}", True))
+    raw = data.draw(stored_bytes(valid, swapped), label="segment")
     name = object_id(raw) if data.draw(st.booleans(), label="named by content") else os.urandom(32).hex()
     with world.stored(layout.index_segment(name), raw):
         damaged: list[tuple[str, str]] = []
@@ -537,7 +555,9 @@ def _pack_outcome(world: World, pack_id: str, size: int) -> None:
             entries = read()
         except CorruptObject as exc:
             assert pack_id[:16] in str(exc)
+            event("header refused")
         else:
+            event("header read")
             check_entries(entries, size)
     problem, bad = world.repo.verify_pack(pack_id)
     assert (problem is None and bad is None) or isinstance(problem, str)
@@ -644,7 +664,9 @@ def test_blob_after_authentication(world, data):
         out = world.repo.open_blob(btype, cid, _seal_blob_body(world, btype, cid, body), raw_length)
     except CorruptObject as exc:
         assert cid.hex()[:16] in str(exc)
+        event("blob refused")
     else:
+        event("blob opened")
         assert out == plain and raw_length == len(plain)
 
 
@@ -672,7 +694,7 @@ def test_chunk_list_blob_as_stored(world, data):
     """Repository.load_chunk_list -> open_blob on a damaged META blob: CorruptObject naming it."""
     group = world.group + RECORD.pack(ZERO, 4096, bytes(32))
     gid = world.repo.chunk_id(group)
-    valid = world.repo.seal_blob(BlobType.META, gid, group)
+    valid = world.valid("group", lambda: world.repo.seal_blob(BlobType.META, gid, group))
     sealed = data.draw(stored_bytes(valid), label="sealed group")
     if sealed == valid:
         reject()
@@ -712,7 +734,9 @@ def test_chunk_list_group_after_authentication(world, data):
             ext = list(world.repo.snapshot_extents(index, snap))
         except CorruptObject as exc:
             assert gid.hex()[:16] in str(exc) or snap.id[:8] in str(exc)
+            event("chunk list refused")
             return
+    event("chunk list read")
     check_extents(ext, snap)
 
 
@@ -724,6 +748,7 @@ def _snapshots_outcome(world: World, name: str) -> None:
     damaged: list[tuple[str, str]] = []
     snaps = world.repo.list_snapshots(damaged)
     assert set(_names(damaged)) <= {name} and len(snaps) + len(damaged) == 2
+    event("manifest reported damaged" if damaged else "manifest read")
     for s in snaps:
         check_snapshot(s)
     filter_snapshots(snaps, host="h", tags=["nightly"])
@@ -743,7 +768,8 @@ def _snapshots_outcome(world: World, name: str) -> None:
 @given(data=st.data())
 def test_snapshot_as_stored(world, data):
     valid = world.get(layout.snapshot(world.snapshot.id))
-    raw = data.draw(stored_bytes(valid, world.seal_object(INDEX_KIND, b"", True)), label="manifest")
+    swapped = world.valid("index as snapshot", lambda: world.seal_object(INDEX_KIND, b"", True))
+    raw = data.draw(stored_bytes(valid, swapped), label="manifest")
     name = object_id(raw) if data.draw(st.booleans(), label="named by content") else os.urandom(32).hex()
     with world.stored(layout.snapshot(name), raw):
         _snapshots_outcome(world, name)
@@ -767,6 +793,7 @@ def _runs_outcome(world: World, name: str) -> None:
     damaged: list[str] = []
     runs = world.repo.list_runs(damaged)
     assert damaged in ([], [name]) and len(runs) + len(damaged) == 1
+    event("run record reported damaged" if damaged else "run record read")
     for n, r in runs:
         assert n == name and isinstance(r, RunRecord)
         for f in ("status", "reason", "host", "source", "started", "stopped", "agent_version"):
@@ -780,7 +807,8 @@ def _runs_outcome(world: World, name: str) -> None:
 @FUZZ
 @given(data=st.data())
 def test_run_record_as_stored(world, data):
-    raw = data.draw(stored_bytes(world.seal_object(RUN_KIND, _valid_run().to_json())), label="run record")
+    valid = world.valid("run", lambda: world.seal_object(RUN_KIND, _valid_run().to_json()))
+    raw = data.draw(stored_bytes(valid), label="run record")
     with world.stored(layout.run("12" * 32), raw):
         _runs_outcome(world, "12" * 32)
 
@@ -801,6 +829,7 @@ def _damage_outcome(world: World, name: str) -> None:
     damaged: list[tuple[str, str]] = []
     record, names = world.repo.load_damage(damaged)
     assert names == [name] and _names(damaged) in ([], [name])
+    event("damage record reported damaged" if damaged else "damage record read")
     assert isinstance(record.time, str)
     for pack_id, (why, blobs) in record.packs.items():
         assert _is_hex_id(pack_id) and isinstance(why, str)
@@ -813,7 +842,7 @@ def _damage_outcome(world: World, name: str) -> None:
 @FUZZ
 @given(data=st.data())
 def test_damage_record_as_stored(world, data):
-    valid = world.seal_object(DAMAGE_KIND, _valid_damage(world).to_json())
+    valid = world.valid("damage", lambda: world.seal_object(DAMAGE_KIND, _valid_damage(world).to_json()))
     raw = data.draw(stored_bytes(valid), label="damage record")
     name = object_id(raw) if data.draw(st.booleans(), label="named by content") else os.urandom(32).hex()
     with world.stored(layout.damage(name), raw):
@@ -836,7 +865,9 @@ def test_damage_record_after_authentication(world, data):
 
 def _locks_outcome(world: World) -> None:
     """Repository.list_locks, remove_locks (LockInfo.is_stale) and lock (a conflict or not)."""
-    for info in world.repo.list_locks():
+    locks = world.repo.list_locks()
+    event("lock read" if locks else "lock skipped")
+    for info in locks:
         assert isinstance(info, LockInfo) and isinstance(info.host, str) and isinstance(info.command, str)
         assert type(info.pid) is int and isinstance(info.exclusive, bool)
         assert isinstance(info.time, datetime) and info.time.utcoffset() is not None
@@ -850,7 +881,7 @@ def _locks_outcome(world: World) -> None:
 @FUZZ
 @given(data=st.data())
 def test_lock_as_stored(world, data):
-    valid = world.seal_object(LOCK_KIND, encode(_valid_lock()))
+    valid = world.valid("lock", lambda: world.seal_object(LOCK_KIND, encode(_valid_lock(world))))
     raw = data.draw(stored_bytes(valid), label="lock")
     with world.stored(layout.lock("34" * 16), raw):
         assert world.repo.list_locks() == []  # unreadable lock records block nobody
@@ -861,7 +892,7 @@ def test_lock_as_stored(world, data):
 @given(data=st.data())
 def test_lock_after_authentication(world, data):
     """locks.list_locks (the lock record parser) on any plaintext that authenticates."""
-    plain = data.draw(documents(_valid_lock()), label="lock plaintext")
+    plain = data.draw(documents(_valid_lock(world)), label="lock plaintext")
     with world.stored(layout.lock("34" * 16), world.seal_object(LOCK_KIND, plain)):
         _locks_outcome(world)
 
@@ -921,7 +952,7 @@ def test_a_blob_inflates_at_most_to_its_length_and_never_past_the_blob_limit(wor
 
 def test_a_fresh_lock_read_back_blocks_and_an_old_one_is_stale(world):
     """The lock parser accepts what Lock writes (the fuzz above is not vacuous)."""
-    doc = _valid_lock()
+    doc = _valid_lock(world)
     with world.stored(layout.lock("34" * 16), world.seal_object(LOCK_KIND, encode(doc))):
         (info,) = world.repo.list_locks()
         assert info.pid == 4242 and info.exclusive
@@ -975,7 +1006,7 @@ def test_snapshot_regressions(world, change):
     {"pid": math.inf}, {"time": 5},
 ], ids=["naive-time", "time-before-year-1-in-utc", "huge-pid", "pid-0", "infinite-pid", "int-time"])
 def test_lock_regressions(world, change):
-    doc = {**_valid_lock(), "host": socket.gethostname(), **change}
+    doc = {**_valid_lock(world), "host": socket.gethostname(), **change}
     with world.stored(layout.lock("34" * 16), world.seal_object(LOCK_KIND, encode(doc))):
         assert world.repo.list_locks() == []
         assert world.repo.remove_locks() == 0
