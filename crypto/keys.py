@@ -93,9 +93,10 @@ def verify(keyfile: bytes) -> dict:
         doc = json.loads(keyfile)
         if not isinstance(doc, dict):
             raise ValueError("not an object")
-    except ValueError as exc:
+        intact = _DIGEST not in doc or doc[_DIGEST] == _digest(doc)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser goes
         raise UnsupportedSuite(f"malformed key file: {exc.__class__.__name__}") from None
-    if _DIGEST in doc and doc[_DIGEST] != _digest(doc):
+    if not intact:
         raise KeyFileDamaged("its integrity digest does not match its contents")
     return doc
 
@@ -109,9 +110,9 @@ def unwrap(keyfile: bytes, passphrase: bytes, repo_id: str) -> MasterKey:
         params = KdfParams.from_dict(doc["kdf"])
         salt = base64.b64decode(doc["salt"], validate=True)
         sealed = base64.b64decode(doc["data"], validate=True)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         raise UnsupportedSuite(f"malformed key file: {exc.__class__.__name__}") from None
-    kek = derive(passphrase, salt, params)
+    kek = derive(passphrase, salt, params)  # refuses a salt shorter than Argon2's minimum, by its length
     try:
         return MasterKey.from_bytes(aead.open_(kek, sealed, _ad(repo_id)))
     except AuthenticationFailed:

@@ -49,7 +49,10 @@ class DamageRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> DamageRecord:
         """ValueError when `raw` is not a damage record (the caller reports it as damaged)."""
-        d = json.loads(raw)
+        try:
+            d = json.loads(raw)
+        except RecursionError:  # nested past the stack: not a damage record
+            raise ValueError("a damage record is nested too deeply") from None
         if not isinstance(d, dict) or d.get("version") != DAMAGE_VERSION:
             raise ValueError("not a damage record of a known version")
         packs, snaps = d.get("packs"), d.get("snapshots")

@@ -65,12 +65,9 @@ class Envelope:
             body = aead.open_(self._master.encryption_key, sealed, self._ad(btype, cid))
         except (AuthenticationFailed, UnsupportedSuite):  # a damaged first byte names no known suite
             raise CorruptObject(f"blob {cid.hex()[:16]} failed authentication") from None
-        limit = raw_length if raw_length is not None else MAX_RAW_BLOB
-        if body[:1] == b"\x01":
-            try:  # a memoryview: slicing the bytes would copy the whole blob first
-                data = self._dctx().decompress(memoryview(body)[1:], max_output_size=limit)
-            except zstandard.ZstdError:
-                raise CorruptObject(f"blob {cid.hex()[:16]} does not decompress") from None
+        limit = min(raw_length, MAX_RAW_BLOB) if raw_length is not None else MAX_RAW_BLOB
+        if body[:1] == b"\x01":  # a memoryview: slicing the bytes would copy the whole blob first
+            data = self._inflate(memoryview(body)[1:], limit, f"blob {cid.hex()[:16]}")
         elif body[:1] == b"\x00":
             data = body[1:]
         else:
@@ -94,8 +91,18 @@ class Envelope:
     def compress(self, data: bytes) -> bytes:
         return self._cctx().compress(data)
 
-    def decompress(self, data: bytes | memoryview, limit: int = 1 << 30) -> bytes:
+    def decompress(self, data: bytes | memoryview, limit: int = 1 << 30, name: str = "metadata object") -> bytes:
+        """Inflate a metadata object (index segment, snapshot manifest); `name` says which in errors."""
+        return self._inflate(data, limit, name)
+
+    def _inflate(self, data: bytes | memoryview, limit: int, name: str) -> bytes:
+        """At most `limit` bytes out of one zstd frame. zstandard allocates the content size a frame
+        header declares up front, whatever max_output_size says (a 2^60 claim was a MemoryError), so
+        a claim past the limit is refused before anything is allocated."""
         try:
+            claimed = zstandard.frame_content_size(data)  # -1: not declared, max_output_size bounds it
+            if claimed > limit:
+                raise CorruptObject(f"{name} claims to decompress to {claimed} bytes, more than {limit}")
             return self._dctx().decompress(data, max_output_size=limit)
         except zstandard.ZstdError:
-            raise CorruptObject("metadata object does not decompress") from None
+            raise CorruptObject(f"{name} does not decompress") from None

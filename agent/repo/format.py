@@ -26,7 +26,8 @@ class ChunkerParams:
     max_size: int = 1 << 20
 
     def validate(self) -> ChunkerParams:
-        if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 16 << 20):
+        if not (all(type(v) is int for v in (self.min_size, self.avg_size, self.max_size))
+                and 64 <= self.min_size <= self.avg_size <= self.max_size <= 16 << 20):
             raise UnsupportedFormat("repository config has invalid chunker parameters")
         return self
 
@@ -43,12 +44,16 @@ class RepoParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> RepoParams:
-        return cls(
+        params = cls(
             chunker=ChunkerParams(**d["chunker"]).validate(),
             pack_size=int(d["pack_size"]),
             compression=str(d.get("compression", "zstd")),
             compression_level=int(d.get("compression_level", 3)),
         )
+        # zstd refuses levels above 22 (a backup would fail at its first blob); packs hold at least one blob
+        if not (-(1 << 17) <= params.compression_level <= 22 and params.pack_size > 0):
+            raise UnsupportedFormat("repository config has an invalid compression level or pack size")
+        return params
 
 
 def _config_ad(repo_id: str) -> bytes:
@@ -71,10 +76,10 @@ def read_plain_config(raw: bytes) -> dict:
     """The readable part; refuses what is not a repository or is of a newer format."""
     try:
         doc = json.loads(raw)
-        name, version, repo_id = doc["format"], int(doc["version"]), str(doc["id"])
-    except (ValueError, KeyError, TypeError):
+        name, version, repo_id = doc["format"], int(doc["version"]), doc["id"]
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # Infinity; nesting past the stack
         raise _unreadable(raw) from None
-    if name != FORMAT_NAME:
+    if name != FORMAT_NAME or not isinstance(repo_id, str):
         raise _unreadable(raw)
     if version > FORMAT_VERSION:
         raise UnsupportedFormat(
@@ -83,6 +88,8 @@ def read_plain_config(raw: bytes) -> dict:
         )
     if version < 1 or len(repo_id) != 32:
         raise UnsupportedFormat(f"repository format version {version} is not supported")
+    if any(c not in "0123456789abcdef" for c in repo_id):  # it names the cache directory and binds every object
+        raise _unreadable(raw)
     return doc
 
 
@@ -101,5 +108,5 @@ def open_config(doc: dict, encryption_key: bytes) -> RepoParams:
     try:
         raw = aead.open_(encryption_key, base64.b64decode(doc["sealed"]), _config_ad(doc["id"]))
         return RepoParams.from_dict(json.loads(raw))
-    except (AuthenticationFailed, UnsupportedSuite, ValueError, KeyError, TypeError):
+    except (AuthenticationFailed, UnsupportedSuite, ValueError, KeyError, TypeError, OverflowError, RecursionError):
         raise CorruptObject("the repository config failed authentication: it was modified or damaged") from None

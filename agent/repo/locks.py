@@ -175,11 +175,14 @@ def list_locks(backend: Backend, env: Envelope, unreadable: list[str] | None = N
         try:
             raw = env.open_object(_KIND, backend.get(info.key), f"lock {lock_id[:8]}")
             d = json.loads(raw)
-            out.append(LockInfo(lock_id, d["host"], int(d["pid"]), datetime.fromisoformat(d["time"]),
-                                bool(d["exclusive"]), str(d.get("command", ""))))
+            when, pid = datetime.fromisoformat(d["time"]), int(d["pid"])
+            if when.utcoffset() is None or not 0 < pid < 1 << 31:  # is_stale compares it to now, signals it
+                raise ValueError("malformed lock record")
+            out.append(LockInfo(lock_id, str(d["host"]), pid, when.astimezone(UTC), bool(d["exclusive"]),
+                                str(d.get("command", ""))))
         except NotFound:
             continue  # released while we listed
-        except (CorruptObject, ValueError, KeyError, TypeError):
+        except (CorruptObject, ValueError, KeyError, TypeError, OverflowError, RecursionError):
             if unreadable is not None:
                 unreadable.append(lock_id)
     return out

@@ -106,13 +106,13 @@ class PackBuilder:
             self._file = None
 
 
-def header_location(pack_size: int, tail: bytes) -> tuple[int, int]:
+def header_location(pack_size: int, tail: bytes, name: str) -> tuple[int, int]:
     """From the last 4 bytes of a pack: (offset, length) of the sealed header."""
     if pack_size < 4 or len(tail) < 4:
-        raise CorruptObject("pack is truncated (no header length)")
+        raise CorruptObject(f"pack {name[:16]} is truncated (no header length)")
     (hlen,) = struct.unpack("<I", tail[-4:])
     if hlen > MAX_HEADER or hlen + 4 > pack_size:
-        raise CorruptObject("pack header length is implausible: pack truncated or damaged")
+        raise CorruptObject(f"pack {name[:16]} header length is implausible: pack truncated or damaged")
     return pack_size - 4 - hlen, hlen
 
 
@@ -134,5 +134,5 @@ def read_pack_bytes(envelope: Envelope, data: bytes, name: str) -> list[PackEntr
     """Parse a whole pack held in memory, checking its name against its hash."""
     if object_id(data) != name:
         raise CorruptObject(f"pack {name[:16]} does not match its name (damaged or truncated)")
-    off, hlen = header_location(len(data), data[-4:])
+    off, hlen = header_location(len(data), data[-4:], name)
     return parse_header(envelope, memoryview(data)[off:off + hlen], off, name)

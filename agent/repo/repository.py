@@ -124,8 +124,9 @@ class Repository:
                 meta, damaged = keyfiles.read_meta(data), None
             except (KeyFileDamaged, UnsupportedSuite) as exc:  # listed, so it can be found and removed
                 meta, damaged = {}, str(exc)
-            out.append({"id": key_id, "current": key_id == self.key_id, **{k: meta.get(k) for k in
-                        ("created", "host", "user", "label")}, "damaged": damaged})
+            fields = {k: meta[k] if isinstance(meta.get(k), str) else None
+                      for k in ("created", "host", "user", "label")}
+            out.append({"id": key_id, "current": key_id == self.key_id, **fields, "damaged": damaged})
         return out
 
     def damaged_keys(self) -> list[tuple[str, str]]:
@@ -195,7 +196,7 @@ class Repository:
 
     def read_pack_header(self, pack_id: str, size: int) -> list[PackEntry]:
         tail = self.read_pack_range(pack_id, max(0, size - 65536), min(size, 65536))
-        off, hlen = header_location(size, tail)
+        off, hlen = header_location(size, tail, pack_id)
         start = off - (size - len(tail))
         sealed = tail[start:start + hlen] if start >= 0 else self.read_pack_range(pack_id, off, hlen)
         return parse_header(self._envelope, sealed, off, pack_id)
@@ -227,7 +228,7 @@ class Repository:
             return str(exc), None
         problem = None if object_id(data) == pack_id else "content does not match its name (damaged or truncated)"
         try:
-            off, hlen = header_location(len(data), data[-4:])
+            off, hlen = header_location(len(data), data[-4:], pack_id)
             entries = parse_header(self._envelope, memoryview(data)[off:off + hlen], off, pack_id)
         except CorruptObject as exc:
             entries = known() if known is not None else []
@@ -288,8 +289,8 @@ class Repository:
         for name in names:
             try:
                 sealed = self._get_cached("index", layout.index_segment(name), name)
-                plain = self._envelope.decompress(
-                    self._envelope.open_object(_INDEX_KIND, sealed, f"index segment {name[:16]}"))
+                what = f"index segment {name[:16]}"
+                plain = self._envelope.decompress(self._envelope.open_object(_INDEX_KIND, sealed, what), name=what)
                 sup, packs, etab = decode_segment(plain, name)
             except CorruptObject as exc:
                 if damaged is None:
@@ -405,8 +406,8 @@ class Repository:
         for name in names:
             try:
                 sealed = self._get_cached("snapshots", layout.snapshot(name), name)
-                raw = self._envelope.decompress(
-                    self._envelope.open_object(_SNAPSHOT_KIND, sealed, f"snapshot {name[:8]}"))
+                what = f"snapshot {name[:8]}"
+                raw = self._envelope.decompress(self._envelope.open_object(_SNAPSHOT_KIND, sealed, what), name=what)
                 try:
                     out.append(Snapshot.from_json(raw, name))
                 except (ValueError, KeyError, TypeError):

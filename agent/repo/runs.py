@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 
 RUN_RECORD_VERSION = 1
 
@@ -36,7 +37,10 @@ class RunRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> RunRecord:
         """ValueError when `raw` is not a record (the caller reports it as damage)."""
-        d = json.loads(raw)
+        try:
+            d = json.loads(raw)
+        except RecursionError:  # nested past the stack: not a run record
+            raise ValueError("a run record is nested too deeply") from None
         if not isinstance(d, dict):
             raise ValueError("a run record is not a JSON object")
         known = {f.name for f in fields(cls)}
@@ -51,6 +55,9 @@ class RunRecord:
                 raise ValueError(f"run record field {f.name} is not {f.type}")
         if not isinstance(rec.packs, list) or not all(isinstance(p, str) for p in rec.packs):
             raise ValueError("run record field packs is not a list of pack ids")
+        for when in (rec.started, rec.stopped):  # listings sort and print them as times
+            if datetime.fromisoformat(when).utcoffset() is None:
+                raise ValueError("run record time names no offset")
         return rec
 
     def summary(self) -> dict:

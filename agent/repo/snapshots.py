@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from agent.errors import CorruptObject, SnapshotNotFound, UsageError
 
 MANIFEST_VERSION = 1
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -61,15 +63,19 @@ class Snapshot:
             d = json.loads(raw)
             if int(d["version"]) > MANIFEST_VERSION:
                 raise CorruptObject(f"snapshot {snapshot_id[:8]} was written by a newer agent; upgrade to read it")
-            return cls(
-                time=datetime.fromisoformat(d["time"].replace("Z", "+00:00")),
+            time = datetime.fromisoformat(d["time"].replace("Z", "+00:00"))
+            if time.utcoffset() is None:  # a naive time cannot be ordered with the others
+                raise ValueError("the manifest's time names no offset")
+            return _checked(cls(
+                time=time.astimezone(UTC),
                 host=str(d["host"]), source=dict(d["source"]), size=int(d["size"]), digest=str(d["digest"]),
-                chunk_list=[str(x) for x in d["chunk_list"]], tags=list(d.get("tags") or []),
+                chunk_list=list(d["chunk_list"]), tags=list(d.get("tags") or []),
                 parent=d.get("parent"), partition_table=d.get("partition_table"), stats=dict(d.get("stats") or {}),
                 agent_version=str(d.get("agent_version", "")), repaired=_repaired(d.get("repaired")),
                 changed_during_backup=d.get("changed_during_backup") is True, id=snapshot_id,
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
+            ))
+        # OverflowError: Infinity, or a time that leaves the calendar in UTC; RecursionError: nesting
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
             raise CorruptObject(f"snapshot {snapshot_id[:8]} has a malformed manifest") from None
 
     def summary(self) -> dict:
@@ -89,6 +95,21 @@ class Snapshot:
             "lost_bytes": sum(n for _, n in self.repaired["lost"]) if self.repaired else 0,
             "changed_during_backup": self.changed_during_backup,
         }
+
+
+def _checked(snap: Snapshot) -> Snapshot:
+    """The fields code reads have the types it expects (authenticated, so only a bug writes others:
+    still never crash on one). ValueError otherwise."""
+    stats = snap.stats
+    runs = stats.get("resumed_runs", [])
+    if not (snap.size >= 0 and all(isinstance(x, str) and _HEX_ID.fullmatch(x) for x in snap.chunk_list)
+            and all(isinstance(t, str) for t in snap.tags) and isinstance(snap.source.get("path", ""), str)
+            and (snap.parent is None or isinstance(snap.parent, str))
+            and (snap.partition_table is None or isinstance(snap.partition_table, dict))
+            and all(isinstance(stats.get(k, 0), int) for k in ("new_bytes", "stored_bytes"))
+            and isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
+        raise ValueError("malformed manifest")
+    return snap
 
 
 def _repaired(value: object) -> dict | None:

@@ -4,6 +4,7 @@ them back, including records with fields it does not know."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 from hypothesis import given
@@ -11,11 +12,14 @@ from hypothesis import strategies as st
 
 from agent.repo.runs import RunRecord
 
+_T = "2024-05-01T02:00:00+00:00"
+
 text = st.text(max_size=40)
+times = st.datetimes(timezones=st.just(UTC)).map(lambda t: t.isoformat())
 sizes = st.integers(min_value=0, max_value=1 << 50)
 records = st.builds(
     RunRecord, status=st.sampled_from(["incomplete", "failed"]), reason=text, host=text, source=text,
-    started=text, stopped=text, source_bytes=sizes, done_bytes=sizes, new_bytes=sizes, uploaded_bytes=sizes,
+    started=times, stopped=times, source_bytes=sizes, done_bytes=sizes, new_bytes=sizes, uploaded_bytes=sizes,
     agent_version=text, packs=st.lists(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64), max_size=5))
 
 
@@ -54,14 +58,23 @@ def test_anything_else_is_a_value_error(raw):
 
 
 def test_summary_leaves_out_the_pack_list():
-    rec = RunRecord(status="failed", reason="r", host="h", source="s", started="a", stopped="b", packs=["p"])
+    rec = RunRecord(status="failed", reason="r", host="h", source="s", started=_T, stopped=_T, packs=["p"])
     assert "packs" not in rec.summary() and rec.summary()["reason"] == "r"
 
 
 @pytest.mark.parametrize("field,value", [("packs", 5), ("packs", [1]), ("uploaded_bytes", "9"), ("host", None),
                                          ("done_bytes", True), ("started", 3)])
 def test_wrong_types_are_a_value_error(field, value):
-    doc = json.loads(RunRecord(status="failed", reason="r", host="h", source="s", started="a", stopped="b").to_json())
+    doc = json.loads(RunRecord(status="failed", reason="r", host="h", source="s", started=_T, stopped=_T).to_json())
     doc[field] = value
     with pytest.raises(ValueError, match=field):
+        RunRecord.from_json(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("when", ["a", "2024-05-01T02:00:00", ""])
+def test_a_time_that_is_no_time_with_an_offset_is_a_value_error(when):
+    """`snapshots --all` sorts and prints these as times: a record must not crash it."""
+    doc = json.loads(RunRecord(status="failed", reason="r", host="h", source="s", started=_T, stopped=_T).to_json())
+    doc["started"] = when
+    with pytest.raises(ValueError):
         RunRecord.from_json(json.dumps(doc).encode())
