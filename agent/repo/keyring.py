@@ -44,14 +44,35 @@ class Unlocked:
         return f"Unlocked(repository {self.config.get('id')}, key {self.key_id[:8]})"
 
 
+_RESTORE_CONFIG = ("restore the object 'config' from a copy of this repository (it never changes after "
+                   "`agent init`); the packs, index and snapshots are untouched. Do not run `agent init` here")
+
+
+def _has_key_files(backend: Backend) -> bool:
+    """Whether `keys/` holds anything: the mark of a repository whose config is damaged or gone."""
+    try:
+        return any(True for _ in backend.list(layout.KEYS))
+    except BackendError:
+        return False
+
+
 def unlock(backend: Backend, passphrase: bytes) -> Unlocked:
     try:
         raw = backend.get(layout.CONFIG)
     except NotFound:
+        if _has_key_files(backend):
+            raise CorruptObject("the repository config is missing: key files are here, but the object 'config' "
+                                "is gone", hint=_RESTORE_CONFIG) from None
         raise RepositoryNotFound(f"no repository at {backend.location}") from None
     except BackendError as exc:
         raise storage_error(exc, f"cannot read the repository at {backend.location}") from None
-    config = read_plain_config(raw)
+    try:
+        config = read_plain_config(raw)
+    except RepositoryNotFound:  # not ours, unless key files sit beside it: then it is ours, damaged
+        if _has_key_files(backend):
+            raise CorruptObject("the repository config is damaged (unreadable), and key files are here",
+                                hint=_RESTORE_CONFIG) from None
+        raise
     try:
         infos = list(backend.list(layout.KEYS))
     except BackendError as exc:

@@ -46,3 +46,22 @@ def test_a_foreign_file_named_config_is_not_a_repository_and_a_damaged_one_is_co
         read_plain_config(b'{"some": "other tool"}')
     with pytest.raises(CorruptObject, match="damaged"):
         read_plain_config(RAW[:-3])
+
+
+@pytest.mark.parametrize("damage", ["zero", "delete"])
+def test_a_zeroed_or_missing_config_beside_key_files_is_damage_not_no_repository(cli, damage):
+    """A NAS that lost power zero-fills the small config; a careless cleanup deletes it. With key
+    files there, this is a damaged repository: say so, and never suggest `agent init`."""
+    cli("init")
+    config = cli.repo / "config"
+    if damage == "zero":
+        config.write_bytes(bytes(config.stat().st_size))
+    else:
+        config.unlink()
+    res = cli("snapshots", check=False)
+    assert res.code == 14, res
+    assert "repository config is" in res.err and "restore the object 'config'" in res.err
+    assert "Traceback" not in res.err
+    other = cli.tmp / "elsewhere"
+    other.mkdir()
+    assert cli("snapshots", check=False, env={"AGENT_REPO": str(other)}).code == 10  # nothing there: no repository
