@@ -136,6 +136,13 @@ def create(backend: Backend, passphrase: bytes, params: RepoParams, kdf: KdfPara
         pass
     except BackendError as exc:
         raise storage_error(exc, f"cannot reach {backend.location}") from None
+    try:  # packs or snapshots without a config: a repository that lost it, not a half-made one
+        held = any(True for prefix in (layout.SNAPSHOTS, layout.INDEX, layout.DATA) for _ in backend.list(prefix))
+    except BackendError as exc:
+        raise storage_error(exc, f"cannot reach {backend.location}") from None
+    if held:
+        raise RepositoryExists(f"{backend.location} holds repository data but no config: a new repository here "
+                               "would leave that data unreadable", hint=_RESTORE_CONFIG)
     master = MasterKey.generate()
     repo_id = secrets.token_hex(16)
     created = datetime.now(UTC).isoformat()

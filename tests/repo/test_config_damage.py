@@ -65,3 +65,20 @@ def test_a_zeroed_or_missing_config_beside_key_files_is_damage_not_no_repository
     other = cli.tmp / "elsewhere"
     other.mkdir()
     assert cli("snapshots", check=False, env={"AGENT_REPO": str(other)}).code == 10  # nothing there: no repository
+
+
+def test_init_refuses_a_location_with_repository_data_but_no_config(cli, tmp_path):
+    img = tmp_path / "disk.img"
+    img.write_bytes(os.urandom(1 << 20))
+    cli("init")
+    cli("backup", str(img))
+    (cli.repo / "config").unlink()
+    res = cli("init", check=False)
+    assert res.code == 10 and "holds repository data but no config" in res.err, res
+    assert "restore the object 'config'" in res.err
+    assert not (cli.repo / "config").exists()
+    # a half-made repository (init killed between its key file and its config) may be initialised again
+    half = tmp_path / "half"
+    cli("init", env={"AGENT_REPO": str(half)})
+    (half / "config").unlink()
+    assert cli("init", env={"AGENT_REPO": str(half)}).code == 0
