@@ -23,6 +23,8 @@ def restore(
     ignore_errors: bool = typer.Option(False, "--ignore-errors", help="Write zeros where data is damaged and list "
                                        "those ranges, instead of stopping."),
     sync: bool = typer.Option(False, "--sync", help="Flush an image file to disk before exiting (disks always are)."),
+    partition: Optional[str] = typer.Option(None, "--partition", "-p", help="Restore only this partition (number, "
+                                            "filesystem label or GPT name), fetching only its range."),
     limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Bandwidth limit: 4MiB/s, "
                                                  "20Mbit/s, off, or a timetable. Env: AGENT_LIMIT_DOWNLOAD."),
 ) -> None:
@@ -52,14 +54,22 @@ def restore(
         if snap.changed_during_backup:
             app.warn(f"snapshot {snap.id[:8]} was taken while its source was being written: the image may be "
                      "inconsistent (check its filesystems after the restore)")
-        app.info(f"restoring snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
+        window, what = None, ""
+        if partition is not None:
+            from agent.restore.partition import pick_partition
+
+            part = pick_partition(snap, partition)
+            window, what = (int(part["start"]), int(part["size"])), f"partition {part['number']} of "
+        app.info(f"restoring {what}snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
         with app.progress("restore") as listener:
-            res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync),
-                              listener)
+            res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync,
+                                                             window=window), listener)
+    fetched = app.accounting.snapshot().bytes_down if app.accounting else None
     if app.settings.json:
         app.emit_json({"snapshot_id": res.snapshot_id, "target": res.target, "size": res.size,
-                       "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes,
+                       "partition": int(part["number"]) if partition is not None else None,
+                       "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes, "fetched_bytes": fetched,
                        "duration_s": res.duration_s, "damaged_ranges": [list(r) for r in res.damaged]})
     else:
         app.out.print(f"restored {units.size(res.size)} to {res.target} in {res.duration_s:.1f} s "

@@ -12,6 +12,8 @@ class RestoreOptions:
     workers: int = 3  # ranged reads in flight: enough to keep two cores decompressing while one waits
     lock_wait: float = 1800.0
     sync: bool = False  # fsync an image file at the end; block devices are always flushed
+    #: restore only image bytes [start, start + length) (one partition), to offset 0 of the target
+    window: tuple[int, int] | None = None
 
 
 @dataclass

@@ -62,15 +62,26 @@ def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOpti
         return _restore(repo, snap, target, opts, listener, t0)
 
 
-def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot,
-          ignore_errors: bool) -> tuple[dict[bytes, _Blob], list[tuple[int, int]], list[tuple[int, int]]]:
-    """Where each chunk of the image is stored: (blobs by id, zero runs, ranges of missing chunks)."""
+def _clip(offset: int, length: int, window: tuple[int, int]) -> tuple[int, int] | None:
+    """An image range as target offsets when restoring only `window` (start, length); None outside it."""
+    start, size = window
+    lo, hi = max(offset, start), min(offset + length, start + size)
+    return (lo - start, hi - lo) if lo < hi else None
+
+
+def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot, ignore_errors: bool,
+          window: tuple[int, int]) -> tuple[dict[bytes, _Blob], list[tuple[int, int]], list[tuple[int, int]]]:
+    """Where each chunk of `window` is stored: (blobs by id, zero runs and ranges of missing chunks,
+    both as target offsets). Only chunks that overlap the window are fetched."""
     blobs: dict[bytes, _Blob] = {}
     zero_runs: list[tuple[int, int]] = []
     missing: list[tuple[int, int]] = []
     for ext in repo.snapshot_extents(index, snap):
+        clipped = _clip(ext.offset, ext.length, window)
+        if clipped is None:
+            continue
         if ext.kind != DATA:
-            zero_runs.append((ext.offset, ext.length))
+            zero_runs.append(clipped)
             continue
         b = blobs.get(ext.id)
         if b is None:
@@ -88,7 +99,7 @@ def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot,
                                  "disk uploads the chunk again if the disk still holds it")
                     raise CorruptObject(f"chunk {ext.id.hex()[:16]} at image offset {ext.offset} is missing from "
                                         "the repository")
-                missing.append((ext.offset, ext.length))
+                missing.append(clipped)
                 continue
             b = blobs[ext.id] = _Blob(ext.id, loc.pack_id, loc.offset, loc.length, loc.raw_length, [])
         b.targets.append(ext.offset)
@@ -123,22 +134,24 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                              "(the next backup indexes them again)"))
         return bool(found)
 
+    window = opts.window or (0, snap.size)
     if bad_segments:
         adopt()
     try:
-        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors)
+        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors, window)
     except CorruptObject:
         if not adopt():
             raise
-        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors)
+        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors, window)
     if missing and adopt():
-        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors)
+        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors, window)
     by_pack: dict[str, list[_Blob]] = defaultdict(list)
     for b in blobs.values():
         by_pack[b.pack].append(b)
 
-    fd, kind, created = open_target(target, snap.size, opts.force)
-    listener(Started("restore", snap.size))
+    size = window[1]
+    fd, kind, created = open_target(target, size, opts.force)
+    listener(Started("restore", size))
     damaged = list(missing)
     written = 0
 
@@ -164,11 +177,14 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                                         f"{b.targets[0] + b.raw} cannot be restored",
                                         hint="run `agent check --read-data`; --ignore-errors writes zeros there "
                                              "and lists the damaged ranges") from None
-                bad.extend((t, b.raw) for t in b.targets)
+                bad.extend(r for t in b.targets if (r := _clip(t, b.raw, window)) is not None)
                 continue
             for t in b.targets:
-                pwrite_all(fd, raw, t, target)
-                done += len(raw)
+                at, n = _clip(t, len(raw), window) or (0, 0)
+                if n:  # a chunk across the window's edge is fetched whole and written in part
+                    skip = at + window[0] - t
+                    pwrite_all(fd, memoryview(raw)[skip:skip + n], at, target)
+                    done += n
         return done, bad
 
     try:
@@ -203,5 +219,5 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     for off, n in sorted(damaged):
         listener(Warning(f"damaged range written as zeros: bytes {off}..{off + n} ({n} bytes)"))
     listener(Finished("restore"))
-    return RestoreResult(snapshot_id=snap.id, target=target, size=snap.size, written_bytes=written,
+    return RestoreResult(snapshot_id=snap.id, target=target, size=size, written_bytes=written,
                          zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged))
