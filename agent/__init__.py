@@ -7,8 +7,9 @@ contracts in pyproject.toml; docs/architecture.md draws the data flow):
     agent.nightly       `agent run`: agent.toml, sources in turn, hooks, retention, notifications,
                         metrics, state, and the systemd/cron schedule
     agent.backup        a disk or image -> chunks -> the repository's writer -> a snapshot
-    agent.restore       a snapshot -> an image file or a block device
-    agent.maintenance   forget, prune, check, stats: the only code that deletes from a repository
+    agent.restore       a snapshot (or one partition of it) -> an image file or a block device
+    agent.browse        a snapshot's partitions and files, read in place: `agent ls`, `agent extract`
+    agent.maintenance   forget, prune, check, repair, stats: the only code that deletes from a repository
     agent.repo          the on-storage format: keys, envelope, packs, index, chunk lists, snapshots,
                         locks, the write path, and the one translation of storage errors
     agent.source        devices and image files, their data extents, partition tables, filesystems

@@ -76,5 +76,12 @@ class SnapshotNotFound(AgentError):
     hint = "list snapshots with `agent snapshots`"
 
 
+class FilesystemError(AgentError):
+    """A partition whose filesystem cannot be browsed in place (unknown, damaged or encrypted)."""
+
+    exit_code = 19
+    hint = "restore the partition with `agent restore --partition` and open it with its own tools"
+
+
 class Interrupted(AgentError):
     exit_code = 130

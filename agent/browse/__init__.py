@@ -1,0 +1,7 @@
+"""Browse: read a snapshot's image, partitions and files in place, without restoring the disk.
+
+    image   SnapshotImage: read(offset, length) of any snapshot, chunk by chunk, with a bounded cache
+    fs      the filesystems inside a partition, through The Sleuth Kit (pytsk3): list and read files
+    extract copy files and directory trees out, keeping mode, mtime, symlinks and sparse files
+    paths   `SNAPSHOT:PARTITION:/path` specs as `agent ls` and `agent extract` take them
+"""

@@ -1,0 +1,95 @@
+"""Copy files and directory trees out of a snapshot's filesystem.
+
+Regular files keep their bytes, mode and mtime, and stay sparse (all-zero blocks become holes);
+symlinks are recreated as symlinks; owners are kept when running as root. A file that cannot be
+read (a damaged chunk under it) fails alone, with the range named; the rest is extracted and the
+failures are reported at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.browse.fs import Entry, Filesystem
+from agent.errors import AgentError, TargetError
+
+
+@dataclass
+class ExtractResult:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes: int = 0
+    failed: list[str] = field(default_factory=list)  # "path: what went wrong"
+
+
+def extract(fs: Filesystem, path: str, dest: Path) -> ExtractResult:
+    """`path` (a file, symlink or directory) into the directory `dest`, under its own name."""
+    res = ExtractResult()
+    top = fs.stat(path)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / (top.name if top.path != "/" else "")
+    if top.kind == "dir":
+        target.mkdir(exist_ok=True)
+        dirs = [(top, target)]
+        for entry in fs.walk(top.path):
+            out = target / os.path.relpath(entry.path, top.path if top.path != "/" else "/")
+            if entry.kind == "dir":
+                out.mkdir(exist_ok=True)
+                dirs.append((entry, out))
+                res.dirs += 1
+            else:
+                _one(fs, entry, out, res)
+        for entry, out in reversed(dirs):  # after their contents: writing a file changes a directory's mtime
+            if entry.path != "/":  # the filesystem's root is `dest` itself: left as the user made it
+                _finish(entry, out, follow=True)
+    else:
+        _one(fs, top, target, res)
+    return res
+
+
+def _one(fs: Filesystem, entry: Entry, out: Path, res: ExtractResult) -> None:
+    if out.exists() or out.is_symlink():
+        raise TargetError(f"{out} already exists", hint="extract into an empty directory")
+    try:
+        if entry.kind == "symlink":
+            os.symlink(entry.target or "", out)
+            _finish(entry, out, follow=False)
+            res.symlinks += 1
+        elif entry.kind == "file":
+            res.bytes += _write(fs, entry, out)
+            _finish(entry, out, follow=True)
+            res.files += 1
+    except AgentError as exc:
+        res.failed.append(f"{entry.path}: {exc}")
+
+
+def _write(fs: Filesystem, entry: Entry, out: Path) -> int:
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    written = 0
+    try:
+        for off, data in fs.read_file(entry):
+            if data.count(0) == len(data):
+                continue  # a hole: ftruncate below sets the size
+            view = memoryview(data)
+            while view:
+                n = os.pwrite(fd, view, off)
+                view, off = view[n:], off + n
+            written += len(data)
+        os.ftruncate(fd, entry.size)
+    except OSError as exc:
+        raise TargetError(f"cannot write {out}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return written
+
+
+def _finish(entry: Entry, out: Path, *, follow: bool) -> None:
+    """Mode, owner (as root) and mtime, as the snapshot holds them."""
+    if os.geteuid() == 0:
+        os.lchown(out, entry.uid, entry.gid)
+    if follow:
+        os.chmod(out, entry.mode)
+    os.utime(out, (entry.mtime, entry.mtime), follow_symlinks=follow)

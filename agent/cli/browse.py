@@ -1,0 +1,160 @@
+"""`agent ls` and `agent extract`: a snapshot's partitions and files, without restoring the disk."""
+
+from __future__ import annotations
+
+import stat
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import units
+
+_AT_HELP = ("Newest snapshot at or before this time (then the spec leaves out the snapshot: 2:/etc): a date, "
+            "a timestamp, or yesterday / 3d / 12h.")
+
+
+@contextmanager
+def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], source: Optional[str]):
+    """(spec, snapshot image, partition dict or None, filesystem or None) for `text`, inside the repository."""
+    from agent.browse.image import SnapshotImage, Window
+    from agent.browse.paths import parse_spec
+
+    spec = parse_spec(text, with_snapshot=at is None)
+    with app.repository() as repo:
+        from agent.config.times import parse_instant
+        from agent.repo.snapshots import filter_snapshots, pick_at, resolve
+        from agent.restore.partition import pick_partition
+
+        damaged: list[tuple[str, str]] = []
+        snaps = filter_snapshots(repo.list_snapshots(damaged), host=host, source=source)
+        snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, spec.snapshot or "latest")
+        index = repo.load_index(damaged)
+        with SnapshotImage(repo, index, snap) as image:
+            from agent.browse.fs import Filesystem
+            from agent.restore.partition import partitions_of
+
+            part = fs = None
+            if spec.partition is not None:
+                part = pick_partition(snap, spec.partition)
+                where = f"snapshot {snap.id[:8]} partition {part['number']}"
+                fs = Filesystem(Window(image, int(part["start"]), int(part["size"])), where)
+            elif partitions_of(snap):
+                if spec.path is not None:
+                    from agent.errors import UsageError
+
+                    choices = ", ".join(f"p{p.get('number')}" for p in partitions_of(snap))
+                    raise UsageError(f"snapshot {snap.id[:8]} has partitions ({choices}): name one, e.g. "
+                                     f"{spec.snapshot or 'latest'}:2:{spec.path}")
+            else:  # one partition or a bare filesystem was backed up: the whole image is the filesystem
+                from agent.errors import FilesystemError
+
+                try:
+                    fs = Filesystem(Window(image, 0, snap.size), f"snapshot {snap.id[:8]}")
+                except FilesystemError:
+                    if spec.path is not None:
+                        raise
+            yield spec, image, part, fs
+
+
+def ls(
+    ctx: typer.Context,
+    spec: str = typer.Argument(..., help="SNAPSHOT (its partitions), SNAPSHOT:PARTITION (its root) or "
+                               "SNAPSHOT:PARTITION:/path. A partition is a number, filesystem label or GPT name."),
+    recursive: bool = typer.Option(False, "--recursive", "-R", help="List directories recursively."),
+    at: Optional[str] = typer.Option(None, "--at", help=_AT_HELP),
+    host: Optional[str] = typer.Option(None, "--host", help="Choose among the snapshots of this host."),
+    source: Optional[str] = typer.Option(None, "--source", help="Choose among the snapshots of this source path."),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List a snapshot's partitions, or the files in one of them."""
+    app: AppContext = app_context(ctx, json_output)
+    with _opened(app, spec, at, host, source) as (parsed, image, part, fs):
+        if fs is None:
+            _partitions(app, image)
+        else:
+            path = parsed.path or "/"
+            top = fs.stat(path)
+            entries = list(fs.walk(path) if recursive else fs.listdir(path)) if top.kind == "dir" else [top]
+            if app.settings.json:
+                app.emit_json({"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
+                               "filesystem": fs.kind,
+                               "path": path, "entries": [_entry_json(e) for e in entries],
+                               "fetched_bytes": image.fetched_bytes})
+            else:
+                for e in entries:
+                    app.out.print(_long(e, recursive), markup=False, highlight=False)
+
+
+def _partitions(app: AppContext, image) -> None:
+    from agent.restore.partition import partitions_of
+
+    parts = partitions_of(image.snap)
+    if app.settings.json:
+        app.emit_json({"snapshot_id": image.snap.id, "size": image.snap.size,
+                       "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts})
+        return
+    if not parts:
+        app.out.print(f"snapshot {image.snap.id[:8]} has no partition table: {units.size(image.snap.size)} image")
+        return
+    for p in parts:
+        label = " ".join(f"{x!r}" for x in dict.fromkeys(v for v in (p.get("fs_label"), p.get("name")) if v))
+        app.out.print(f"p{p.get('number')}  {units.size(int(p.get('size', 0))):>10}  at {int(p.get('start', 0))}  "
+                      f"{p.get('type_name') or ''}  {p.get('filesystem') or '-'}  {label}".rstrip(),
+                      markup=False, highlight=False)
+
+
+def _entry_json(e) -> dict:
+    return {"path": e.path, "name": e.name, "type": e.kind, "size": e.size, "mode": f"{e.mode:04o}", "uid": e.uid,
+            "gid": e.gid, "mtime": datetime.fromtimestamp(e.mtime).astimezone().isoformat(), "target": e.target}
+
+
+def _long(e, full: bool) -> str:
+    kind = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "file": stat.S_IFREG}.get(e.kind, 0)
+    when = datetime.fromtimestamp(e.mtime).strftime("%Y-%m-%d %H:%M")
+    name = e.path if full else e.name
+    return (f"{stat.filemode(kind | e.mode)} {e.uid:>5} {e.gid:>5} {e.size:>12} {when} {name}"
+            + (f" -> {e.target}" if e.target else ""))
+
+
+def extract(
+    ctx: typer.Context,
+    spec: str = typer.Argument(..., help="SNAPSHOT:PARTITION:/path (with --at: PARTITION:/path): a file, symlink "
+                               "or directory (recursively)."),
+    to: Path = typer.Option(..., "--to", help="Directory to extract into (created if missing)."),
+    at: Optional[str] = typer.Option(None, "--at", help=_AT_HELP),
+    host: Optional[str] = typer.Option(None, "--host", help="Choose among the snapshots of this host."),
+    source: Optional[str] = typer.Option(None, "--source", help="Choose among the snapshots of this source path."),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Copy files or a directory tree out of a snapshot, keeping mode, mtime, symlinks and holes."""
+    from agent.browse.extract import extract as run_extract
+    from agent.errors import UsageError
+
+    app: AppContext = app_context(ctx, json_output)
+    with _opened(app, spec, at, host, source) as (parsed, image, part, fs):
+        if fs is None or parsed.path is None:  # a partition listing, or a partition's root not asked for
+            raise UsageError(f"{spec!r} names no path: give SNAPSHOT:PARTITION:/path, e.g. latest:2:/etc")
+        res = run_extract(fs, parsed.path, to)
+    if app.settings.json:
+        app.emit_json({"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
+                       "path": parsed.path,
+                       "to": str(to), "files": res.files, "dirs": res.dirs, "symlinks": res.symlinks,
+                       "bytes": res.bytes, "failed": res.failed, "fetched_bytes": image.fetched_bytes})
+    else:
+        app.out.print(f"extracted {res.files} file(s), {res.dirs} dir(s), {res.symlinks} symlink(s), "
+                      f"{units.size(res.bytes)} to {to} (fetched {units.size(image.fetched_bytes)})")
+        for f in res.failed:
+            app.warn(f"not extracted: {f}")
+    if res.failed:
+        raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ls")(ls)
+    app.command("extract")(extract)
+
+
