@@ -53,7 +53,7 @@ class Filesystem:
 
         try:
             self._fs = pytsk3.FS_Info(_Img(window))
-        except OSError:
+        except (OSError, RuntimeError):
             raise FilesystemError(f"{where}: no filesystem that can be browsed (unknown, damaged, or encrypted such "
                                   "as LUKS or BitLocker)",
                                   hint="restore the partition with `agent restore --partition` and open it "
@@ -75,7 +75,7 @@ class Filesystem:
             return Entry("/", "/", "dir", 0, 0o755, 0, 0, 0.0, None, 0)
         try:
             f = self._fs.open(path)
-        except OSError:
+        except (OSError, RuntimeError):
             raise UsageError(f"{self._where}: {path} does not exist") from None
         if f.info.meta is None:
             raise UsageError(f"{self._where}: {path} does not exist")
@@ -84,7 +84,7 @@ class Filesystem:
     def listdir(self, path: str) -> list[Entry]:
         try:
             d = self._fs.open_dir(path=path or "/")
-        except OSError:
+        except (OSError, RuntimeError):
             if self.stat(path).kind != "dir":
                 raise UsageError(f"{self._where}: {path} is not a directory") from None
             raise CorruptObject(f"{self._where}: directory {path} cannot be read (damaged?)") from None
@@ -94,8 +94,10 @@ class Filesystem:
             name = e.info.name.name.decode("utf-8", "surrogateescape")
             if name in (".", "..") or e.info.meta is None or (name in _HIDDEN and base in ("", "/")):
                 continue
-            if int(e.info.meta.type) in self._virtual:  # TSK's own (a FAT volume label entry, ...)
+            if int(e.info.meta.type) in self._virtual:  # TSK's own ($MBR, $FAT1, ... of FAT)
                 continue
+            if self.kind in ("fat", "exfat") and name.endswith("(Volume Label Entry)"):
+                continue  # the volume label, which TSK lists as a file
             if self.ntfs_like and base in ("", "/") and name.startswith("$"):
                 continue  # NTFS metafiles ($MFT, $Bitmap, ...): the system's, hidden as Windows does
             out.append(self._entry(f"{base}/{name}", name, e.info.meta))
@@ -116,7 +118,7 @@ class Filesystem:
             n = min(chunk, entry.size - off)
             try:
                 data = f.read_random(off, n)
-            except OSError:
+            except (OSError, RuntimeError):  # pytsk3 raises either, e.g. when a chunk fails authentication
                 raise CorruptObject(f"{self._where}: {entry.path}: bytes {off}..{off + n} cannot be read") from None
             if len(data) != n:
                 raise CorruptObject(f"{self._where}: {entry.path}: bytes {off}..{off + n} cannot be read")
