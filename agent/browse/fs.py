@@ -110,6 +110,17 @@ class Filesystem:
             if entry.kind == "dir":
                 yield from self.walk(entry.path)
 
+    def read_at(self, entry: Entry, offset: int, size: int) -> bytes:
+        """Bytes of a regular file, for a mounted view's reads (clipped to the file's end)."""
+        size = max(0, min(size, entry.size - offset))
+        if not size:
+            return b""
+        try:
+            return self._fs.open_meta(inode=entry.inode).read_random(offset, size)
+        except (OSError, RuntimeError):
+            raise CorruptObject(f"{self._where}: {entry.path}: bytes {offset}..{offset + size} cannot be "
+                                "read") from None
+
     def read_file(self, entry: Entry, chunk: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
         """(offset, data) blocks of a regular file, in order; all-zero blocks are for the caller to skip."""
         f = self._fs.open_meta(inode=entry.inode)

@@ -17,6 +17,7 @@ from agent.cli import forget as forget_cmd
 from agent.cli import init as init_cmd
 from agent.cli import key as key_cmd
 from agent.cli import login as login_cmd
+from agent.cli import mount as mount_cmd
 from agent.cli import prune as prune_cmd
 from agent.cli import repair as repair_cmd
 from agent.cli import restore as restore_cmd
@@ -97,7 +98,7 @@ def _load_config_file(explicit: Optional[str]):
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, browse_cmd, check_cmd, forget_cmd, prune_cmd,
-               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd):
+               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
 app.add_typer(repair_cmd.app, name="repair")
