@@ -34,6 +34,9 @@ class Entry:
 
 
 class Filesystem:
+    """The interface every reader offers (agent.browse.extract, agent.browse.mount and the CLI use
+    only this): kind, stat, listdir, walk, read_file, read_at."""
+
     def __init__(self, window: Window, where: str) -> None:
         import pytsk3
 
@@ -148,3 +151,8 @@ def _names() -> dict[int, str]:
         if value is not None:
             names[int(value)] = name
     return names
+
+
+def open_filesystem(window: Window, where: str) -> Filesystem:
+    """The filesystem in `window`, by the reader that knows it; FilesystemError when none does."""
+    return Filesystem(window, where)

@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.browse.fs import Entry, Filesystem
+from agent.browse.fs import Entry, Filesystem, open_filesystem
 from agent.browse.image import SnapshotImage, Window
 from agent.errors import AgentError, FilesystemError
 from agent.repo.index import ChunkIndex
@@ -84,7 +84,7 @@ class SnapshotTree:
             else:
                 start, size = self._partitions(s)[part]
             try:
-                s.filesystems[part] = Filesystem(Window(self._image(s), start, size),
+                s.filesystems[part] = open_filesystem(Window(self._image(s), start, size),
                                                  f"snapshot {s.snap.id[:8]} {part}")
             except FilesystemError:
                 s.filesystems[part] = None

@@ -34,14 +34,14 @@ def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], 
         snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, spec.snapshot or "latest")
         index = repo.load_index(damaged)
         with SnapshotImage(repo, index, snap) as image:
-            from agent.browse.fs import Filesystem
+            from agent.browse.fs import open_filesystem
             from agent.restore.partition import partitions_of
 
             part = fs = None
             if spec.partition is not None:
                 part = pick_partition(snap, spec.partition)
                 where = f"snapshot {snap.id[:8]} partition {part['number']}"
-                fs = Filesystem(Window(image, int(part["start"]), int(part["size"])), where)
+                fs = open_filesystem(Window(image, int(part["start"]), int(part["size"])), where)
             elif partitions_of(snap):
                 if spec.path is not None:
                     from agent.errors import UsageError
@@ -53,7 +53,7 @@ def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], 
                 from agent.errors import FilesystemError
 
                 try:
-                    fs = Filesystem(Window(image, 0, snap.size), f"snapshot {snap.id[:8]}")
+                    fs = open_filesystem(Window(image, 0, snap.size), f"snapshot {snap.id[:8]}")
                 except FilesystemError:
                     if spec.path is not None:
                         raise
