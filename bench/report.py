@@ -20,7 +20,8 @@ RESTORES = ("restore day3", "restore day0")
 STEPS = ("init",) + BACKUPS + RESTORES
 MANUAL = (("profile", "Profile: where the time goes"),
           ("sweep", "Chunk size and compression sweep"),
-          ("scale", "Scale: 64 GiB sparse image and 1M-chunk index"))
+          ("scale", "Scale: 64 GiB sparse image and 1M-chunk index"),
+          ("browse", "Granular restore: ls, extract, one partition"))
 PLACEHOLDER = "_To be filled in by hand; kept verbatim when the benchmark regenerates this page._"
 
 

@@ -124,7 +124,7 @@ class Filesystem:
             raise CorruptObject(f"{self._where}: {entry.path}: bytes {offset}..{offset + size} cannot be "
                                 "read") from None
 
-    def read_file(self, entry: Entry, chunk: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+    def read_file(self, entry: Entry, chunk: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
         """(offset, data) blocks of a regular file, in order; all-zero blocks are for the caller to skip."""
         f = self._fs.open_meta(inode=entry.inode)
         off = 0

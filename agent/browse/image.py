@@ -23,7 +23,7 @@ from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 
 CACHE_BYTES = 64 << 20  # decompressed chunks kept: a filesystem's metadata reads revisit a few
-READ_AHEAD = 4  # chunks fetched ahead of a sequential reader
+READ_AHEAD = 8  # chunks fetched ahead of a sequential reader (2 MiB at the average chunk size)
 _WORKERS = 4
 
 
