@@ -43,13 +43,13 @@ class Pipeline:
     """Blocks and holes in, chunk list and new blobs out; counts what progress and results show."""
 
     def __init__(self, repo: Repository, index: ChunkIndex, opts: BackupOptions, listener: Listener,
-                 should_stop: Callable[[], str | None]) -> None:
+                 should_stop: Callable[[], str | None], before_index: Callable[[], None] = lambda: None) -> None:
         self.repo, self.emit = repo, listener
         self.hash_pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="hash")
         self.hash_q: deque[tuple[Future, Records]] = deque()
         self.writer = BlobWriter(repo, index, workers=opts.workers, uploads=opts.uploads,
                                  checkpoint_bytes=opts.checkpoint_bytes, on_upload=self._advanced,
-                                 should_stop=should_stop)
+                                 should_stop=should_stop, before_index=before_index)
         self.chunklist = repo.chunk_list_writer()
         self.meta_ids: list[str] = []
         self.read_bytes = self.zero_bytes = self.new_bytes = self.done_bytes = 0

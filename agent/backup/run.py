@@ -135,7 +135,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
             def should_stop() -> str | None:
                 return _stop_reason(opts, deadline_mono)
 
-            pipe = Pipeline(repo, index, opts, listener, should_stop)
+            pipe = Pipeline(repo, index, opts, listener, should_stop, before_index=lock.ensure_valid)
             stopped = None
             cdc = repo.new_chunker()
             parent = _parent_chunks(repo, index, earlier[-1] if earlier else None, listener)

@@ -43,13 +43,17 @@ class BlobWriter:
 
     def __init__(self, repo: Repository, index: ChunkIndex, *, workers: int, uploads: int,
                  checkpoint_bytes: int, on_upload: Callable[[], None] = lambda: None,
-                 should_stop: Callable[[], str | None] = lambda: None) -> None:
+                 should_stop: Callable[[], str | None] = lambda: None,
+                 before_index: Callable[[], None] = lambda: None) -> None:
         self._repo, self.index = repo, index
         self._seal_pool = ThreadPoolExecutor(workers, thread_name_prefix="seal")
         self.uploads = uploads or min(4, repo.capabilities.max_connections)
         self._upload_pool = ThreadPoolExecutor(self.uploads, thread_name_prefix="upload")
         self._checkpoint_bytes = checkpoint_bytes
         self._on_upload, self._should_stop = on_upload, should_stop
+        #: raises when the run may no longer index (its lock was removed: a prune may have deleted
+        #: the packs, and a segment naming them would make later backups deduplicate against nothing)
+        self._before_index = before_index
         self._pending: set[bytes] = set()  # sealed or being sealed, not yet indexed
         self._seal_q: deque[tuple[BlobType, bytes, int, Future]] = deque()
         self._seal_bytes = 0
@@ -94,6 +98,7 @@ class BlobWriter:
     def checkpoint(self) -> None:
         """Index what is uploaded, so an interrupted run's work is reused by the next one."""
         if self._unindexed:
+            self._before_index()
             _, size = self._repo.write_index_segment(self._unindexed)
             self.stored_bytes += size
             self._unindexed = []
