@@ -1,9 +1,11 @@
-"""The filesystem inside a partition, read in place through The Sleuth Kit (pytsk3).
+"""The filesystem inside a partition, read in place: the interface every reader offers, and the
+reader for most filesystems, The Sleuth Kit (pytsk3).
 
 TSK reads ext2/3/4, FAT12/16/32, exFAT, NTFS, HFS+, APFS and ISO 9660 through any object with
 read(offset, length), so a partition of a snapshot is browsed without a temporary copy: only
 the chunks holding the metadata and files asked for are fetched (agent.browse.image). pytsk3 is
-imported only here, so `agent --help` stays fast. docs/restore-files.md lists what each reads.
+imported only here, so `agent --help` stays fast. XFS, which TSK lacks, has its own reader
+(agent.browse.xfs); open_filesystem picks one. docs/restore-files.md lists what each reads.
 """
 
 from __future__ import annotations
@@ -36,6 +38,42 @@ class Entry:
 class Filesystem:
     """The interface every reader offers (agent.browse.extract, agent.browse.mount and the CLI use
     only this): kind, stat, listdir, walk, read_file, read_at."""
+
+    kind = "unknown"
+    _where = ""
+
+    def stat(self, path: str) -> Entry:
+        raise NotImplementedError
+
+    def listdir(self, path: str) -> list[Entry]:
+        """The entries of a directory, sorted by name, without . and .."""
+        raise NotImplementedError
+
+    def read_at(self, entry: Entry, offset: int, size: int) -> bytes:
+        """Bytes of a regular file, for a mounted view's reads (clipped to the file's end)."""
+        raise NotImplementedError
+
+    def read_file(self, entry: Entry, chunk: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+        """(offset, data) blocks of a regular file, in order; all-zero blocks are for the caller to skip,
+        and a reader may leave holes out altogether (the caller's file keeps entry.size)."""
+        raise NotImplementedError
+
+    def walk(self, path: str) -> Iterator[Entry]:
+        """Every entry under `path` (a directory), parents before children. A directory that holds
+        one of its own ancestors (damaged metadata) is CorruptObject, not an endless walk."""
+        yield from self._walk(path, frozenset())
+
+    def _walk(self, path: str, ancestors: frozenset[int]) -> Iterator[Entry]:
+        for entry in self.listdir(path):
+            yield entry
+            if entry.kind == "dir":
+                if entry.inode in ancestors:
+                    raise CorruptObject(f"{self._where}: directory {entry.path} contains itself (damaged?)")
+                yield from self._walk(entry.path, ancestors | {entry.inode})
+
+
+class TskFilesystem(Filesystem):
+    """ext2/3/4, FAT, exFAT, NTFS, HFS+, APFS and ISO 9660, through The Sleuth Kit."""
 
     def __init__(self, window: Window, where: str) -> None:
         import pytsk3
@@ -106,15 +144,7 @@ class Filesystem:
             out.append(self._entry(f"{base}/{name}", name, e.info.meta))
         return sorted(out, key=lambda x: x.name)
 
-    def walk(self, path: str) -> Iterator[Entry]:
-        """Every entry under `path` (a directory), parents before children."""
-        for entry in self.listdir(path):
-            yield entry
-            if entry.kind == "dir":
-                yield from self.walk(entry.path)
-
     def read_at(self, entry: Entry, offset: int, size: int) -> bytes:
-        """Bytes of a regular file, for a mounted view's reads (clipped to the file's end)."""
         size = max(0, min(size, entry.size - offset))
         if not size:
             return b""
@@ -125,7 +155,6 @@ class Filesystem:
                                 "read") from None
 
     def read_file(self, entry: Entry, chunk: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
-        """(offset, data) blocks of a regular file, in order; all-zero blocks are for the caller to skip."""
         f = self._fs.open_meta(inode=entry.inode)
         off = 0
         while off < entry.size:
@@ -155,4 +184,8 @@ def _names() -> dict[int, str]:
 
 def open_filesystem(window: Window, where: str) -> Filesystem:
     """The filesystem in `window`, by the reader that knows it; FilesystemError when none does."""
-    return Filesystem(window, where)
+    if window.read(0, 4) == b"XFSB":
+        from agent.browse.xfs import XfsFilesystem
+
+        return XfsFilesystem(window, where)
+    return TskFilesystem(window, where)
