@@ -18,13 +18,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from agent.errors import CorruptObject
 from agent.repo.chunklist import DATA
 from agent.repo.envelope import BlobType
-from agent.repo.index import ChunkIndex
+from agent.repo.index import ChunkIndex, Location
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 
 CACHE_BYTES = 64 << 20  # decompressed chunks kept: a filesystem's metadata reads revisit a few
-READ_AHEAD = 8  # chunks fetched ahead of a sequential reader (2 MiB at the average chunk size)
-_WORKERS = 4
+READ_AHEAD = 32  # chunks fetched ahead of a sequential reader (8 MiB at the average chunk size)
+_WORKERS = 4  # ranged reads in flight
+_MAX_READ = 4 << 20  # one ranged read takes neighbouring chunks of a pack up to this size, as restore does
+_GAP = 256 << 10  # and reads across gaps smaller than this
 
 
 class SnapshotImage:
@@ -87,6 +89,9 @@ class SnapshotImage:
         return bytes(out)
 
     def _fetch_async(self, i: int) -> Future:
+        """The chunk's bytes, now or later. A fetch takes along the chunks after it that lie next to
+        it in the same pack (up to _MAX_READ): one ranged read instead of one request per chunk,
+        which is what a high-latency backend needs."""
         with self._lock:
             data = self._cache.get(i)
             if data is not None:
@@ -95,34 +100,84 @@ class SnapshotImage:
                 done.set_result(data)
                 return done
             fut = self._inflight.get(i)
-            if fut is None:
-                fut = self._inflight[i] = self._pool.submit(self._fetch, i)
-            return fut
+            if fut is not None:
+                return fut
+            group = self._group(i)
+            futures: dict[int, Future] = {j: Future() for j, _ in group}
+            self._inflight.update(futures)
+        self._pool.submit(self._fetch, group, futures)
+        return futures[i]
 
-    def _fetch(self, i: int) -> bytes:
+    def _group(self, i: int) -> list[tuple[int, Location | None]]:
+        """Chunk i and its successors stored right after it in the same pack (caller holds the lock)."""
+        loc = self._locate(i)
+        group: list[tuple[int, Location | None]] = [(i, loc)]
+        if loc is None:
+            return group
+        end = loc.offset + loc.length
+        j = i + 1
+        while j < len(self._starts) and j - i <= READ_AHEAD * 4:
+            if self._kinds[j] != DATA:
+                j += 1
+                continue
+            if j in self._cache or j in self._inflight:
+                break
+            nxt = self._locate(j)
+            if nxt is None or nxt.pack_id != loc.pack_id or not 0 <= nxt.offset - end <= _GAP \
+                    or nxt.offset + nxt.length - loc.offset > _MAX_READ:
+                break
+            group.append((j, nxt))
+            end = nxt.offset + nxt.length
+            j += 1
+        return group
+
+    def _locate(self, i: int) -> Location | None:
         cid = bytes(self._ids[32 * i:32 * i + 32])
-        start, n = self._extent(i)
-        try:
-            loc = self._index.get(cid) or self._index.lost.get(cid)
-            if loc is None:
-                raise CorruptObject(f"chunk {cid.hex()[:16]} at image offset {start} is missing from the repository")
-            sealed = self._repo.read_pack_range(loc.pack_id, loc.offset, loc.length)
-            data = self._repo.open_blob(BlobType.DATA, cid, sealed, loc.raw_length)
-            if len(data) != n:
-                raise CorruptObject(f"chunk {cid.hex()[:16]} at image offset {start} has the wrong length")
-        except BaseException:
+        return self._index.get(cid) or self._index.lost.get(cid)
+
+    def _fetch(self, group: list[tuple[int, Location | None]], futures: dict[int, Future]) -> None:
+        """One ranged read for the group, then each chunk authenticated on its own: a damaged chunk
+        fails only the reads that need it."""
+        first = group[0][1]
+        data = None
+        error: BaseException | None = None
+        if first is not None:
+            last = group[-1][1]
+            assert last is not None
+            try:
+                data = memoryview(self._repo.read_pack_range(first.pack_id, first.offset,
+                                                             last.offset + last.length - first.offset))
+                with self._lock:
+                    self.fetched_bytes += len(data)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting reader
+                error = exc
+        for j, loc in group:
+            start, n = self._extent(j)
+            cid = bytes(self._ids[32 * j:32 * j + 32])
+            try:
+                if error is not None:
+                    raise error
+                if loc is None or data is None:
+                    raise CorruptObject(f"chunk {cid.hex()[:16]} at image offset {start} is missing from the "
+                                        "repository")
+                assert first is not None
+                sealed = data[loc.offset - first.offset:loc.offset - first.offset + loc.length]
+                chunk = self._repo.open_blob(BlobType.DATA, cid, sealed, loc.raw_length)
+                if len(chunk) != n:
+                    raise CorruptObject(f"chunk {cid.hex()[:16]} at image offset {start} has the wrong length")
+            except BaseException as exc:  # noqa: BLE001 - the reader that needs this chunk raises it
+                with self._lock:
+                    self._inflight.pop(j, None)
+                futures[j].set_exception(exc)
+                continue
             with self._lock:
-                self._inflight.pop(i, None)
-            raise
-        with self._lock:
-            self.fetched_bytes += loc.length
-            self._inflight.pop(i, None)
-            self._cache[i] = data
-            self._cached_bytes += len(data)
-            while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
-                _, old = self._cache.popitem(last=False)
-                self._cached_bytes -= len(old)
-        return data
+                self._inflight.pop(j, None)
+                self._cache[j] = chunk
+                self._cached_bytes += len(chunk)
+                while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
+                    _, old = self._cache.popitem(last=False)
+                    self._cached_bytes -= len(old)
+            futures[j].set_result(chunk)
 
 
 class Window:
