@@ -9,11 +9,15 @@ failures are reported at the end.
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.browse.fs import Entry, Filesystem
 from agent.errors import AgentError, TargetError
+
+_WRITES_QUEUED = 4  # blocks (4 MiB each) waiting for the disk: bounds memory
 
 
 @dataclass
@@ -67,23 +71,38 @@ def _one(fs: Filesystem, entry: Entry, out: Path, res: ExtractResult) -> None:
 
 
 def _write(fs: Filesystem, entry: Entry, out: Path) -> int:
+    """The file's blocks, written by a second thread so that the disk works while the next blocks
+    are read and decompressed; all-zero blocks are left as holes."""
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     written = 0
+    zeros = b""
     try:
-        for off, data in fs.read_file(entry):
-            if data.count(0) == len(data):
-                continue  # a hole: ftruncate below sets the size
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(fd, view, off)
-                view, off = view[n:], off + n
-            written += len(data)
+        with ThreadPoolExecutor(1, thread_name_prefix="extract-write") as pool:
+            pending: deque[Future] = deque()
+            for off, data in fs.read_file(entry):
+                if len(zeros) < len(data):
+                    zeros = bytes(len(data))
+                if data == zeros[:len(data)]:
+                    continue  # a hole: ftruncate below sets the size
+                pending.append(pool.submit(_pwrite_all, fd, data, off))
+                written += len(data)
+                while len(pending) > _WRITES_QUEUED:
+                    pending.popleft().result()
+            while pending:
+                pending.popleft().result()
         os.ftruncate(fd, entry.size)
     except OSError as exc:
         raise TargetError(f"cannot write {out}: {exc.strerror}") from None
     finally:
         os.close(fd)
     return written
+
+
+def _pwrite_all(fd: int, data: bytes, off: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, off)
+        view, off = view[n:], off + n
 
 
 def _finish(entry: Entry, out: Path, *, follow: bool) -> None:

@@ -78,15 +78,15 @@ class SnapshotImage:
         ahead = [i for i in range(last + 1, min(last + 1 + READ_AHEAD, len(self._starts)))
                  if self._kinds[i] == DATA] if sequential else []
         futures = {i: self._fetch_async(i) for i in wanted + ahead}
-        out = bytearray()
+        pieces: list[bytes | memoryview] = []
         for i in range(first, last + 1):
             start, n = self._extent(i)
             lo, hi = max(offset, start), min(end, start + n)
             if self._kinds[i] == DATA:
-                out += memoryview(futures[i].result())[lo - start:hi - start]
+                pieces.append(memoryview(futures[i].result())[lo - start:hi - start])
             else:
-                out += bytes(hi - lo)
-        return bytes(out)
+                pieces.append(bytes(hi - lo))
+        return pieces[0].tobytes() if len(pieces) == 1 and isinstance(pieces[0], memoryview) else b"".join(pieces)
 
     def _fetch_async(self, i: int) -> Future:
         """The chunk's bytes, now or later. A fetch takes along the chunks after it that lie next to
