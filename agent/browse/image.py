@@ -23,8 +23,9 @@ from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 
 CACHE_BYTES = 64 << 20  # decompressed chunks kept: a filesystem's metadata reads revisit a few
-READ_AHEAD = 32  # chunks fetched ahead of a sequential reader (8 MiB at the average chunk size)
-_WORKERS = 4  # ranged reads in flight
+READ_AHEAD = 64  # at most, chunks fetched ahead of a sequential reader (16 MiB at the average chunk size)
+_FIRST_AHEAD = 4  # the window starts small (metadata reads jump around) and doubles while reads follow on
+_WORKERS = 6  # ranged reads in flight
 _MAX_READ = 4 << 20  # one ranged read takes neighbouring chunks of a pack up to this size, as restore does
 _GAP = 256 << 10  # and reads across gaps smaller than this
 
@@ -48,6 +49,7 @@ class SnapshotImage:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="browse")
         self._last_end = -1
+        self._ahead = _FIRST_AHEAD
         self.fetched_bytes = 0
 
     def close(self) -> None:
@@ -75,7 +77,8 @@ class SnapshotImage:
         wanted = [i for i in range(first, last + 1) if self._kinds[i] == DATA]
         sequential = offset == self._last_end
         self._last_end = end
-        ahead = [i for i in range(last + 1, min(last + 1 + READ_AHEAD, len(self._starts)))
+        self._ahead = min(self._ahead * 2, READ_AHEAD) if sequential else _FIRST_AHEAD
+        ahead = [i for i in range(last + 1, min(last + 1 + self._ahead, len(self._starts)))
                  if self._kinds[i] == DATA] if sequential else []
         futures = {i: self._fetch_async(i) for i in wanted + ahead}
         pieces: list[bytes | memoryview] = []
