@@ -74,8 +74,7 @@ class SnapshotTree:
         return s.image
 
     def _partitions(self, s: _Snap) -> dict[str, tuple[int, int]]:
-        parts = (s.snap.partition_table or {}).get("partitions") or []
-        return {f"part{p['number']}": (int(p["start"]), int(p["size"])) for p in parts}
+        return {f"part{p['number']}": (int(p["start"]), int(p["size"])) for p in s.snap.partitions}
 
     def _fs(self, s: _Snap, part: str) -> Filesystem | None:
         if part not in s.filesystems:

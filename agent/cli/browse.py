@@ -26,8 +26,7 @@ def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], 
     spec = parse_spec(text, with_snapshot=at is None)
     with app.repository() as repo:
         from agent.config.times import parse_instant
-        from agent.repo.snapshots import filter_snapshots, pick_at, resolve
-        from agent.restore.partition import pick_partition
+        from agent.repo.snapshots import filter_snapshots, pick_at, pick_partition, resolve
 
         damaged: list[tuple[str, str]] = []
         snaps = filter_snapshots(repo.list_snapshots(damaged), host=host, source=source)
@@ -35,18 +34,16 @@ def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], 
         index = repo.load_index(damaged)
         with SnapshotImage(repo, index, snap) as image:
             from agent.browse.fs import open_filesystem
-            from agent.restore.partition import partitions_of
-
             part = fs = None
             if spec.partition is not None:
                 part = pick_partition(snap, spec.partition)
                 where = f"snapshot {snap.id[:8]} partition {part['number']}"
                 fs = open_filesystem(Window(image, int(part["start"]), int(part["size"])), where)
-            elif partitions_of(snap):
+            elif snap.partitions:
                 if spec.path is not None:
                     from agent.errors import UsageError
 
-                    choices = ", ".join(f"p{p.get('number')}" for p in partitions_of(snap))
+                    choices = ", ".join(f"p{p.get('number')}" for p in snap.partitions)
                     raise UsageError(f"snapshot {snap.id[:8]} has partitions ({choices}): name one, e.g. "
                                      f"{spec.snapshot or 'latest'}:2:{spec.path}")
             else:  # one partition or a bare filesystem was backed up: the whole image is the filesystem
@@ -90,9 +87,7 @@ def ls(
 
 
 def _partitions(app: AppContext, image) -> None:
-    from agent.restore.partition import partitions_of
-
-    parts = partitions_of(image.snap)
+    parts = image.snap.partitions
     if app.settings.json:
         app.emit_json({"snapshot_id": image.snap.id, "size": image.snap.size,
                        "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts})

@@ -56,7 +56,7 @@ def restore(
                      "inconsistent (check its filesystems after the restore)")
         window, what = None, ""
         if partition is not None:
-            from agent.restore.partition import pick_partition
+            from agent.repo.snapshots import pick_partition
 
             part = pick_partition(snap, partition)
             window, what = (int(part["start"]), int(part["size"])), f"partition {part['number']} of "

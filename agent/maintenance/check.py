@@ -78,11 +78,6 @@ def run_check(repo: Repository, *, read_data: bool = False, subset: float | None
             rep.errors.append(f"pack {pack_id[:16]} has {stored[pack_id]} bytes, the index says {size}")
             rep.damaged_packs[pack_id] = "wrong size (truncated or replaced)"
     _report_debris(repo, rep)
-    bad_locks: list[str] = []
-    repo.list_locks(bad_locks)
-    if bad_locks:
-        rep.warnings.append(f"{len(bad_locks)} lock record(s) are unreadable (they block no one); `agent unlock` "
-                            "removes them")
     for key_id, why in repo.damaged_keys():
         rep.errors.append(f"key file {key_id[:8]} is damaged ({why}); its passphrase no longer opens the "
                           f"repository: restore it from a copy, or `agent key remove {key_id[:8]}` and add a new key")
@@ -207,6 +202,9 @@ def _report_debris(repo: Repository, rep: CheckReport) -> None:
     if debris.leftovers:
         rep.warnings.append(f"{debris.describe()} older than {units.duration(LEFTOVER_MIN_AGE)}: hidden temporary "
                             "files or unfinished uploads that no snapshot uses; `agent prune` removes them")
+    if debris.unreadable_locks:
+        rep.warnings.append(f"{debris.unreadable_locks} lock record(s) are unreadable (they block no one); "
+                            "`agent unlock` removes them")
     if debris.stale_locks:
         rep.warnings.append(f"{debris.stale_locks} stale lock(s) of runs that are gone (every command ignores "
                             "them); `agent prune` or `agent unlock` removes them")

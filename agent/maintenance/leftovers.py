@@ -22,6 +22,7 @@ from agent.repo.repository import Leftover, Repository
 class Debris:
     leftovers: Sequence[Leftover] = ()
     stale_locks: int = 0
+    unreadable_locks: int = 0  # damaged lock records: they block no one; unlock and prune remove them
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -45,7 +46,9 @@ def find(repo: Repository, min_age: float) -> Debris:
     except StorageError as exc:
         debris.warnings.append(f"{exc}{f' ({exc.hint})' if exc.hint else ''}; leftovers were not looked for")
     now = datetime.now(UTC)
-    debris.stale_locks = sum(lock.is_stale(now) for lock in repo.list_locks())
+    unreadable: list[str] = []
+    debris.stale_locks = sum(lock.is_stale(now) for lock in repo.list_locks(unreadable))
+    debris.unreadable_locks = len(unreadable)
     return debris
 
 

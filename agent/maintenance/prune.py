@@ -177,9 +177,11 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         if gone or adopted or len(segments) > 1:
             # the copies load_index left out of kept damaged packs are written again: the record, not
             # the index, is what keeps them from use
-            kept_lost = [(index.pack_ids[i], index.pack_sizes[i],
-                          [e for e in index.pack_entries(index.pack_ids[i]) if e.id in index.lost
-                           and index.lost[e.id].pack_id == index.pack_ids[i]]) for i in sorted(recorded)]
+            lost_by_pack: dict[str, list[PackEntry]] = defaultdict(list)
+            for cid, loc in index.lost.items():
+                lost_by_pack[loc.pack_id].append(PackEntry(loc.type, cid, loc.offset, loc.length, loc.raw_length))
+            kept_lost = [(index.pack_ids[i], index.pack_sizes[i], lost_by_pack[index.pack_ids[i]])
+                         for i in sorted(recorded) if lost_by_pack[index.pack_ids[i]]]
             repo.write_index_plain(encode_segment_rows(index, keep_rows, new_packs + kept_lost, segments))
             for name in segments:
                 repo.delete_index_segment(name)

@@ -36,6 +36,12 @@ class Snapshot:
     def source_path(self) -> str:
         return self.source.get("path", "")
 
+    @property
+    def partitions(self) -> list[dict]:
+        """The recorded partition table's entries (agent.source.partitions); empty without one."""
+        table = self.partition_table or {}
+        return [p for p in table.get("partitions") or [] if isinstance(p, dict)]
+
     def to_json(self) -> bytes:
         doc = {
             "version": MANIFEST_VERSION,
@@ -158,3 +164,30 @@ def pick_at(snaps: list[Snapshot], at: datetime) -> Snapshot:
     if not eligible:
         raise SnapshotNotFound(f"no snapshot at or before {at.astimezone().isoformat(timespec='seconds')}")
     return max(eligible, key=lambda s: s.time)
+
+
+def pick_partition(snap: Snapshot, spec: str) -> dict:
+    """The partition `spec` names: `2` or `p2` (number), else a filesystem label or GPT name,
+    compared without case. An unknown or ambiguous name is a usage error listing the choices."""
+    parts = snap.partitions
+    if not parts:
+        raise UsageError(f"snapshot {snap.id[:8]} has no partition table (a partition or a bare filesystem was "
+                         "backed up); restore or browse the whole image instead")
+    number = spec[1:] if spec[:1] in ("p", "P") and spec[1:].isdigit() else spec
+    if number.isdigit():
+        found = [p for p in parts if p.get("number") == int(number)]
+    else:
+        want = spec.casefold()
+        found = [p for p in parts if want in (str(p.get("fs_label") or "").casefold(), str(p.get("name") or "")
+                                              .casefold())]
+    if len(found) == 1:
+        return found[0]
+    choices = ", ".join(_describe(p) for p in parts)
+    what = "matches no partition" if not found else f"matches {len(found)} partitions"
+    raise UsageError(f"partition {spec!r} {what} of snapshot {snap.id[:8]}; it has: {choices}",
+                     hint="name a partition by its number (2 or p2), filesystem label or GPT name")
+
+
+def _describe(p: dict) -> str:
+    names = [n for n in (p.get("fs_label"), p.get("name")) if n]
+    return f"p{p.get('number')}" + (f" ({', '.join(dict.fromkeys(names))})" if names else "")
