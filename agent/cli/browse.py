@@ -87,19 +87,34 @@ def ls(
 
 
 def _partitions(app: AppContext, image) -> None:
-    parts = image.snap.partitions
+    parts = [{**p, "used": _used(image, p)} for p in image.snap.partitions]
     if app.settings.json:
         app.emit_json({"snapshot_id": image.snap.id, "size": image.snap.size,
-                       "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts})
+                       "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts,
+                       "fetched_bytes": image.fetched_bytes})
         return
     if not parts:
         app.out.print(f"snapshot {image.snap.id[:8]} has no partition table: {units.size(image.snap.size)} image")
         return
     for p in parts:
         label = " ".join(f"{x!r}" for x in dict.fromkeys(v for v in (p.get("fs_label"), p.get("name")) if v))
-        app.out.print(f"p{p.get('number')}  {units.size(int(p.get('size', 0))):>10}  at {int(p.get('start', 0))}  "
-                      f"{p.get('type_name') or ''}  {p.get('filesystem') or '-'}  {label}".rstrip(),
-                      markup=False, highlight=False)
+        used = "?" if p["used"] is None else units.size(p["used"])
+        app.out.print(f"p{p.get('number')}  {units.size(int(p.get('size', 0))):>10}  used {used:>10}  "
+                      f"at {int(p.get('start', 0))}  {p.get('type_name') or ''}  {p.get('filesystem') or '-'}  "
+                      f"{label}".rstrip(), markup=False, highlight=False)
+
+
+def _used(image, part: dict) -> int | None:
+    """The partition filesystem's own count of bytes in use; None when it cannot be read."""
+    from agent.browse.fs import open_filesystem
+    from agent.browse.image import Window
+    from agent.errors import AgentError
+
+    try:
+        fs = open_filesystem(Window(image, int(part["start"]), int(part["size"])), f"partition {part['number']}")
+        return fs.used()
+    except AgentError:
+        return None
 
 
 def _entry_json(e) -> dict:
