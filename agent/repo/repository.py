@@ -8,6 +8,7 @@ errors (agent.repo.storage), with messages that say what to do.
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
 import pyfastcdc
@@ -38,6 +39,7 @@ from crypto.keys import MasterKey
 _INDEX_KIND = b"index"
 _SNAPSHOT_KIND = b"snapshot"
 _RUN_KIND = b"run"
+_METADATA_FETCHES = 8  # index segments or manifests fetched at once on a cold cache
 _DAMAGE_KIND = b"damage"
 
 
@@ -270,6 +272,26 @@ class Repository:
             self.cache.put(kind, name, data)
         return data
 
+    def _fetch_all(self, kind: str, names: list[str], key_of) -> Iterator[tuple[str, Future]]:
+        """(name, future of its bytes) in order, fetched up to _METADATA_FETCHES at a time: on a cold
+        cache over a long round trip, one request after another was most of a restore's start."""
+        if len(names) < 2:
+            for name in names:
+                done: Future = Future()
+                try:
+                    done.set_result(self._get_cached(kind, key_of(name), name))
+                except BaseException as exc:  # noqa: BLE001 - raised where the caller reads it
+                    done.set_exception(exc)
+                yield name, done
+            return
+        with ThreadPoolExecutor(min(_METADATA_FETCHES, len(names)), thread_name_prefix="metadata") as pool:
+            futures = [(n, pool.submit(self._get_cached, kind, key_of(n), n)) for n in names]
+            try:
+                yield from futures
+            finally:
+                for _, f in futures:
+                    f.cancel()
+
     def load_index(self, damaged: list[tuple[str, str]] | None = None, *,
                    damage: DamageRecord | None = None) -> ChunkIndex:
         """The chunk index from every current segment, without the copies `check` recorded as
@@ -286,9 +308,9 @@ class Repository:
         record = damage if damage is not None else self.load_damage()[0]
         superseded: set[str] = set()
         decoded = []
-        for name in names:
+        for name, fetched in self._fetch_all("index", names, layout.index_segment):
             try:
-                sealed = self._get_cached("index", layout.index_segment(name), name)
+                sealed = fetched.result()
                 what = f"index segment {name[:16]}"
                 plain = self._envelope.decompress(self._envelope.open_object(_INDEX_KIND, sealed, what), name=what)
                 sup, packs, etab = decode_segment(plain, name)
@@ -403,9 +425,9 @@ class Repository:
         except BackendError as exc:
             raise storage_error(exc, "cannot list snapshots") from None
         out = []
-        for name in names:
+        for name, fetched in self._fetch_all("snapshots", names, layout.snapshot):
             try:
-                sealed = self._get_cached("snapshots", layout.snapshot(name), name)
+                sealed = fetched.result()
                 what = f"snapshot {name[:8]}"
                 raw = self._envelope.decompress(self._envelope.open_object(_SNAPSHOT_KIND, sealed, what), name=what)
                 try:
