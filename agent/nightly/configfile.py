@@ -97,6 +97,17 @@ class CheckConfig(_Strict):
     read_data_subset: Optional[PositiveShare] = None  # e.g. "2%": authenticate a random share of packs after backups
 
 
+class VerifyConfig(_Strict):
+    """`agent verify` of each source's newest snapshot when its last clean verify is `every` old."""
+
+    every: Optional[RetentionSpan] = None  # e.g. "7d" or "1w"; unset: never
+    fsck: bool = True  # also check each partition's filesystem with its own checker
+    sources: list[str] = []  # names of the sources to verify; empty: all
+
+    def interval(self):
+        return parse_duration(self.every) if self.every else None
+
+
 class LogConfig(_Strict):
     syslog: bool = False  # also log warnings, errors and summaries to syslog (journald reads it too)
     progress_interval_s: float = Field(default=60, gt=0)  # plain progress lines when not on a terminal
@@ -113,6 +124,7 @@ class Config(_Strict):
     sources: list[SourceConfig] = []
     retention: Optional[RetentionConfig] = None
     check: CheckConfig = CheckConfig()
+    verify: VerifyConfig = VerifyConfig()
     notify: NotifyConfig = NotifyConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
@@ -123,6 +135,9 @@ class Config(_Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dup)}")
+        unknown = sorted(set(self.verify.sources) - set(names))
+        if unknown:
+            raise ValueError(f"verify.sources names no source called {', '.join(unknown)}")
         return self
 
     def secrets(self) -> list[str]:

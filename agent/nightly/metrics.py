@@ -38,7 +38,15 @@ _HELP = {
     "agent_source_new_bytes": "Bytes of new (not yet stored) data found in the source in the last run.",
     "agent_source_uploaded_bytes": "Bytes uploaded for the source in the last run (compressed, encrypted).",
     "agent_source_duration_seconds": "Duration of the source's backup in the last run.",
+    "agent_verify_status": "1 if the last verify of the source's newest snapshot found it sound, else 0.",
+    "agent_verify_timestamp_seconds": "When the source's newest snapshot was last verified (Unix time).",
+    "agent_verify_last_success_timestamp_seconds": "When a verify of the source last found it sound (Unix time).",
+    "agent_verify_damaged_bytes": "Image bytes of the verified snapshot whose chunks are damaged or missing.",
+    "agent_verify_duration_seconds": "Duration of the source's last verify.",
+    "agent_verify_partition_clean": "1 if the partition's filesystem checker found it clean in the last verify "
+                                    "with fsck, 0 if damaged (partitions not checked are absent).",
 }
+_VERIFY = "agent_verify_"
 
 
 def render(report: RunReport, previous: str | None = None) -> str:
@@ -68,6 +76,7 @@ def render(report: RunReport, previous: str | None = None) -> str:
             ("agent_source_uploaded_bytes", lab, s.uploaded_bytes),
             ("agent_source_duration_seconds", lab, s.duration_s),
         ]
+        samples += _verify_samples(s, finished, old)
     out: list[str] = []
     for name, help_text in _HELP.items():  # one HELP/TYPE block per family, samples grouped under it
         rows = [(lab, v) for n, lab, v in samples if n == name and v is not None]
@@ -75,6 +84,31 @@ def render(report: RunReport, previous: str | None = None) -> str:
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
             out += [f"{name}{_labels(lab)} {_number(v)}" for lab, v in rows]
     return "\n".join(out) + "\n"
+
+
+def _verify_samples(s, finished: float, old: dict) -> list[tuple[str, dict[str, str], float | None]]:
+    """A verified source's verify metrics; for one not verified in this run (not due), the samples
+    of its last verify are carried over from the previous file, so they describe the last verify."""
+    v = s.verify
+    if v is None:
+        return [(name, dict(labels), value) for (name, labels), value in old.items()
+                if name.startswith(_VERIFY) and dict(labels).get("source") == s.name]
+    lab = {"source": s.name}
+    ok = v.status == "clean"
+    out: list[tuple[str, dict[str, str], float | None]] = [
+        ("agent_verify_status", lab, 1 if ok else 0),
+        ("agent_verify_timestamp_seconds", lab, finished),
+        ("agent_verify_last_success_timestamp_seconds", lab,
+         finished if ok else old.get(("agent_verify_last_success_timestamp_seconds", (("source", s.name),)))),
+        ("agent_verify_damaged_bytes", lab, v.damaged_bytes),
+        ("agent_verify_duration_seconds", lab, v.duration_s),
+    ]
+    for p in v.partitions:
+        if p.get("status") in ("clean", "damaged"):
+            part = {"source": s.name, "partition": str(p.get("number") if p.get("number") is not None else "image"),
+                    "filesystem": str(p.get("filesystem") or "")}
+            out.append(("agent_verify_partition_clean", part, 1 if p["status"] == "clean" else 0))
+    return out
 
 
 def write_textfile(path: str | os.PathLike, report: RunReport, previous: str | None = None) -> None:

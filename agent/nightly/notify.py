@@ -202,12 +202,37 @@ def render_text(report: RunReport) -> str:
         lines += [f"  error: {s.error}"] if s.error else []
         lines += [f"  hint: {s.hint}"] if s.hint else []
         lines += [f"  warning: {w}" for w in s.warnings]
+        if s.verify is not None:
+            lines += verify_lines(s.verify)
     if report.errors:
         lines += ["", "run errors:", *(f"  {e}" for e in report.errors)]
     if report.repository_bytes is not None or report.snapshot_count is not None:
         lines += ["", f"repository: {size(report.repository_bytes)} stored, "
                       f"{report.snapshot_count if report.snapshot_count is not None else '?'} snapshots"]
     return "\n".join(lines) + "\n"
+
+
+def verify_lines(v) -> list[str]:
+    """A source's verify (agent.nightly.report.VerifyReport): the outcome, then what is damaged."""
+    what = "chunks and filesystems" if v.fsck else "chunks"
+    snap = f" of snapshot {v.snapshot_id[:8]}" if v.snapshot_id else ""
+    lines = [f"  verify{snap} ({what}): {v.status}"]
+    lines += [f"    error: {v.error}"] if v.error else []
+    lines += [f"    hint: {v.hint}"] if v.hint else []
+    if v.damaged_ranges:
+        off, n = v.damaged_ranges[0]
+        lines.append(f"    {len(v.damaged_ranges)} damaged range(s), {v.damaged_bytes} bytes, the first at bytes "
+                     f"{off}..{off + n}; `agent verify {(v.snapshot_id or '')[:8]} --json` lists them")
+    for p in v.partitions:
+        name = "image" if p.get("number") is None else f"p{p['number']}"
+        if p.get("status") == "damaged":
+            lines.append(f"    {name} {p.get('filesystem')}: DAMAGED ({p.get('checker')}, exit status "
+                         f"{p.get('exit_status')})")
+            lines += [f"      {line}" for line in p.get("output") or []]
+        elif p.get("status") == "not checked":
+            lines.append(f"    {name}: not checked ({p.get('reason')})")
+    lines += [f"    warning: {w}" for w in v.warnings]
+    return lines
 
 
 def _describe(exc: object) -> str:
