@@ -164,6 +164,7 @@ def unpack(deb: Path, dest: Path) -> None:
     """dpkg-deb -x into DEST, through a temporary directory so a half unpacked tree is never used."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise FetchError(f"dpkg-deb -x {deb.name} failed: {r.stderr.strip()}")
@@ -185,7 +186,6 @@ def restic(cache: Path = DEFAULT_CACHE) -> Path:
     exe = dest / "usr/bin/restic"
     if binary_version(exe).startswith(f"restic {RESTIC_VERSION}."):
         return exe
-    cache.mkdir(parents=True, exist_ok=True)
     unpack(download("restic", cache), dest)
     version = binary_version(exe)
     if not version.startswith(f"restic {RESTIC_VERSION}."):

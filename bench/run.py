@@ -59,7 +59,7 @@ class Bench:
         rec = {"round": rnd, "tool": tool, "step": step, **res.as_dict(), **extra}
         self.records.append(rec)
         self.save()
-        msg = (f"[round {rnd}] {step:<13} {tool:<6} rc={res.rc} wall {res.wall_s:7.1f} s  cpu {res.cpu_s:7.1f} s"
+        msg = (f"[round {rnd}] {step:<13} {tool:<11} rc={res.rc} wall {res.wall_s:7.1f} s  cpu {res.cpu_s:7.1f} s"
                f"  rss {res.peak_rss_kib / 1024:6.0f} MiB")
         if "repo_bytes" in extra:
             msg += f"  repo {_mb(extra['repo_bytes'])} (+{_mb(extra['added_bytes'])})"
