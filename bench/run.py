@@ -3,7 +3,7 @@
 Schedule: per round, a fresh repository per tool; the steps are interleaved per step (init all
 tools, then day0 for every tool, then day1 ...), and the tool order rotates from round to round.
 Per step, not per tool, so that all the tools meet the same machine conditions (other load,
-disk state) within minutes of each other, and each day's image is copied once and backed up by all
+disk state) within minutes of each other, and each day's image is copied once and backed up by
 all of them from the very same file; rotating the order cancels any advantage of going first.
 
 Every day's image is copied to WORK/disk.img (outside the timing, as a new file) and all tools back
