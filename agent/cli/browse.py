@@ -13,18 +13,21 @@ import typer
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import units
 
+_LOCK_WAIT_HELP = "Seconds to wait for a running prune to finish."
 _AT_HELP = ("Newest snapshot at or before this time (then the spec leaves out the snapshot: 2:/etc): a date, "
             "a timestamp, or yesterday / 3d / 12h.")
 
 
 @contextmanager
-def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], source: Optional[str]):
-    """(spec, snapshot image, partition dict or None, filesystem or None) for `text`, inside the repository."""
+def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], source: Optional[str],
+            command: str, lock_wait: int):
+    """(spec, snapshot image, partition dict or None, filesystem or None) for `text`, inside the
+    repository, under a shared lock: a prune must not delete packs while they are read."""
     from agent.browse.image import SnapshotImage, Window
     from agent.browse.paths import parse_spec
 
     spec = parse_spec(text, with_snapshot=at is None)
-    with app.repository() as repo:
+    with app.repository() as repo, repo.lock(exclusive=False, command=command, wait=lock_wait):
         from agent.config.times import parse_instant
         from agent.repo.snapshots import filter_snapshots, pick_at, pick_partition, resolve
 
@@ -66,10 +69,11 @@ def ls(
     host: Optional[str] = typer.Option(None, "--host", help="Choose among the snapshots of this host."),
     source: Optional[str] = typer.Option(None, "--source", help="Choose among the snapshots of this source path."),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    lock_wait: int = typer.Option(1800, "--lock-wait", help=_LOCK_WAIT_HELP),
 ) -> None:
     """List a snapshot's partitions, or the files in one of them."""
     app: AppContext = app_context(ctx, json_output)
-    with _opened(app, spec, at, host, source) as (parsed, image, part, fs):
+    with _opened(app, spec, at, host, source, "ls", lock_wait) as (parsed, image, part, fs):
         if fs is None:
             _partitions(app, image)
         else:
@@ -139,13 +143,14 @@ def extract(
     host: Optional[str] = typer.Option(None, "--host", help="Choose among the snapshots of this host."),
     source: Optional[str] = typer.Option(None, "--source", help="Choose among the snapshots of this source path."),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    lock_wait: int = typer.Option(1800, "--lock-wait", help=_LOCK_WAIT_HELP),
 ) -> None:
     """Copy files or a directory tree out of a snapshot, keeping mode, mtime, symlinks and holes."""
     from agent.browse.extract import extract as run_extract
     from agent.errors import UsageError
 
     app: AppContext = app_context(ctx, json_output)
-    with _opened(app, spec, at, host, source) as (parsed, image, part, fs):
+    with _opened(app, spec, at, host, source, "extract", lock_wait) as (parsed, image, part, fs):
         if fs is None or parsed.path is None:  # a partition listing, or a partition's root not asked for
             raise UsageError(f"{spec!r} names no path: give SNAPSHOT:PARTITION:/path, e.g. latest:2:/etc")
         res = run_extract(fs, parsed.path, to)

@@ -262,3 +262,24 @@ def test_exfat_built_by_mkfs_exfat_is_recognised(cli, tmp_path):
     cli("backup", str(image))
     listing = cli("ls", "latest:/", "--json").json()
     assert listing["filesystem"] == "exfat" and listing["entries"] == []
+
+
+def test_ls_and_extract_wait_for_a_prune_and_say_so(cli, tmp_path, ext4):
+    """They read packs, so they hold a shared lock: while a prune (exclusive) runs they wait, then
+    give the lock error; they never read under a prune."""
+    from agent.repo.cache import ObjectCache
+    from agent.repo.repository import Repository
+    from backends.local import LocalBackend
+
+    _, image = ext4
+    cli("init")
+    cli("backup", str(image))
+    repo = Repository.open(LocalBackend(cli.repo), cli.passfile.read_bytes().strip(), cache=ObjectCache(None))
+    try:
+        with repo.lock(exclusive=True, command="prune"):
+            for args in (("ls", "latest:/etc"), ("extract", "latest:/etc", "--to", str(tmp_path / "o"))):
+                res = cli(*args, "--lock-wait", "1", check=False)
+                assert res.code == 13 and "prune" in res.err and "Traceback" not in res.err, res.err
+        assert cli("ls", "latest:/etc", "--lock-wait", "0").code == 0
+    finally:
+        repo.close()

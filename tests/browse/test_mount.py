@@ -154,3 +154,18 @@ def test_mount_as_an_unprivileged_user_with_access_to_dev_fuse(cli, tmp_path, ba
             proc.wait()
         subprocess.run(["umount", "-l", str(shared / "mnt")], capture_output=True)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_mount_holds_a_shared_lock_so_prune_waits(cli, tmp_path, backed_up):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = cli.popen("mount", str(mnt), "--foreground")
+    try:
+        _wait(lambda: os.path.ismount(mnt) or proc.poll() is not None, "the mount")
+        assert os.path.ismount(mnt), proc.communicate()
+        res = cli("prune", "--lock-wait", "0", check=False)
+        assert res.code == 13 and "mount" in res.err, res.err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert cli("prune", "--lock-wait", "0").code == 0
