@@ -150,7 +150,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         by_pack[b.pack].append(b)
 
     size = window[1]
-    fd, kind, created = open_target(target, size, opts.force)
+    fd, kind, created = open_target(target, size, opts.force, opts.disk_size)
     listener(Started("restore", size))
     damaged = list(missing)
     written = 0
