@@ -102,7 +102,7 @@ def _preflight(plan: Resize, fmt: str, kind: str) -> None:
     if grow is None:
         return
     tools.require({"sgdisk" if plan.scheme == "gpt" else "sfdisk"}, "--grow")
-    if fsgrow.needs_root(grow.filesystem) and not is_root():
+    if fsgrow.growable(grow.filesystem) and not is_root():
         raise TargetError(f"--grow: growing the {grow.filesystem} filesystem of partition {grow.name} needs root "
                           "(a loop device at the partition's offset)",
                           hint="run the restore as root, or restore without --grow and grow it where the disk "

@@ -1,8 +1,9 @@
 """Grow the filesystem of an extended partition to fill it, each with its own tool, checked before and
 after: ext2/3/4 with resize2fs (e2fsck -fn around it), NTFS with ntfsresize, XFS with xfs_growfs.
 
-ext2/3/4 needs no root: e2fsprogs open `PATH?offset=N` in place. NTFS and XFS need a block device at
-the partition's offset, a loop device (root); XFS also grows only while mounted.
+Each tool gets a block device of its own at the partition's offset: a loop device, so root. (resize2fs
+on e2fsprogs' `FILE?offset=N` would truncate or extend FILE to the filesystem's size, offset ignored,
+cutting off the end of the disk.) XFS also grows only while mounted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from agent.restore.tools import ToolFailed, last_lines, run
 
 _EXT = ("ext2", "ext3", "ext4")
 #: filesystem -> the tools growing it
-TOOLS = {**{fs: {"e2fsck", "resize2fs"} for fs in _EXT}, "ntfs": {"ntfsresize", "losetup"},
+TOOLS = {**{fs: {"e2fsck", "resize2fs", "losetup"} for fs in _EXT}, "ntfs": {"ntfsresize", "losetup"},
          "xfs": {"xfs_growfs", "xfs_repair", "losetup", "mount", "umount"}}
 
 
@@ -29,37 +30,33 @@ def growable(fs: str | None) -> bool:
     return fs in TOOLS
 
 
-def needs_root(fs: str | None) -> bool:
-    return fs in ("ntfs", "xfs")
-
-
 def grow_filesystem(path: str, start: int, size: int, fs: str | None, part: str) -> Grown:
     """Grow filesystem `fs` in bytes [start, start + size) of `path` (partition `part`, for messages).
     A filesystem that is unclean or cannot be grown here is left as it was, with a note on what to do."""
-    if fs in _EXT:
-        return _grow_ext(path, start, size, fs, part)
-    if fs == "ntfs" and is_root():
-        return _grow_ntfs(path, start, size, part)
-    if fs == "xfs" and is_root():
-        return _grow_xfs(path, start, size, part)
-    if needs_root(fs):
+    if not growable(fs):
+        return Grown(False, f"partition {part} was extended; its {fs or 'unknown'} filesystem is not grown by agent "
+                            "(ext2/3/4, NTFS and XFS are): grow it with its own tool")
+    if not is_root():  # refused before the restore (agent.restore.anywhere); said again for other callers
         return Grown(False, f"partition {part} was extended; growing its {fs} filesystem needs root (a loop device): "
                             "run the restore as root, or grow it where the disk is used")
-    return Grown(False, f"partition {part} was extended; its {fs or 'unknown'} filesystem is not grown by agent "
-                        "(ext2/3/4, NTFS and XFS are): grow it with its own tool")
+    if fs == "ntfs":
+        return _grow_ntfs(path, start, size, part)
+    if fs == "xfs":
+        return _grow_xfs(path, start, size, part)
+    return _grow_ext(path, start, size, str(fs), part)
 
 
 def _grow_ext(path: str, start: int, size: int, fs: str, part: str) -> Grown:
-    dev = f"{path}?offset={start}"
-    before = run("e2fsck", "-fn", dev, check=False)
-    if before.returncode != 0:
-        return Grown(False, f"partition {part} was extended, but its {fs} filesystem was not grown: `e2fsck -fn` "
-                            f"found problems ({last_lines(before, 1)}); run `e2fsck -f` and `resize2fs` on it")
-    # -f: the check just passed (read-only checks leave the last-check time as it was)
-    run("resize2fs", "-f", dev, f"{size // 512}s")
-    after = run("e2fsck", "-fn", dev, check=False)
-    if after.returncode != 0:
-        raise ToolFailed(f"e2fsck -fn reports problems in partition {part} after resize2fs: {last_lines(after)}")
+    with loop_device(path, start, size) as dev:
+        before = run("e2fsck", "-fn", dev, check=False)
+        if before.returncode != 0:
+            return Grown(False, f"partition {part} was extended, but its {fs} filesystem was not grown: `e2fsck -fn` "
+                                f"found problems ({last_lines(before, 1)}); run `e2fsck -f` and `resize2fs` on it")
+        # -f: the check just passed (a read-only check leaves the last-check time as it was)
+        run("resize2fs", "-f", dev)
+        after = run("e2fsck", "-fn", dev, check=False)
+        if after.returncode != 0:
+            raise ToolFailed(f"e2fsck -fn reports problems in partition {part} after resize2fs: {last_lines(after)}")
     return Grown(True, f"grew the {fs} filesystem of partition {part} to fill it (resize2fs; e2fsck -fn clean)")
 
 
@@ -99,5 +96,5 @@ def _grow_xfs(path: str, start: int, size: int, part: str) -> Grown:
 
 
 def required_tools(fs: str | None) -> set[str]:
-    return set(TOOLS.get(fs or "", set())) if fs in _EXT or is_root() else set()
+    return set(TOOLS.get(fs or "", set()))
 
