@@ -88,7 +88,7 @@ def restore(
                 res = placed.result
     fetched = app.accounting.snapshot().bytes_down if app.accounting else None
     if app.settings.json:
-        app.emit_json({"snapshot_id": res.snapshot_id, "target": res.target, "size": res.size,
+        app.emit_json({"snapshot_id": res.snapshot_id, "target": to if placed else res.target, "size": res.size,
                        "partition": int(part["number"]) if partition is not None else None,
                        "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes, "fetched_bytes": fetched,
                        "duration_s": res.duration_s, "damaged_ranges": [list(r) for r in res.damaged],
@@ -97,7 +97,7 @@ def restore(
                        "grown_partition": placed.grown_partition if placed else None,
                        "filesystem_grown": placed.filesystem_grown if placed else None})
     else:
-        app.out.print(f"restored {units.size(res.size)} to {res.target} in {res.duration_s:.1f} s "
+        app.out.print(f"restored {units.size(res.size)} to {to if placed else res.target} in {res.duration_s:.1f} s "
                       f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")
         if res.damaged:
             app.out.print(f"[red]{len(res.damaged)} damaged range(s) were written as zeros:[/]")
@@ -123,7 +123,7 @@ def _print_placement(app: AppContext, placed, to: str) -> None:
         if placed.filesystem_grown:
             app.out.print(placed.notes[-1])
     if placed.format != "raw":
-        app.out.print(f"converted to {placed.format} with qemu-img (qemu-img check: no errors): {to}")
+        app.out.print(f"written as a {placed.format} image with qemu-img (qemu-img check: no errors)")
 
 
 def register(app: typer.Typer) -> None:

@@ -53,6 +53,8 @@ def convert(raw: str, target: str, fmt: str) -> None:
     """raw -> fmt under a temporary name, `qemu-img check`ed, then renamed onto `target`."""
     _, partial = scratch_paths(target)
     try:
+        remove(partial)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))  # a disk's data: private
         run("qemu-img", "convert", "-q", "-f", "raw", "-O", fmt, raw, partial)
         check = run("qemu-img", "check", "-q", "-f", fmt, partial, check=False)
         if check.returncode != 0:

@@ -53,6 +53,7 @@ def test_each_format_holds_the_raw_restore(backed_up, tmp_path, name, fmt):
     assert check.returncode == 0, check
     assert out.stat().st_blocks * 512 < 40 * MIB  # sparse: about the data, not the 64 MiB disk
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no raw or partial file left
+    assert out.stat().st_mode & 0o777 == 0o600 and res["target"] == str(out)  # private, as a raw restore is
 
 
 def test_a_larger_vm_disk_with_a_moved_gpt(backed_up, tmp_path):
