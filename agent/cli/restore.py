@@ -29,7 +29,7 @@ def restore(
                                                  "20Mbit/s, off, or a timetable. Env: AGENT_LIMIT_DOWNLOAD."),
     size: Optional[str] = typer.Option(None, "--size", help="Size of the disk to create in an image file (e.g. "
                                        "128MiB), larger or smaller than the snapshot's; the GPT is fitted to it. "
-                                       "Default: the image's size, or an existing larger file's."),
+                                       "Default: the image's size, or that of a larger existing file holding no data."),
     grow: bool = typer.Option(False, "--grow", help="Extend the last partition to the end of the disk and grow "
                               "its filesystem (ext2/3/4; NTFS and XFS as root)."),
     image_format: Optional[str] = typer.Option(None, "--format", help="raw, qcow2, vhdx or vmdk (qemu-img). "

@@ -21,12 +21,12 @@ from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.peek import gpt_array_bytes
 from agent.restore.resize import Resize, plan_resize
 from agent.restore.run import run_restore
-from agent.restore.target import probe_target
+from agent.restore.target import holds_no_data, probe_target
 
 
 @dataclass
 class Placement:
-    """Where the disk goes: the target file's size (None: the image's, or a larger existing file's),
+    """Where the disk goes: the target file's size (None: the image's, or a larger blank file's),
     whether to grow the last partition, and the image format (None: from the target's extension)."""
 
     size: int | None = None
@@ -62,8 +62,10 @@ def restore_anywhere(repo: Repository, snap: Snapshot, target: str, opts: Restor
             raise UsageError(f"--size is for image files; {target} is a disk of {have} bytes")
         disk = have
     else:
-        # an existing larger file is a larger disk (`truncate -s 100G vm.img`); a smaller one an old image
-        disk = place.size if place.size is not None else max(snap.size, have)
+        # a larger file holding no data is a disk made for the restore (`truncate -s 100G vm.img`); a file
+        # with data is an old image, replaced by one of the snapshot's size
+        blank_disk = kind == "file" and have > snap.size and holds_no_data(target)
+        disk = place.size if place.size is not None else have if blank_disk else snap.size
     plan = plan_resize(snap.partition_table, snap.size, disk, target, grow=place.grow)
     if plan.scheme == "gpt" and disk < snap.size:  # the real backup table's size, from the primary header
         with repo.lock(exclusive=False, command="restore", wait=opts.lock_wait):

@@ -39,6 +39,19 @@ def probe_target(path: str) -> tuple[str, int]:
     return "file", st.st_size
 
 
+def holds_no_data(path: str) -> bool:
+    """A file with holes only (`truncate -s 100G vm.img`, `qemu-img create -f raw`): a blank disk made
+    for the restore, rather than an old image to replace."""
+    fd = _open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, 0, os.SEEK_DATA)
+    except OSError as exc:
+        return exc.errno == errno.ENXIO  # no data at or after offset 0
+    finally:
+        os.close(fd)
+    return False
+
+
 def open_target(path: str, size: int, force: bool, disk_size: int | None = None) -> tuple[int, str, bool]:
     """(descriptor, "block" or "file", whether this call created the file). `size` bytes are written;
     a file gets `disk_size` (a larger or smaller disk than the image), by default `size`."""

@@ -96,16 +96,21 @@ def test_a_larger_disk_gets_its_backup_gpt_at_the_new_end(backed_up, tmp_path):
     filesystems_clean(out, info)
 
 
-def test_an_existing_larger_file_keeps_its_size(backed_up, tmp_path):
+def test_a_larger_blank_file_is_a_disk_and_an_old_image_is_replaced(backed_up, tmp_path):
     cli, disk, info = backed_up
-    out = tmp_path / "vm.img"
-    with open(out, "wb") as f:
-        f.write(b"old")
+    blank, old = tmp_path / "vm.img", tmp_path / "old.img"
+    with open(blank, "wb") as f:
+        f.truncate(96 * MIB)  # a disk made for the restore: holes only
+    cli("restore", "latest", "--to", str(blank), "--force")
+    assert blank.stat().st_size == 96 * MIB
+    sgdisk_ok(blank)
+    assert last_usable(blank) == 96 * MIB // 512 - 34
+    assert same_range(disk, blank, info.root.start, info.root.size)
+    with open(old, "wb") as f:
+        f.write(b"an old image")
         f.truncate(96 * MIB)
-    cli("restore", "latest", "--to", str(out), "--force")
-    assert out.stat().st_size == 96 * MIB
-    sgdisk_ok(out)
-    assert same_range(disk, out, info.root.start, info.root.size)
+    cli("restore", "latest", "--to", str(old), "--force")
+    assert old.read_bytes() == disk.read_bytes()  # replaced by the snapshot's image, size and all
 
 
 @needs_root
