@@ -7,4 +7,12 @@
     target   open and size the target (sparse file with fresh holes, or an unmounted device
              large enough), write, zero ranges, and say what to do when the disk is full
     options  RestoreOptions and RestoreResult
+    anywhere a whole disk onto any target: another size, --grow, a VM format; refusals before writing
+    resize   pure planning: what to write, whether the partitions fit a smaller disk, what --grow extends
+    peek     the primary GPT header read from the snapshot (the backup table's size, for a smaller disk)
+    fixup    sgdisk -e / -v and the extended last partition (sgdisk, sfdisk), read back with agent.source
+    fsgrow   resize2fs, ntfsresize, xfs_growfs on a loop device at the partition's offset (root)
+    loopdev  that loop device, always detached
+    vmformat qcow2 / VHDX / VMDK through qemu-img: convert, check, rename into place
+    tools    the external tools: checked before writing (naming their package), run with their errors
 """

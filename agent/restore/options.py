@@ -14,6 +14,8 @@ class RestoreOptions:
     sync: bool = False  # fsync an image file at the end; block devices are always flushed
     #: restore only image bytes [start, start + length) (one partition), to offset 0 of the target
     window: tuple[int, int] | None = None
+    #: the size of a target file (a disk larger or smaller than what is written); default: what is written
+    disk_size: int | None = None
 
 
 @dataclass

@@ -36,7 +36,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     zero_runs = plan.zero_runs
 
     size = window[1]
-    fd, kind, created = open_target(target, size, opts.force)
+    fd, kind, created = open_target(target, size, opts.force, opts.disk_size)
     listener(Started("restore", size))
     damaged = list(plan.missing)
     written = 0
