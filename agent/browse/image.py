@@ -26,10 +26,11 @@ from agent.repo.snapshots import Snapshot
 CACHE_BYTES = 64 << 20  # decompressed chunks kept: a filesystem's metadata reads revisit a few
 READ_AHEAD = 64  # at most, chunks fetched ahead of a sequential reader (16 MiB at the average chunk size)
 _FIRST_AHEAD = 4  # the window starts small (metadata reads jump around) and doubles while reads follow on
-_WORKERS = 6  # ranged reads in flight
+_WORKERS = 6  # ranged reads in flight on a network backend, to cover its round trips
+_LOCAL_WORKERS = 3  # on a local disk more threads only contend for the interpreter (extraction ran 15% slower with 6)
 _MAX_READ = 4 << 20  # one ranged read takes neighbouring chunks of a pack up to this size, as restore does
 _GAP = 256 << 10  # and reads across gaps smaller than this
-STREAM_AHEAD = 48 << 20  # image bytes a stream keeps fetched (or in flight) ahead of its consumer
+STREAM_AHEAD = 24 << 20  # image bytes a stream keeps fetched (or in flight) ahead of its consumer
 
 
 class RangeUnreadable(CorruptObject):
@@ -57,7 +58,8 @@ class SnapshotImage:
         self._cached_bytes = 0
         self._inflight: dict[int, Future] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="browse")
+        local = repo.capabilities.max_connections <= 2  # backends.local: a disk, no round trips
+        self._pool = ThreadPoolExecutor(_LOCAL_WORKERS if local else _WORKERS, thread_name_prefix="browse")
         self._last_end = -1
         self._ahead = _FIRST_AHEAD
         self.fetched_bytes = 0
