@@ -27,7 +27,7 @@ def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], 
     from agent.browse.paths import parse_spec
 
     spec = parse_spec(text, with_snapshot=at is None)
-    with app.repository() as repo, repo.lock(exclusive=False, command=command, wait=lock_wait):
+    with app.repository() as repo, repo.reader_lock(command=command, wait=lock_wait, warn=app.warn):
         from agent.config.times import parse_instant
         from agent.repo.snapshots import filter_snapshots, pick_at, pick_partition, resolve
 

@@ -45,7 +45,7 @@ def mount(
         app.out.print(f"mounted on {mountpoint}; unmount with `fusermount3 -u {mountpoint}`")
         return
     # a shared lock for as long as it is mounted: a prune waits rather than delete packs being read
-    with app.repository() as repo, repo.lock(exclusive=False, command="mount", wait=lock_wait):
+    with app.repository() as repo, repo.reader_lock(command="mount", wait=lock_wait, warn=app.warn):
         from agent.browse.mount import SnapshotTree, serve
         from agent.repo.snapshots import filter_snapshots, resolve
 

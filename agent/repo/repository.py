@@ -8,6 +8,7 @@ errors (agent.repo.storage), with messages that say what to do.
 from __future__ import annotations
 
 import secrets
+from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
@@ -29,7 +30,7 @@ from agent.repo.runs import RunRecord
 from agent.repo.snapshots import Snapshot
 from agent.repo.storage import storage_error, translated
 from backends.base import Backend, Capabilities, Leftover, PutMode
-from backends.errors import AlreadyExists, BackendError, NotFound
+from backends.errors import AlreadyExists, BackendError, NotFound, PermissionDenied
 from crypto import keys as keyfiles
 from crypto.errors import KeyFileDamaged, UnsupportedSuite
 from crypto.ids import keyed_hasher, object_id
@@ -96,6 +97,19 @@ class Repository:
     def lock(self, *, exclusive: bool, command: str, wait: float = 0.0) -> Lock:
         with translated("cannot write a lock"):
             return Lock(self._backend, self._envelope, exclusive, command).acquire(wait)
+
+    def reader_lock(self, *, command: str, wait: float, warn: Callable[[str], None]) -> AbstractContextManager:
+        """A shared lock for a command that only reads (ls, extract, mount); on a repository this user
+        may read but not write, none, with a warning: a prune running meanwhile could remove packs
+        being read, which then fail authentication-checked reads, never give wrong data."""
+        try:
+            return Lock(self._backend, self._envelope, False, command).acquire(wait)
+        except PermissionDenied:
+            warn("the repository is read-only for this user: reading without a lock (a prune running at the same "
+                 "time would make reads of the packs it removes fail)")
+            return nullcontext()
+        except BackendError as exc:
+            raise storage_error(exc, "cannot write a lock") from None
 
     def list_locks(self, unreadable: list[str] | None = None) -> list[LockInfo]:
         with translated("cannot list locks"):

@@ -215,6 +215,7 @@ def test_ls_and_extract_as_an_unprivileged_user(cli, tmp_path, ext4):
         run = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "agent"]
         ls = subprocess.run([*run, "ls", "latest:/etc", "--json"], env=env, capture_output=True, text=True)
         assert ls.returncode == 0, ls.stderr
+        assert "read-only for this user: reading without a lock" in ls.stderr, ls.stderr
         assert {e["name"] for e in json.loads(ls.stdout.splitlines()[-1])["entries"]} == {"nginx", "secret.key",
                                                                                          "current"}
         ex = subprocess.run([*run, "extract", "latest:/etc", "--to", str(out)], env=env, capture_output=True,
