@@ -1,4 +1,5 @@
-"""Tell a person how the nightly run went: a JSON webhook and/or an e-mail, chosen by the run's status.
+"""Tell a person how the nightly run went: a JSON webhook, an e-mail and/or Apprise URLs, chosen by the
+run's status.
 
 Delivery never raises: a broken mail server must not hide the backup's own result. Failures come back
 as one-line messages for the caller to log. No secret (SMTP password, webhook token) enters a message,
