@@ -167,12 +167,17 @@ def read_fleet(repo, now: datetime | None = None, *, policy: StalePolicy = Stale
                verified: Callable[[str, str], datetime | None] = lambda host, source: None) -> FleetStatus:
     """Read the metadata of `repo` (an agent.repo.repository.Repository) and summarize it. Takes no
     lock and writes nothing: a status must never stop a backup or a prune."""
+    from concurrent.futures import ThreadPoolExecutor
+
     damaged_snaps: list[tuple[str, str]] = []
-    snaps = repo.list_snapshots(damaged_snaps)
     damaged_runs: list[str] = []
-    runs = [r for _, r in repo.list_runs(damaged_runs)]
-    locks = repo.list_locks()
-    packs = repo.list_packs()
+    with ThreadPoolExecutor(3) as pool:  # four listings, each a round trip to a cloud store: at once
+        runs_f = pool.submit(repo.list_runs, damaged_runs)
+        locks_f = pool.submit(repo.list_locks)
+        packs_f = pool.submit(repo.list_packs)
+        snaps = repo.list_snapshots(damaged_snaps)
+        runs = [r for _, r in runs_f.result()]
+        locks, packs = locks_f.result(), packs_f.result()
     status = summarize_fleet(snaps, runs, locks, now or datetime.now(UTC), policy=policy, repository=repository,
                              repository_bytes=sum(packs.values()), verified=verified)
     status.damaged = [f"snapshot {name[:8]}: {problem}" for name, problem in damaged_snaps]
