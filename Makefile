@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AGENT := $(VENV)/bin/agent
-APT_PACKAGES := gdisk fdisk dosfstools mtools e2fsprogs xfsprogs ntfs-3g exfatprogs exfat-fuse fuse3 openssh-server samba qemu-utils
+APT_PACKAGES := gdisk fdisk dosfstools mtools e2fsprogs xfsprogs ntfs-3g exfatprogs exfat-fuse fuse3 openssh-server samba qemu-utils chromium
 DEMO := demo
 
 .PHONY: demo test system-deps venv clean
@@ -20,7 +20,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,docs,s3,gcs,sftp,smb,gdrive,dropbox,onedrive]'
+	$(PY) -m pip install -q -e '.[test,docs,s3,gcs,sftp,smb,gdrive,dropbox,onedrive,apprise]'
 	touch $@
 
 venv: $(VENV)/.installed

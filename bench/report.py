@@ -25,7 +25,8 @@ STEPS = ("init",) + BACKUPS + RESTORES
 MANUAL = (("profile", "Profile: where the time goes"),
           ("sweep", "Chunk size and compression sweep"),
           ("scale", "Scale: 64 GiB sparse image and 1M-chunk index"),
-          ("browse", "Granular restore: ls, extract, one partition"))
+          ("browse", "Granular restore: ls, extract, one partition"),
+          ("status", "Fleet status"))
 PLACEHOLDER = "_To be filled in by hand; kept verbatim when the benchmark regenerates this page._"
 
 

@@ -25,6 +25,7 @@ from agent.cli import run as run_cmd
 from agent.cli import schedule as schedule_cmd
 from agent.cli import snapshots as snapshots_cmd
 from agent.cli import stats as stats_cmd
+from agent.cli import status as status_cmd
 from agent.cli import unlock as unlock_cmd
 from agent.cli import verify as verify_cmd
 from agent.cli.context import AppContext
@@ -99,7 +100,7 @@ def _load_config_file(explicit: Optional[str]):
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, browse_cmd, check_cmd, forget_cmd, prune_cmd,
-               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd, verify_cmd):
+               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd, verify_cmd, status_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
 app.add_typer(repair_cmd.app, name="repair")

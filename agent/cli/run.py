@@ -96,6 +96,7 @@ def _publish(app: AppContext, cfg, report) -> list[str]:
             write_textfile(cfg.metrics.textfile, report)
         except OSError as exc:
             problems.append(f"metrics file {cfg.metrics.textfile} not written: {exc.strerror or exc}")
+    problems += report.delivery_problems
     problems += [f"notification not delivered: {e}" for e in send_notifications(cfg.notify, report)]
     for p in problems:
         app.warn(p)

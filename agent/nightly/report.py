@@ -48,6 +48,8 @@ class RunReport:
     repository_bytes: int | None = None
     snapshot_count: int | None = None
     errors: list[str] = field(default_factory=list)   # run-level errors (e.g. retention failed)
+    #: monitoring pings that were not delivered (they never change the run's status)
+    delivery_problems: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:

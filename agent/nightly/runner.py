@@ -206,9 +206,11 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
                                        hint="widen the window (--stop-at / --max-duration) "
                                             "or order sources by priority")
                 else:
+                    _ping(src, "start", "", report)
                     with progress(src) as listener:
                         rep = _backup_source(repo, src, opts, listener, tuple(cfg.env))
                 report.sources.append(rep)
+                _ping_outcome(src, rep, report)
                 on_source(rep)
             complete = all(r.status == "ok" for r in report.sources)
             if cfg.retention is not None and complete and not _window_over(opts):
@@ -228,9 +230,27 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
             if src.name not in done:
                 rep = SourceReport(src.name, src.path, "failed", error=message, hint=hint)
                 report.sources.append(rep)
+                _ping_outcome(src, rep, report)
                 on_source(rep)
     report.finished = datetime.now(UTC)
     return report
+
+
+def _ping(src: SourceConfig, kind, body: str, report: RunReport) -> None:
+    """The source's healthcheck ping, if it has one; a failed ping is noted, never raised."""
+    if src.healthcheck:
+        from agent.nightly.healthchecks import ping
+
+        problem = ping(src.healthcheck, kind, body)
+        if problem:
+            report.delivery_problems.append(f"{src.name}: {problem}")
+
+
+def _ping_outcome(src: SourceConfig, rep: SourceReport, report: RunReport) -> None:
+    if rep.status == "ok":
+        _ping(src, "success", f"snapshot {rep.snapshot_id}, new {rep.new_bytes} bytes", report)
+    else:
+        _ping(src, "fail", f"{rep.status}: {rep.error or 'no reason recorded'}", report)
 
 
 def _window_over(opts: RunOptions) -> bool:

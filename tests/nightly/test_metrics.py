@@ -187,8 +187,11 @@ def test_verify_metrics_and_their_carry_over_while_not_due(tmp_path):
                                                               partitions=parts, duration_s=4.5))))
     text = path.read_text()
     assert 'agent_verify_status{source="system-disk"} 0' in text
-    assert 'agent_verify_partition_clean{source="system-disk",partition="1",filesystem="vfat"} 1' in text
-    assert 'agent_verify_partition_clean{source="system-disk",partition="2",filesystem="ext4"} 0' in text
+    samples = parse_samples(text)  # prometheus_client writes labels in name order
+    assert samples[("agent_verify_partition_clean", (("filesystem", "vfat"), ("partition", "1"),
+                                                     ("source", "system-disk")))] == 1
+    assert samples[("agent_verify_partition_clean", (("filesystem", "ext4"), ("partition", "2"),
+                                                     ("source", "system-disk")))] == 0
     assert 'partition="3"' not in text and "agent_verify_last_success_timestamp_seconds" not in text
     assert "# TYPE agent_verify_status gauge" in text
     first = parse_samples(text)
