@@ -71,11 +71,21 @@ def run(
         state = record_start(state_path, _now())
         report = run_configured(cfg, app.repository, label,
                                 RunOptions(deadline=deadline, stop=stop, host=cfg.host,
-                                           last_verified=state.last_verified), progress, on_source)
+                                           last_verified=state.last_verified), progress, on_source,
+                                open_target=lambda c: _copy_target(app, c), label_of=redact_url)
         record_finish(state_path, report)
         problems = _publish(app, cfg, report)
     _print_outcome(app, report, problems)
     raise typer.Exit(report.exit_code)
+
+
+def _copy_target(app: AppContext, copy_cfg):
+    """The `[[copies]]` target, with its own passphrase source and limits (flags and env for the main
+    repository do not apply to it)."""
+    from agent.config.settings import OtherRepo
+
+    other = OtherRepo(copy_cfg.repository, copy_cfg.passphrase_file, copy_cfg.passphrase_command)
+    return app.other_repository(other, limit_upload=copy_cfg.limits.upload, limit_download=None)
 
 
 def _now():
@@ -118,6 +128,14 @@ def _print_outcome(app: AppContext, report, problems: list[str]) -> None:
             app.out.print(f"{s.name} ({s.path}):", markup=False)
             for line in verify_lines(s.verify):
                 app.out.print(line, markup=False)
+    for c in report.copies:
+        line = {"ok": "copied", "incomplete": "INCOMPLETE", "skipped": "SKIPPED", "failed": "FAILED"}[c.status]
+        app.out.print(f"copy {c.name} to {c.target}: {line}, {c.copied} snapshot(s) copied, {c.skipped} already "
+                      f"there, uploaded {units.size(c.uploaded_bytes)}", markup=False)
+        for w in c.warnings:
+            app.out.print(f"  warning: {w}", markup=False)
+        if c.error:
+            app.out.print(f"  {c.error}", markup=False)
     for e in report.errors:
         app.out.print(f"error: {e}")
     app.out.print(f"{summary} ({units.duration(report.duration_s)})")

@@ -78,6 +78,18 @@ class WindowConfig(_Strict):
     max_duration: Optional[RunDuration] = None
 
 
+class CopyConfig(_Strict):
+    """`agent copy` to another repository after the backups (`[[copies]]`, docs/copies.md)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    repository: str = Field(min_length=1)
+    passphrase_file: Optional[str] = None
+    passphrase_command: Optional[str] = None
+    sources: list[str] = []  # names of the sources whose snapshots to copy; empty: all of this host's
+    limits: LimitsConfig = LimitsConfig()  # the target's upload and the source's download limits
+    window: WindowConfig = WindowConfig()  # its own stop, within the run's window
+
+
 class RetentionConfig(_Strict):
     keep_last: int = Field(0, ge=0)
     keep_hourly: int = Field(0, ge=0)
@@ -147,6 +159,7 @@ class Config(_Strict):
     limits: LimitsConfig = LimitsConfig()
     window: WindowConfig = WindowConfig()
     sources: list[SourceConfig] = []
+    copies: list[CopyConfig] = []
     retention: Optional[RetentionConfig] = None
     check: CheckConfig = CheckConfig()
     verify: VerifyConfig = VerifyConfig()
@@ -164,6 +177,12 @@ class Config(_Strict):
         unknown = sorted(set(self.verify.sources) - set(names))
         if unknown:
             raise ValueError(f"verify.sources names no source called {', '.join(unknown)}")
+        unknown = sorted({n for c in self.copies for n in c.sources} - set(names))
+        if unknown:
+            raise ValueError(f"copies.sources names no source called {', '.join(unknown)}")
+        copies = [c.name for c in self.copies]
+        if len(set(copies)) != len(copies):
+            raise ValueError("copy names must be unique")
         return self
 
     def secrets(self) -> list[str]:

@@ -44,6 +44,10 @@ _HELP = {
     "agent_verify_duration_seconds": "Duration of the source's last verify.",
     "agent_verify_partition_clean": "1 if the partition's filesystem checker found it clean in the last verify "
                                     "with fsck, 0 if damaged (partitions not checked are absent).",
+    "agent_copy_status": "1 if the `[[copies]]` target got every selected snapshot in the last run, else 0.",
+    "agent_copy_last_success_timestamp_seconds": "When the copy last completed (Unix time).",
+    "agent_copy_snapshots_copied": "Snapshots copied to the target in the last run.",
+    "agent_copy_uploaded_bytes": "Bytes uploaded to the copy's target in the last run.",
 }
 _VERIFY = "agent_verify_"
 
@@ -82,6 +86,16 @@ def _run_registry(report: RunReport, previous: str | None):
             ("agent_source_duration_seconds", lab, s.duration_s),
         ]
         samples += _verify_samples(s, finished, old)
+    for c in report.copies:
+        lab = {"copy": c.name}
+        ok = c.status == "ok"
+        samples += [
+            ("agent_copy_status", lab, 1 if ok else 0),
+            ("agent_copy_last_success_timestamp_seconds", lab,
+             finished if ok else old.get(("agent_copy_last_success_timestamp_seconds", (("copy", c.name),)))),
+            ("agent_copy_snapshots_copied", lab, c.copied),
+            ("agent_copy_uploaded_bytes", lab, c.uploaded_bytes),
+        ]
     return registry_of(samples, _HELP)
 
 

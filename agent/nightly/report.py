@@ -39,6 +39,23 @@ class SourceReport:
 
 
 @dataclass
+class CopyReport:
+    """One `[[copies]]` entry's `agent copy` after the backups."""
+
+    name: str
+    target: str          # already redacted by the caller
+    status: str          # "ok" | "incomplete" | "skipped" | "failed"
+    copied: int = 0
+    skipped: int = 0
+    read_bytes: int = 0
+    uploaded_bytes: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+    hint: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunReport:
     host: str
     repository: str      # already redacted by the caller
@@ -50,15 +67,16 @@ class RunReport:
     errors: list[str] = field(default_factory=list)   # run-level errors (e.g. retention failed)
     #: monitoring pings that were not delivered (they never change the run's status)
     delivery_problems: list[str] = field(default_factory=list)
+    copies: list[CopyReport] = field(default_factory=list)
 
     @property
     def status(self) -> str:
         """"failure" if a source failed, a verify found damage or could not run, or the run had errors;
         "warning" if a source is incomplete or skipped or anything warned; else "success"."""
         if self.errors or any(s.status == "failed" or (s.verify and s.verify.status != "clean")
-                              for s in self.sources):
+                              for s in self.sources) or any(c.status == "failed" for c in self.copies):
             return "failure"
-        if any(s.status != "ok" or s.warnings for s in self.sources):
+        if any(s.status != "ok" or s.warnings for s in self.sources) or any(c.status != "ok" for c in self.copies):
             return "warning"
         return "success"
 
@@ -86,6 +104,7 @@ class RunReport:
             "snapshot_count": self.snapshot_count,
             "errors": list(self.errors),
             "sources": [asdict(s) for s in self.sources],
+            "copies": [asdict(c) for c in self.copies],
         }
 
 
@@ -105,6 +124,10 @@ def summarize(report: RunReport) -> str:
         c = sum(1 for v in verifies if v.status == st)
         if c:
             parts.append(f"{c} of {len(verifies)} verif{'ies' if len(verifies) != 1 else 'y'} {st}")
+    for st in ("failed", "incomplete", "skipped"):
+        c = sum(1 for x in report.copies if x.status == st)
+        if c:
+            parts.append(f"{c} of {len(report.copies)} cop{'ies' if len(report.copies) != 1 else 'y'} {st}")
     if report.errors:
         parts.append(f"{len(report.errors)} run error{'s' if len(report.errors) != 1 else ''}")
     warnings = sum(len(s.warnings) for s in report.sources)

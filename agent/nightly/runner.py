@@ -22,12 +22,13 @@ from typing import Callable, Iterator
 
 from agent.config.settings import parse_percent
 from agent.errors import AgentError
-from agent.nightly.configfile import Config, SourceConfig
+from agent.nightly.configfile import Config, CopyConfig, SourceConfig
 from agent.nightly.hooks import HookConfig, run_source_hook
-from agent.nightly.report import RunReport, SourceReport, VerifyReport
+from agent.nightly.report import CopyReport, RunReport, SourceReport, VerifyReport
 from agent.progress import Listener, Warning
 
 OpenRepo = Callable[[], AbstractContextManager]  # yields an open agent.repo.repository.Repository
+OpenTarget = Callable[[CopyConfig], AbstractContextManager]  # yields a `[[copies]]` target, opened
 
 
 @dataclass
@@ -191,7 +192,8 @@ def _verify_due_sources(repo, cfg: Config, host: str, opts: RunOptions, report: 
 
 def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts: RunOptions,
                    progress: Callable[[SourceConfig], AbstractContextManager],
-                   on_source: Callable[[SourceReport], None] = lambda r: None) -> RunReport:
+                   on_source: Callable[[SourceReport], None] = lambda r: None,
+                   open_target: OpenTarget | None = None, label_of: Callable[[str], str] = str) -> RunReport:
     """Back up every source, then retention, checks and the verifies that are due. Never raises for a
     failure of the work itself (it goes into the report, so it can be notified); only for bugs."""
     host = opts.host or cfg.host or socket.gethostname()
@@ -218,6 +220,9 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
             if cfg.check.read_data_subset and complete and not _window_over(opts):
                 _check(repo, parse_percent(cfg.check.read_data_subset, "read_data_subset"), report.errors)
             _verify_due_sources(repo, cfg, host, opts, report)
+            if open_target is not None:
+                for copy_cfg in cfg.copies:
+                    report.copies.append(_copy(repo, cfg, copy_cfg, host, opts, open_target, label_of))
             try:
                 report.repository_bytes = sum(repo.list_packs().values())
                 report.snapshot_count = len(repo.list_snapshots([]))
@@ -251,6 +256,49 @@ def _ping_outcome(src: SourceConfig, rep: SourceReport, report: RunReport) -> No
         _ping(src, "success", f"snapshot {rep.snapshot_id}, new {rep.new_bytes} bytes", report)
     else:
         _ping(src, "fail", f"{rep.status}: {rep.error or 'no reason recorded'}", report)
+
+
+def _copy(repo, cfg: Config, copy_cfg: CopyConfig, host: str, opts: RunOptions, open_target: OpenTarget,
+          label_of: Callable[[str], str]) -> CopyReport:
+    """`agent copy` of this host's snapshots (of the named sources) to one `[[copies]]` target, inside
+    both the run's window and the copy's own; a failure is reported, not raised."""
+    from agent.config.times import run_deadline
+    from agent.copy.options import CopyOptions
+    from agent.copy.run import run_copy
+
+    rep = CopyReport(copy_cfg.name, label_of(copy_cfg.repository), "skipped")
+    if _window_over(opts):
+        rep.error = "the backup window ended before the copy started"
+        return rep
+    own = run_deadline(copy_cfg.window.stop_at, copy_cfg.window.max_duration)
+    deadline = min((d for d in (opts.deadline, own) if d is not None), default=None)
+    paths: list[str | None] = [s.path for s in cfg.sources if s.name in copy_cfg.sources] or [None]
+    warnings: list[str] = []
+
+    def listener(event) -> None:
+        if isinstance(event, Warning):
+            warnings.append(event.message)
+
+    try:
+        with open_target(copy_cfg) as dst:
+            for path in paths:
+                res = run_copy(repo, dst, CopyOptions(host=host, source=path, lock_wait=opts.lock_wait,
+                                                      deadline=deadline, stop=opts.stop), listener)
+                rep.copied += len(res.copied)
+                rep.skipped += len(res.skipped)
+                rep.read_bytes += res.read_bytes
+                rep.uploaded_bytes += res.uploaded_bytes
+                rep.duration_s += res.duration_s
+                if res.stopped:
+                    rep.status, rep.error = "incomplete", f"{res.stopped}; the next run resumes"
+                    break
+            else:
+                rep.status = "ok"
+    except AgentError as exc:
+        rep.status = "failed"
+        rep.error, rep.hint = _failure(exc)
+    rep.warnings = warnings
+    return rep
 
 
 def _window_over(opts: RunOptions) -> bool:

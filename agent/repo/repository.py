@@ -7,9 +7,10 @@ errors (agent.repo.storage), with messages that say what to do.
 
 from __future__ import annotations
 
+import hmac
 import secrets
-from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Iterator, Sequence
 
 import pyfastcdc
@@ -74,6 +75,25 @@ class Repository:
              kdf: KdfParams | None = None, cache: ObjectCache | None = None) -> Repository:
         return cls.unlocked(backend, create(backend, passphrase, params or RepoParams(), kdf or KdfParams()),
                             cache=cache)
+
+    @classmethod
+    def init_from(cls, backend: Backend, passphrase: bytes, source: Repository, *, share_keys: bool,
+                  kdf: KdfParams | None = None, cache: ObjectCache | None = None) -> Repository:
+        """A new repository for copies of `source` (`agent init --from-repo`).
+
+        It always takes the source's parameters and chunker seed, so that backups made directly into
+        it cut the disk where the source's did and deduplicate against the copies. With `share_keys`
+        it also takes the master key and the repository id: then every sealed blob, pack and
+        manifest of the source is valid in it as it is, and `agent copy` moves them without
+        opening them (a replica). Without, its own keys: the copy opens and seals each blob again.
+        """
+        import dataclasses
+
+        master = source._master if share_keys else dataclasses.replace(
+            MasterKey.generate(), chunker_seed=source._master.chunker_seed)
+        keys = create(backend, passphrase, source.params, kdf or KdfParams(), master=master,
+                      repo_id=source.id if share_keys else None)
+        return cls.unlocked(backend, keys, cache=cache)
 
     @classmethod
     def open(cls, backend: Backend, passphrase: bytes, *, cache: ObjectCache | None = None) -> Repository:
@@ -171,6 +191,40 @@ class Repository:
         with translated(f"cannot remove the old key {old_id[:8]}"):
             self._backend.delete(layout.key_file(old_id))
         self.key_id = new_id
+
+    # ---- copies between repositories --------------------------------------------------------
+    def is_replica_of(self, other: Repository) -> bool:
+        """Same id and master key (`init --from-repo --share-keys`): sealed objects move as they are."""
+        return self.id == other.id and hmac.compare_digest(self._master.to_bytes(), other._master.to_bytes())
+
+    def same_chunk_ids(self, other: Repository) -> bool:
+        """Whether a chunk has the same id (keyed hash) in both repositories."""
+        return hmac.compare_digest(self._master.id_key, other._master.id_key)
+
+    def same_chunking(self, other: Repository) -> bool:
+        """Whether both cut a disk at the same places (parameters and secret seed): else backups made
+        directly into one never deduplicate against snapshots copied from the other."""
+        return self.params.chunker == other.params.chunker and self._master.chunker_seed == other._master.chunker_seed
+
+    def read_snapshot_object(self, name: str) -> bytes:
+        """A manifest as stored (sealed), checked against its name: for a copy to a replica."""
+        return self._get_cached("snapshots", layout.snapshot(name), name)
+
+    def store_snapshot_object(self, name: str, sealed: bytes) -> None:
+        """Store a manifest sealed by a replica of this repository under its own name; it must open here."""
+        if object_id(sealed) != name:
+            raise CorruptObject(f"snapshot {name[:8]} does not match its name (damaged or truncated)")
+        what = f"snapshot {name[:8]}"
+        Snapshot.from_json(self._envelope.decompress(self._envelope.open_object(_SNAPSHOT_KIND, sealed, what),
+                                                     name=what), name)
+        self._put(layout.snapshot(name), sealed, "cannot upload the snapshot manifest")
+        self.cache.put("snapshots", name, sealed)
+
+    def store_pack_bytes(self, pack_id: str, data: bytes) -> tuple[str, int, list[PackEntry]]:
+        """Store a whole pack of a replica as it is (its name and header checked here first)."""
+        entries = read_pack_bytes(self._envelope, data, pack_id)
+        self._put(layout.pack(pack_id), data, f"cannot upload pack {pack_id[:16]}")
+        return pack_id, len(data), entries
 
     # ---- packs -----------------------------------------------------------------------------
     def _put(self, key: str, data: bytes, what: str, mode: PutMode = PutMode.CREATE) -> None:
