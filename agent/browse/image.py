@@ -26,11 +26,11 @@ from agent.repo.snapshots import Snapshot
 CACHE_BYTES = 64 << 20  # decompressed chunks kept: a filesystem's metadata reads revisit a few
 READ_AHEAD = 64  # at most, chunks fetched ahead of a sequential reader (16 MiB at the average chunk size)
 _FIRST_AHEAD = 4  # the window starts small (metadata reads jump around) and doubles while reads follow on
-_WORKERS = 6  # ranged reads in flight on a network backend, to cover its round trips
+_WORKERS = 12  # at most, ranged reads in flight on a network backend, to cover its round trips
 _LOCAL_WORKERS = 3  # on a local disk more threads only contend for the interpreter (extraction ran 15% slower with 6)
 _MAX_READ = 4 << 20  # one ranged read takes neighbouring chunks of a pack up to this size, as restore does
 _GAP = 256 << 10  # and reads across gaps smaller than this
-STREAM_AHEAD = 24 << 20  # image bytes a stream keeps fetched (or in flight) ahead of its consumer
+STREAM_AHEAD = 24 << 20  # image bytes a stream keeps fetched or in flight ahead of its consumer, at least
 
 
 class RangeUnreadable(CorruptObject):
@@ -58,8 +58,10 @@ class SnapshotImage:
         self._cached_bytes = 0
         self._inflight: dict[int, Future] = {}
         self._lock = threading.Lock()
-        local = repo.capabilities.max_connections <= 2  # backends.local: a disk, no round trips
-        self._pool = ThreadPoolExecutor(_LOCAL_WORKERS if local else _WORKERS, thread_name_prefix="browse")
+        connections = repo.capabilities.max_connections
+        local = connections <= 2  # backends.local: a disk, no round trips
+        self.workers = _LOCAL_WORKERS if local else max(_LOCAL_WORKERS, min(_WORKERS, connections))
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="browse")
         self._last_end = -1
         self._ahead = _FIRST_AHEAD
         self.fetched_bytes = 0
@@ -104,11 +106,13 @@ class SnapshotImage:
         return pieces[0].tobytes() if len(pieces) == 1 and isinstance(pieces[0], memoryview) else b"".join(pieces)
 
     def stream(self, ranges: Iterable[tuple[int, int]],
-               ahead: int = STREAM_AHEAD) -> Iterator[tuple[int, int, int, memoryview | None]]:
+               ahead: int | None = None) -> Iterator[tuple[int, int, int, memoryview | None]]:
         """The bytes of `ranges` (offset, length) in order, as (range number, offset in that range,
         length, piece), piece None for zeros. For a reader that knows everything it will read (a
         file's extents): fetches run up to `ahead` bytes in front of the consumer, so the workers
         decompress while the consumer writes, and pieces are views of the chunks, never joined."""
+        if ahead is None:  # enough to keep every worker's ranged read busy (twice that was slower on S3)
+            ahead = max(STREAM_AHEAD, self.workers * _MAX_READ)
         pending: deque[tuple[int, int, int, int, Future | None]] = deque()
         queued = 0
         for k, (offset, length) in enumerate(ranges):
