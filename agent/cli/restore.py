@@ -27,6 +27,10 @@ def restore(
                                             "filesystem label or GPT name), fetching only its range."),
     limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Bandwidth limit: 4MiB/s, "
                                                  "20Mbit/s, off, or a timetable. Env: AGENT_LIMIT_DOWNLOAD."),
+    delta: bool = typer.Option(False, "--delta", help="The target holds an older copy: compare it chunk by chunk "
+                               "and fetch and write only what differs (no --force needed)."),
+    seed: list[str] = typer.Option([], "--seed", help="A local image (older restore, copy of the old disk) to copy "
+                                   "matching chunks from instead of fetching them; repeatable."),
 ) -> None:
     """Restore a snapshot (by id, 'latest', or --at) to --to."""
     from agent.config.times import parse_instant
@@ -64,16 +68,28 @@ def restore(
                  f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
         with app.progress("restore") as listener:
             res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync,
-                                                             window=window), listener)
+                                                             window=window, delta=delta, seeds=list(seed),
+                                                             journal_dir=repo.cache.root), listener)
     fetched = app.accounting.snapshot().bytes_down if app.accounting else None
     if app.settings.json:
         app.emit_json({"snapshot_id": res.snapshot_id, "target": res.target, "size": res.size,
                        "partition": int(part["number"]) if partition is not None else None,
                        "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes, "fetched_bytes": fetched,
-                       "duration_s": res.duration_s, "damaged_ranges": [list(r) for r in res.damaged]})
+                       "duration_s": res.duration_s, "damaged_ranges": [list(r) for r in res.damaged],
+                       "reused_bytes": res.reused_bytes, "resumed_bytes": res.resumed_bytes,
+                       "seeded": [{"seed": path, "bytes": n} for path, n in res.seeded],
+                       "verified_bytes": res.verified_bytes})
     else:
         app.out.print(f"restored {units.size(res.size)} to {res.target} in {res.duration_s:.1f} s "
                       f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")
+        if res.resumed_bytes:
+            app.out.print(f"resumed: {units.size(res.resumed_bytes)} were written by the interrupted run")
+        if delta:
+            app.out.print(f"delta: {units.size(res.reused_bytes)} were already right")
+        for path, n in res.seeded:
+            app.out.print(f"seed {path} supplied {units.size(n)}")
+        if res.verified_bytes:
+            app.out.print(f"verified: read back {units.size(res.verified_bytes)} written by this run")
         if res.damaged:
             app.out.print(f"[red]{len(res.damaged)} damaged range(s) were written as zeros:[/]")
             for off, n in res.damaged:

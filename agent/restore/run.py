@@ -11,37 +11,29 @@ import os
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from agent.allocator import keep_freed
-from agent.errors import AgentError, CorruptObject
+from agent.errors import AgentError, CorruptObject, TargetError
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
-from agent.repo.chunklist import DATA
+from agent.repo.chunklist import DATA, Extent
 from agent.repo.envelope import BlobType
 from agent.repo.index import ChunkIndex, Location
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.repo.writer import adopt_orphan_packs
+from agent.restore.delta import copy_chunks
+from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
-from agent.restore.target import TargetFull, open_target, pwrite_all, remove_partial, write_error, zero_device
+from agent.restore.plan import Blob, Work, check_same, clip, narrow, read_back
+from agent.restore.target import TargetFull, punch, pwrite_all, remove_partial, write_error, zero_device
 
 _GAP = 256 << 10  # read across gaps smaller than this rather than issue another request
 _MAX_READ = 4 << 20  # per request; three in flight bound a restore's memory (8 MiB x 4 held 30 MB more, no faster)
 
 
-@dataclass
-class _Blob:
-    cid: bytes
-    pack: str
-    offset: int  # in pack
-    length: int
-    raw: int
-    targets: list[int]  # image offsets
-
-
-def _ranges(blobs: list[_Blob]) -> list[list[_Blob]]:
+def _ranges(blobs: list[Blob]) -> list[list[Blob]]:
     blobs.sort(key=lambda b: b.offset)
-    out: list[list[_Blob]] = []
+    out: list[list[Blob]] = []
     for b in blobs:
         if out:
             last = out[-1]
@@ -62,22 +54,15 @@ def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOpti
         return _restore(repo, snap, target, opts, listener, t0)
 
 
-def _clip(offset: int, length: int, window: tuple[int, int]) -> tuple[int, int] | None:
-    """An image range as target offsets when restoring only `window` (start, length); None outside it."""
-    start, size = window
-    lo, hi = max(offset, start), min(offset + length, start + size)
-    return (lo - start, hi - lo) if lo < hi else None
-
-
-def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot, ignore_errors: bool,
-          window: tuple[int, int]) -> tuple[dict[bytes, _Blob], list[tuple[int, int]], list[tuple[int, int]]]:
+def _plan(repo: Repository, index: ChunkIndex, extents: list[Extent], ignore_errors: bool,
+          window: tuple[int, int]) -> tuple[dict[bytes, Blob], list[tuple[int, int]], list[tuple[int, int]]]:
     """Where each chunk of `window` is stored: (blobs by id, zero runs and ranges of missing chunks,
     both as target offsets). Only chunks that overlap the window are fetched."""
-    blobs: dict[bytes, _Blob] = {}
+    blobs: dict[bytes, Blob] = {}
     zero_runs: list[tuple[int, int]] = []
     missing: list[tuple[int, int]] = []
-    for ext in repo.snapshot_extents(index, snap):
-        clipped = _clip(ext.offset, ext.length, window)
+    for ext in extents:
+        clipped = clip(ext.offset, ext.length, window)
         if clipped is None:
             continue
         if ext.kind != DATA:
@@ -101,7 +86,7 @@ def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot, ignore_errors: bo
                                         "the repository")
                 missing.append(clipped)
                 continue
-            b = blobs[ext.id] = _Blob(ext.id, loc.pack_id, loc.offset, loc.length, loc.raw_length, [])
+            b = blobs[ext.id] = Blob(ext.id, loc.pack_id, loc.offset, loc.length, loc.raw_length, [])
         b.targets.append(ext.offset)
     return blobs, zero_runs, missing
 
@@ -135,31 +120,54 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         return bool(found)
 
     window = opts.window or (0, snap.size)
+    extents: list[Extent] = []
+
+    def plan() -> tuple[dict[bytes, Blob], list[tuple[int, int]], list[tuple[int, int]]]:
+        extents[:] = repo.snapshot_extents(index, snap)
+        return _plan(repo, index, extents, opts.ignore_errors, window)
+
     if bad_segments:
         adopt()
     try:
-        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors, window)
+        blobs, zero_runs, missing = plan()
     except CorruptObject:
         if not adopt():
             raise
-        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors, window)
+        blobs, zero_runs, missing = plan()
     if missing and adopt():
-        blobs, zero_runs, missing = _plan(repo, index, snap, opts.ignore_errors, window)
-    by_pack: dict[str, list[_Blob]] = defaultdict(list)
+        blobs, zero_runs, missing = plan()
+
+    size = window[1]
+    prep = prepare(target, Header(snap.id, window, size), opts.force, opts.delta, opts.journal_dir,
+                   opts.journal_interval)
+    fd, kind, created, journal = prep.fd, prep.kind, prep.created, prep.journal
+    try:
+        work = narrow(repo.chunk_id, fd, target, kind, created, blobs, zero_runs, extents, window, prep.done, opts,
+                      listener)
+    except BaseException:  # a seed that cannot be read, Ctrl-C while comparing: nothing written yet
+        os.close(fd)
+        if journal is not None:
+            journal.close()
+            if created:
+                journal.path.unlink(missing_ok=True)
+        if created:
+            os.unlink(target)
+        raise
+    blobs, zero_runs, zero_bytes, verified = work.blobs, work.zero_runs, work.zero_bytes, 0
+    by_pack: dict[str, list[Blob]] = defaultdict(list)
     for b in blobs.values():
         by_pack[b.pack].append(b)
 
-    size = window[1]
-    fd, kind, created = open_target(target, size, opts.force)
     listener(Started("restore", size))
     damaged = list(missing)
     written = 0
+    fetched_raw = 0
 
-    def fetch(pack_id: str, group: list[_Blob]) -> tuple[int, list[tuple[int, int]]]:
+    def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         start = group[0].offset
         end = group[-1].offset + group[-1].length
         bad: list[tuple[int, int]] = []
-        done = 0
+        done: list[tuple[int, int]] = []
         try:
             data = memoryview(repo.read_pack_range(pack_id, start, end - start))
         except AgentError:
@@ -177,47 +185,101 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                                         f"{b.targets[0] + b.raw} cannot be restored",
                                         hint="run `agent check --read-data`; --ignore-errors writes zeros there "
                                              "and lists the damaged ranges") from None
-                bad.extend(r for t in b.targets if (r := _clip(t, b.raw, window)) is not None)
+                bad.extend(r for t in b.targets if (r := clip(t, b.raw, window)) is not None)
                 continue
             for t in b.targets:
-                at, n = _clip(t, len(raw), window) or (0, 0)
+                at, n = clip(t, len(raw), window) or (0, 0)
                 if n:  # a chunk across the window's edge is fetched whole and written in part
                     skip = at + window[0] - t
                     pwrite_all(fd, memoryview(raw)[skip:skip + n], at, target)
-                    done += n
-        return done, bad
+                    done.append((at, n))
+        return sum(n for _, n in done), bad, done
+
+    def copy(items: list) -> tuple[int, list[tuple[int, int]], list[bytes]]:
+        done, stale, _ = copy_chunks(items, repo.chunk_id, lambda data, at: pwrite_all(fd, data, at, target))
+        return sum(n for _, n in done), done, stale
+
+    def record(done: list[tuple[int, int]]) -> None:
+        if journal is not None:
+            if journal.error is not None:
+                raise write_error(journal.error, target)
+            journal.written(done)
 
     try:
         try:
             pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="restore")
             try:
+                for copied in [pool.submit(copy, items) for items in work.copies]:
+                    n, done, stale = copied.result()
+                    written += n
+                    record(done)
+                    listener(Advanced(written))
+                    for cid in stale:  # the seed changed since it was scanned: fetch instead
+                        b = work.copied.pop(cid)
+                        by_pack[b.pack].append(b)
                 jobs = [pool.submit(fetch, p, g) for p, blist in by_pack.items() for g in _ranges(blist)]
                 for fut in jobs:
-                    n, bad = fut.result()
+                    n, bad, done_ranges = fut.result()
                     written += n
                     damaged.extend(bad)
+                    record(done_ranges)
+                    check_same(target, fd, kind)
                     listener(Advanced(written))
+                fetched_raw = sum(b.raw for blist in by_pack.values() for b in blist)
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-            zero_bytes = sum(n for _, n in zero_runs)
-            if kind == "block":
-                for off, n in zero_runs + damaged:
+            # a fresh image file has holes where zeros go; anything else is zeroed
+            for off, n in zero_runs + (damaged if kind == "block" or not created else []):
+                if kind == "block":
                     zero_device(fd, off, n, target)
-            if kind == "block" or opts.sync:
+                else:
+                    punch(fd, off, n, target)
+            if kind == "block" or opts.sync or work.verify:
                 # a disk is about to be booted or removed; an image file is flushed by the kernel within
-                # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it
+                # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it or
+                # a delta or seeded restore reads back what it wrote
                 try:
                     os.fsync(fd)
                 except OSError as exc:
                     raise write_error(exc, target) from None
+            check_same(target, fd, kind)
+            if work.verify:
+                verified = _read_back(fd, target, repo, by_pack, work, zero_runs, window)
         finally:
             os.close(fd)
+            work.close()
     except TargetFull as exc:  # only a file this restore created; never a device or an existing file
+        if journal is not None:
+            journal.close()
+            if created:
+                journal.path.unlink(missing_ok=True)
         if created:
             raise remove_partial(target, exc) from None
         raise
+    except BaseException:
+        if journal is not None:
+            journal.close(flush=True)
+        raise
+    if journal is not None:
+        journal.remove()
     for off, n in sorted(damaged):
         listener(Warning(f"damaged range written as zeros: bytes {off}..{off + n} ({n} bytes)"))
     listener(Finished("restore"))
     return RestoreResult(snapshot_id=snap.id, target=target, size=size, written_bytes=written,
-                         zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged))
+                         zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged),
+                         fetched_chunks_bytes=fetched_raw, reused_bytes=work.reused_bytes, seeded=work.seeded,
+                         resumed_bytes=work.resumed_bytes, verified_bytes=verified)
+
+
+def _read_back(fd: int, target: str, repo: Repository, by_pack: dict[str, list[Blob]], work: Work,
+               zero_runs: list[tuple[int, int]], window: tuple[int, int]) -> int:
+    """Check what this run wrote by reading it back: whole chunks by id, zeroed ranges for zeros.
+    Bytes it did not write were checked by id before (`delta.scan`). TargetError when any differ."""
+    items: list[tuple[int, int, bytes | None]] = [(off, n, None) for off, n in zero_runs]
+    for b in [*work.copied.values(), *(b for blist in by_pack.values() for b in blist)]:
+        items.extend((c[0], b.raw, b.cid) for t in b.targets if (c := clip(t, b.raw, window)) and c[1] == b.raw)
+    verified, wrong = read_back(fd, target, items, repo.chunk_id)
+    if wrong:
+        raise TargetError(f"{target} does not read back what was written: {len(wrong)} range(s), first at byte "
+                          f"{wrong[0][0]}", hint="the disk may be failing; check it (smartctl) before using it")
+    return verified
