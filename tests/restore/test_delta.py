@@ -101,13 +101,16 @@ def test_a_seed_supplies_only_chunks_whose_bytes_match(cli, tmp_path, two_days):
     seed = tmp_path / "seed.img"
     seed.write_bytes(old.read_bytes())
     with open(seed, "r+b") as f:
-        for off in range(0, 20 * MiB, 64 * 1024):
+        for off in range(0, 20 * MiB, 64 * 1024):  # no chunk is shorter than 64 KiB
             f.seek(off)
-            f.write(b"\xff")
+            byte = f.read(1)
+            f.seek(off)
+            f.write(bytes([byte[0] ^ 0xFF]))
     target = tmp_path / "t.img"
     out = cli("restore", "--json", "latest", "--to", str(target), "--seed", str(seed)).json()
     assert target.read_bytes() == new.read_bytes()
-    assert out["seeded"][0]["bytes"] <= 4 * MiB  # only the untouched region at 28 MiB
+    # only the untouched region at 28 MiB, give or take the chunks across its edges
+    assert 3 * MiB <= out["seeded"][0]["bytes"] <= 6 * MiB
 
 
 def test_missing_seed_is_one_line_and_leaves_no_target(cli, tmp_path, two_days):
