@@ -19,6 +19,7 @@ from agent.errors import TargetError
 from agent.repo.chunklist import DATA, Extent
 
 _SPAN = 8 << 20  # one read; a chunk list's chunks are at most 16 MiB, so a span holds at least one
+_RESYNC = 32 << 20  # ranges cut by the chunker at a time (a chunk across two is not found)
 _ZEROS = bytes(256 << 10)  # compared against, never written
 _SEEK_DATA, _SEEK_HOLE = getattr(os, "SEEK_DATA", 3), getattr(os, "SEEK_HOLE", 4)
 
@@ -37,6 +38,7 @@ class Scan:
     matched: set[int] = field(default_factory=set)  # target offsets of data chunks whose bytes are right
     sources: dict[bytes, int] = field(default_factory=dict)  # chunk id -> a target offset holding it
     not_zero: list[tuple[int, int]] = field(default_factory=list)  # pieces of zero runs that read otherwise
+    unmatched: list[tuple[int, int]] = field(default_factory=list)  # data ranges that differ (for `resync`)
     matched_bytes: int = 0  # data and zeros already right
     scanned_bytes: int = 0
 
@@ -152,9 +154,66 @@ def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int
                     if item.cid is not None:
                         out.matched.add(item.at)
                         out.sources.setdefault(item.cid, item.at)
-                elif item.cid is None:
-                    out.not_zero.append((item.at, item.length))
+                else:
+                    if item.cid is None:
+                        out.not_zero.append((item.at, item.length))
+                    if out.unmatched and out.unmatched[-1][0] + out.unmatched[-1][1] == item.at:
+                        out.unmatched[-1] = (out.unmatched[-1][0], out.unmatched[-1][1] + item.length)
+                    else:
+                        out.unmatched.append((item.at, item.length))
             progress(out.scanned_bytes)
+    return out
+
+
+def resync(fd: int, path: str, found: Scan, cut: Callable[[memoryview], Iterable],
+           chunk_id: Callable[[memoryview], bytes], wanted: set[bytes], workers: int = 2) -> dict[bytes, int]:
+    """Find chunks that moved: cut the ranges where the image differs with the repository's own
+    content-defined chunker (its cut points follow the content, so data shifted by an insertion is cut
+    as it was when it was backed up) and hash those chunks. Ids in `wanted` become sources.
+    Returns the sources found this way (id -> offset)."""
+    pieces: list[tuple[int, int]] = []
+    for at, n in found.unmatched:
+        pieces.extend((p, min(_RESYNC, at + n - p)) for p in range(at, at + n, _RESYNC))
+
+    def check(piece: tuple[int, int]) -> list[tuple[bytes, int, int]]:
+        at, n = piece
+        try:
+            data = memoryview(os.pread(fd, n, at))
+        except OSError as exc:
+            raise TargetError(f"reading {path} failed: {exc.strerror}") from None
+        out = []
+        for c in cut(data):  # the first and last cut of a piece may be partial: they just match nothing
+            cid = chunk_id(data[c.offset:c.offset + c.length])
+            if cid in wanted:
+                out.append((cid, at + c.offset, c.length))
+        return out
+
+    got: dict[bytes, int] = {}
+    with ThreadPoolExecutor(workers, thread_name_prefix="delta-resync") as pool:
+        for hits in pool.map(check, pieces):
+            for cid, at, _ in hits:
+                if cid not in found.sources:
+                    found.sources[cid] = got[cid] = at
+    return got
+
+
+def preload(fd: int, moved: dict[bytes, int], lengths: dict[bytes, int], chunk_id: Callable[[memoryview], bytes],
+            budget: int) -> dict[bytes, bytes]:
+    """Read chunks that moved within the target before anything is written: their places are about to
+    be overwritten. At most `budget` bytes are held; the rest is fetched instead."""
+    out: dict[bytes, bytes] = {}
+    held = 0
+    for cid, at in sorted(moved.items(), key=lambda kv: kv[1]):
+        n = lengths[cid]
+        if held + n > budget:
+            break
+        try:
+            data = os.pread(fd, n, at)
+        except OSError:
+            continue
+        if len(data) == n and chunk_id(memoryview(data)) == cid:
+            out[cid] = data
+            held += n
     return out
 
 
@@ -178,16 +237,18 @@ def open_seed(path: str) -> tuple[int, int]:
 
 
 def copy_chunks(items: list[tuple[int, int, int, bytes, list[int]]], chunk_id: Callable[[memoryview], bytes],
-                write: Callable[[memoryview, int], None]) -> tuple[list[tuple[int, int]], list[bytes], int]:
-    """Copy chunks from local images: items of (source fd, source offset, length, id, target offsets).
-    Each is read and checked by id again before it is written (a seed may have changed since it was
-    scanned). Returns (target ranges written, ids that no longer matched, bytes read)."""
+                write: Callable[[memoryview, int], None],
+                preloaded: dict[bytes, bytes]) -> tuple[list[tuple[int, int]], list[bytes], int]:
+    """Copy chunks from local images: items of (source fd, source offset, length, id, target offsets);
+    a source fd of -1 takes the chunk from `preloaded` (moved within the target). Each is read and
+    checked by id again before it is written (a seed may have changed since it was scanned).
+    Returns (target ranges written, ids that no longer matched, bytes read)."""
     written: list[tuple[int, int]] = []
     stale: list[bytes] = []
     read = 0
     for src, off, length, cid, targets in items:
         try:
-            data = memoryview(os.pread(src, length, off))
+            data = memoryview(preloaded.pop(cid, b"") if src < 0 else os.pread(src, length, off))
         except OSError:
             stale.append(cid)
             continue

@@ -7,16 +7,17 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from agent.errors import TargetError
 from agent.progress import Listener, Started, Warning
 from agent.repo.chunklist import Extent
-from agent.restore.delta import Scan, open_seed, scan, verify
+from agent.restore.delta import Scan, open_seed, preload, resync, scan, verify
 from agent.restore.journal import covered
 from agent.restore.options import RestoreOptions
 
 _COPY_BATCH = 8 << 20  # image bytes per copy job
+_PRELOAD = 256 << 20  # chunks that moved within a delta target, held in memory before they are overwritten
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Work:
     seeded: list[tuple[str, int]] = field(default_factory=list)
     resumed_bytes: int = 0
     seed_fds: list[int] = field(default_factory=list)
+    preloaded: dict[bytes, bytes] = field(default_factory=dict)  # chunks that moved within the target
 
     def close(self) -> None:
         for sfd in self.seed_fds:
@@ -75,7 +77,8 @@ def check_same(path: str, fd: int, kind: str) -> None:
                           hint="restore again to a target that stays in place")
 
 
-def narrow(chunk_id: Callable[[memoryview], bytes], fd: int, target: str, kind: str, fresh: bool,
+def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], Iterable], fd: int, target: str,
+           kind: str, fresh: bool,
            blobs: dict[bytes, Blob], zero_runs: list[tuple[int, int]], extents: list[Extent],
            window: tuple[int, int], done: list[tuple[int, int]], opts: RestoreOptions,
            listener: Listener) -> Work:
@@ -95,6 +98,10 @@ def narrow(chunk_id: Callable[[memoryview], bytes], fd: int, target: str, kind: 
         work.reused_bytes = found.matched_bytes
         work.zero_runs = _merge(found.not_zero)
         _drop(blobs, lambda at, n: at in found.matched, window)
+        moved = resync(fd, target, found, cut, chunk_id, set(blobs))
+        work.preloaded = preload(fd, moved, {cid: blobs[cid].raw for cid in moved}, chunk_id, _PRELOAD)
+        for cid in moved.keys() - work.preloaded.keys():
+            del found.sources[cid]  # over the budget: fetched
         scans.append((found, fd))
         work.verify = True
     try:
@@ -102,8 +109,10 @@ def narrow(chunk_id: Callable[[memoryview], bytes], fd: int, target: str, kind: 
             sfd, ssize = open_seed(seed)
             work.seed_fds.append(sfd)
             listener(Started(f"seed {seed}", min(ssize, size)))
-            scans.append((scan(sfd, seed, ssize, extents, window, chunk_id, zeros=False,
-                               progress=lambda n: listener(_advanced(n))), sfd))
+            found = scan(sfd, seed, ssize, extents, window, chunk_id, zeros=False,
+                         progress=lambda n: listener(_advanced(n)))
+            resync(sfd, seed, found, cut, chunk_id, set(blobs))
+            scans.append((found, sfd))
             work.verify = True
         _plan_copies(work, scans, window)
     except BaseException:
@@ -158,13 +167,15 @@ def _plan_copies(work: Work, scans: list[tuple[Scan, int]], window: tuple[int, i
         ats = [c[0] for t in b.targets if (c := clip(t, b.raw, window)) is not None and c[1] == b.raw]
         if len(ats) != len(b.targets):
             continue
-        source = next(((sfd, found.sources[cid]) for found, sfd in scans if cid in found.sources), None)
+        source = (-1, 0) if cid in work.preloaded else \
+            next(((sfd, found.sources[cid]) for found, sfd in scans if cid in found.sources), None)
         if source is None:
             continue
         del work.blobs[cid]
         work.copied[cid] = b
         batch.append((source[0], source[1], b.raw, cid, ats))
-        supplied[source[0]] = supplied.get(source[0], 0) + b.raw * len(ats)
+        supplier = scans[0][1] if source[0] < 0 else source[0]  # preloaded: from the target
+        supplied[supplier] = supplied.get(supplier, 0) + b.raw * len(ats)
         batch_bytes += b.raw * len(ats)
         if batch_bytes >= _COPY_BATCH:
             work.copies.append(batch)

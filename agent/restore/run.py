@@ -142,8 +142,9 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                    opts.journal_interval)
     fd, kind, created, journal = prep.fd, prep.kind, prep.created, prep.journal
     try:
-        work = narrow(repo.chunk_id, fd, target, kind, created, blobs, zero_runs, extents, window, prep.done, opts,
-                      listener)
+        cdc = repo.new_chunker()
+        work = narrow(repo.chunk_id, cdc.cut_buf, fd, target, kind, created, blobs, zero_runs, extents, window,
+                      prep.done, opts, listener)
     except BaseException:  # a seed that cannot be read, Ctrl-C while comparing: nothing written yet
         os.close(fd)
         if journal is not None:
@@ -196,7 +197,8 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         return sum(n for _, n in done), bad, done
 
     def copy(items: list) -> tuple[int, list[tuple[int, int]], list[bytes]]:
-        done, stale, _ = copy_chunks(items, repo.chunk_id, lambda data, at: pwrite_all(fd, data, at, target))
+        done, stale, _ = copy_chunks(items, repo.chunk_id, lambda data, at: pwrite_all(fd, data, at, target),
+                                     work.preloaded)
         return sum(n for _, n in done), done, stale
 
     def record(done: list[tuple[int, int]]) -> None:
