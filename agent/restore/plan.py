@@ -187,10 +187,12 @@ def _plan_copies(work: Work, scans: list[tuple[Scan, int]], window: tuple[int, i
 
 
 def read_back(fd: int, target: str, items: list[tuple[int, int, bytes | None]],
-              chunk_id: Callable[[memoryview], bytes]) -> tuple[int, list[tuple[int, int]]]:
-    """Drop the cached pages (so a disk is really read) and check what this run wrote."""
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    except OSError:
-        pass
+              chunk_id: Callable[[memoryview], bytes], drop: bool) -> tuple[int, list[tuple[int, int]]]:
+    """Check what this run wrote; with `drop` (a flushed target), first drop the cached pages so that
+    the disk itself is read."""
+    if drop:
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
     return verify(fd, target, items, chunk_id)

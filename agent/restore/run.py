@@ -236,17 +236,17 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                     zero_device(fd, off, n, target)
                 else:
                     punch(fd, off, n, target)
-            if kind == "block" or opts.sync or work.verify:
+            flushed = kind == "block" or opts.sync
+            if flushed:
                 # a disk is about to be booted or removed; an image file is flushed by the kernel within
-                # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it or
-                # a delta or seeded restore reads back what it wrote
+                # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it
                 try:
                     os.fsync(fd)
                 except OSError as exc:
                     raise write_error(exc, target) from None
             check_same(target, fd, kind)
             if work.verify:
-                verified = _read_back(fd, target, repo, by_pack, work, zero_runs, window)
+                verified = _read_back(fd, target, repo, by_pack, work, zero_runs, window, flushed)
         finally:
             os.close(fd)
             work.close()
@@ -274,13 +274,15 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
 
 
 def _read_back(fd: int, target: str, repo: Repository, by_pack: dict[str, list[Blob]], work: Work,
-               zero_runs: list[tuple[int, int]], window: tuple[int, int]) -> int:
+               zero_runs: list[tuple[int, int]], window: tuple[int, int], flushed: bool) -> int:
     """Check what this run wrote by reading it back: whole chunks by id, zeroed ranges for zeros.
-    Bytes it did not write were checked by id before (`delta.scan`). TargetError when any differ."""
+    Bytes it did not write were checked by id before (`delta.scan`). TargetError when any differ.
+    `flushed`: the target is on stable storage, so the cached pages are dropped and the disk is read;
+    an image file without --sync is read as any reader would (from the page cache)."""
     items: list[tuple[int, int, bytes | None]] = [(off, n, None) for off, n in zero_runs]
     for b in [*work.copied.values(), *(b for blist in by_pack.values() for b in blist)]:
         items.extend((c[0], b.raw, b.cid) for t in b.targets if (c := clip(t, b.raw, window)) and c[1] == b.raw)
-    verified, wrong = read_back(fd, target, items, repo.chunk_id)
+    verified, wrong = read_back(fd, target, items, repo.chunk_id, drop=flushed)
     if wrong:
         raise TargetError(f"{target} does not read back what was written: {len(wrong)} range(s), first at byte "
                           f"{wrong[0][0]}", hint="the disk may be failing; check it (smartctl) before using it")
