@@ -146,3 +146,56 @@ def test_data_shifted_by_an_insertion_is_found_where_it_moved(cli, tmp_path, mod
         out = cli("restore", "--json", "latest", "--to", str(target), "--seed", str(old)).json()
     assert target.read_bytes() == new.read_bytes()
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024, (out, stored)
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("losetup"):
+        pytest.skip("needs root and losetup for loop devices")
+    made: list[str] = []
+
+    def make(size: int) -> str:
+        backing = tmp_path / f"disk{len(made)}"
+        with open(backing, "wb") as f:
+            f.truncate(size)
+        res = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"no loop device available: {res.stderr.strip()}")
+        made.append(res.stdout.strip())
+        return made[-1]
+
+    yield make
+    for dev in made:
+        subprocess.run(["umount", dev], capture_output=True)
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def test_delta_onto_a_disk_and_refusals(cli, tmp_path, two_days, loop_device):
+    import subprocess
+
+    old, new, stored = two_days
+    dev = loop_device(48 * MiB)
+    with open(dev, "r+b") as f:  # old content after the image's end stays; zeros of the image must be written
+        f.write(b"\x5a" * (48 * MiB))
+    cli("restore", _id(cli, "day1"), "--to", dev, "--force")
+    out = cli("restore", "--json", "latest", "--to", dev, "--delta").json()
+    with open(dev, "rb") as f:
+        assert f.read(40 * MiB) == new.read_bytes()
+        assert f.read() == b"\x5a" * (8 * MiB)
+    assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024
+
+    small = loop_device(32 * MiB)
+    res = cli("restore", "latest", "--to", small, "--delta", check=False)
+    assert res.code == 16 and "fewer than the image" in res.err and "Traceback" not in res.err
+
+    fs = loop_device(48 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", fs], check=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", fs, str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount ext4 here")
+    res = cli("restore", "latest", "--to", fs, "--delta", check=False)
+    assert res.code == 16 and "is mounted at" in res.err
