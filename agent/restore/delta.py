@@ -9,8 +9,10 @@ another place in the target) it is copied, checked again by id when copied.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -101,8 +103,6 @@ def _in_hole(holes_map: list[tuple[int, int]] | None, at: int, length: int) -> b
     """Whether [at, at+length) lies in no allocated range (reads as zeros without reading)."""
     if holes_map is None:
         return False
-    import bisect
-
     i = bisect.bisect_right(holes_map, (at, 1 << 62)) - 1
     for off, n in holes_map[max(i, 0):]:
         if off >= at + length:
@@ -227,8 +227,6 @@ def open_seed(path: str) -> tuple[int, int]:
         raise TargetError(f"seed {path} does not exist") from None
     except OSError as exc:
         raise TargetError(f"cannot open seed {path}: {exc.strerror}") from None
-    import stat
-
     st = os.fstat(fd)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
         os.close(fd)

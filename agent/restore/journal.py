@@ -18,6 +18,7 @@ Which records count on resume (docs/restore.md, "Resume"):
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -239,8 +240,6 @@ class Journal:
 
 def covered(done: list[tuple[int, int]], at: int, length: int) -> bool:
     """Whether [at, at+length) lies inside one of the merged, sorted `done` ranges."""
-    import bisect
-
     i = bisect.bisect_right(done, (at, 1 << 62)) - 1
     return i >= 0 and done[i][0] <= at and at + length <= done[i][0] + done[i][1]
 

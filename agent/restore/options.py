@@ -33,7 +33,6 @@ class RestoreResult:
     zero_bytes: int
     duration_s: float
     damaged: list[tuple[int, int]] = field(default_factory=list)
-    fetched_chunks_bytes: int = 0  # image bytes of the chunks fetched (before compression)
     reused_bytes: int = 0  # --delta: target bytes that were already right
     seeded: list[tuple[str, int]] = field(default_factory=list)  # (seed, image bytes it supplied)
     resumed_bytes: int = 0  # written by an interrupted run of the same restore, skipped

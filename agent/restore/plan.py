@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from agent.errors import TargetError
-from agent.progress import Listener, Started, Warning
+from agent.progress import Advanced, Listener, Started, Warning
 from agent.repo.chunklist import Extent
 from agent.restore.delta import Scan, open_seed, preload, resync, scan, verify
 from agent.restore.journal import covered
@@ -125,9 +125,7 @@ def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], 
     return work
 
 
-def _advanced(n: int):
-    from agent.progress import Advanced
-
+def _advanced(n: int) -> Advanced:
     return Advanced(n)
 
 

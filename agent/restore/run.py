@@ -162,7 +162,6 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     listener(Started("restore", size))
     damaged = list(missing)
     written = 0
-    fetched_raw = 0
 
     def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         start = group[0].offset
@@ -227,7 +226,6 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                     record(done_ranges)
                     check_same(target, fd, kind)
                     listener(Advanced(written))
-                fetched_raw = sum(b.raw for blist in by_pack.values() for b in blist)
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
             # a fresh image file has holes where zeros go; anything else is zeroed
@@ -269,7 +267,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     listener(Finished("restore"))
     return RestoreResult(snapshot_id=snap.id, target=target, size=size, written_bytes=written,
                          zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged),
-                         fetched_chunks_bytes=fetched_raw, reused_bytes=work.reused_bytes, seeded=work.seeded,
+                         reused_bytes=work.reused_bytes, seeded=work.seeded,
                          resumed_bytes=work.resumed_bytes, verified_bytes=verified)
 
 
