@@ -113,7 +113,7 @@ def _in_hole(holes_map: list[tuple[int, int]] | None, at: int, length: int) -> b
 
 
 def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int, int],
-         chunk_id: Callable[[memoryview], bytes], zeros: bool, workers: int = 2,
+         chunk_id: Callable[[memoryview], bytes], zeros: bool, workers: int = 4,
          progress: Callable[[int], None] = lambda n: None) -> Scan:
     """Hash the local image `fd` (`size` bytes) along the snapshot's chunk boundaries; with `zeros`,
     also check that the zero runs read as zeros (a target; a seed supplies only data)."""
