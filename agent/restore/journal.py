@@ -219,7 +219,11 @@ class Journal:
                 return
 
     def close(self, flush: bool = False) -> None:
-        """Stop the flusher; with `flush`, first make what was recorded durable (an interrupted run)."""
+        """Stop the flusher, before the target's descriptor is closed (a reused descriptor number
+        must never be flushed in its place); with `flush`, make what was recorded durable (an
+        interrupted run). Closing again does nothing."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join()
         if flush:

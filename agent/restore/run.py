@@ -8,6 +8,7 @@ that chunk appears. Zero runs become holes in files, and zeroed ranges on device
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -146,11 +147,11 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         work = narrow(repo.chunk_id, cdc.cut_buf, fd, target, kind, created, blobs, zero_runs, extents, window,
                       prep.done, opts, listener)
     except BaseException:  # a seed that cannot be read, Ctrl-C while comparing: nothing written yet
-        os.close(fd)
         if journal is not None:
             journal.close()
             if created:
                 journal.path.unlink(missing_ok=True)
+        os.close(fd)
         if created:
             os.unlink(target)
         raise
@@ -246,19 +247,15 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
             if work.verify:
                 verified = _read_back(fd, target, repo, by_pack, work, zero_runs, window, flushed)
         finally:
+            if journal is not None:  # an interrupted run makes what it recorded durable
+                journal.close(flush=sys.exc_info()[1] is not None)
             os.close(fd)
             work.close()
     except TargetFull as exc:  # only a file this restore created; never a device or an existing file
-        if journal is not None:
-            journal.close()
-            if created:
-                journal.path.unlink(missing_ok=True)
+        if journal is not None and created:
+            journal.path.unlink(missing_ok=True)
         if created:
             raise remove_partial(target, exc) from None
-        raise
-    except BaseException:
-        if journal is not None:
-            journal.close(flush=True)
         raise
     if journal is not None:
         journal.remove()
