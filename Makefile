@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AGENT := $(VENV)/bin/agent
-APT_PACKAGES := gdisk dosfstools mtools e2fsprogs xfsprogs ntfs-3g exfatprogs fuse3 openssh-server samba
+APT_PACKAGES := gdisk fdisk dosfstools mtools e2fsprogs xfsprogs ntfs-3g exfatprogs exfat-fuse fuse3 openssh-server samba qemu-utils chromium
 DEMO := demo
 
 .PHONY: demo test system-deps venv clean
@@ -20,7 +20,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,docs,s3,gcs,sftp,smb,gdrive,dropbox,onedrive]'
+	$(PY) -m pip install -q -e '.[test,docs,s3,gcs,sftp,smb,gdrive,dropbox,onedrive,apprise]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -67,12 +67,13 @@ cli-reference: venv
 clean:
 	rm -rf $(DEMO) .pytest_cache
 
-# Benchmark: agent vs restic vs borg on four nightly 4 GiB disk images (docs/benchmarks.md).
+# Benchmark: agent vs restic 0.18 and 0.14 vs borg on four nightly 4 GiB disk images (docs/benchmarks.md).
 # Needs root (apt, loop devices for the images, page-cache drops). Override any of these:
 BENCH_IMAGES_SCRIPT ?= ../shared/bench/make-images.sh
 BENCH_DATA ?= /tmp/bench-data
 BENCH_ROUNDS ?= 3
 BENCH_WORK ?= /tmp/bench-work
+BENCH_TOOLS ?= /tmp/bench-tools
 
 .PHONY: bench bench-scale
 
@@ -86,7 +87,9 @@ bench: venv
 	  else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 	bash $(BENCH_IMAGES_SCRIPT) $(BENCH_DATA)
-	$(PY) -m bench.run --data $(BENCH_DATA) --work $(BENCH_WORK) --rounds $(BENCH_ROUNDS)
+	@# restic 0.18: Debian trixie's package, apt-get download under a private apt state (bench/fetch.py)
+	$(PY) -m bench.fetch --cache $(BENCH_TOOLS)
+	$(PY) -m bench.run --data $(BENCH_DATA) --work $(BENCH_WORK) --rounds $(BENCH_ROUNDS) --tools-cache $(BENCH_TOOLS)
 
 # 64 GiB sparse image backup + memory per chunk of a 1,000,000-chunk index (bench/results/scale.json).
 bench-scale: venv

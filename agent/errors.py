@@ -6,6 +6,9 @@ from __future__ import annotations
 #: exit status of `agent backup` when it saved a snapshot of an image file that was written while it
 #: was read (not an error: the snapshot exists, but may be inconsistent; docs/errors.md)
 EXIT_SOURCE_CHANGED = 4
+#: exit status of `agent verify --fsck` when every chunk is sound but a filesystem's own checker
+#: found the filesystem damaged: the disk was already inconsistent when it was backed up
+EXIT_FILESYSTEM_DAMAGED = 5
 
 
 class AgentError(Exception):

@@ -14,15 +14,35 @@ from pathlib import Path
 
 from bench.verify import sparse_grade
 
-TOOLS = ("agent", "restic", "borg")
+TOOLS = ("agent", "restic-0.18", "restic-0.14", "borg")
+ANCHOR = "restic-0.18"  # the targets are set against this one
+OTHERS = ("restic-0.18", "restic-0.14", "borg")  # the agent's ratios are taken against each
+LABEL = {"agent": "agent", "restic-0.18": "restic 0.18", "restic-0.14": "restic 0.14", "borg": "borg"}
+LEGACY = {"restic": "restic-0.14"}  # tool names in result files written before restic 0.18 joined
 BACKUPS = tuple(f"backup day{d}" for d in range(4))
 RESTORES = ("restore day3", "restore day0")
 STEPS = ("init",) + BACKUPS + RESTORES
 MANUAL = (("profile", "Profile: where the time goes"),
           ("sweep", "Chunk size and compression sweep"),
           ("scale", "Scale: 64 GiB sparse image and 1M-chunk index"),
-          ("browse", "Granular restore: ls, extract, one partition"))
+          ("browse", "Granular restore: ls, extract, one partition"),
+          ("status", "Fleet status"))
 PLACEHOLDER = "_To be filled in by hand; kept verbatim when the benchmark regenerates this page._"
+
+
+def load(path: Path) -> dict:
+    """The results with older tool names mapped to today's (a file from before restic 0.18 joined
+    measured restic 0.14 under the name `restic`)."""
+    results = json.loads(path.read_text())
+    for s in results["steps"]:
+        s["tool"] = LEGACY.get(s["tool"], s["tool"])
+    meta = results["meta"]
+    meta["tools"] = [LEGACY.get(t, t) for t in meta.get("tools", [])]
+    versions = meta.get("machine", {}).get("versions", {})
+    for old, new in LEGACY.items():
+        if old in versions:
+            versions[new] = versions.pop(old)
+    return results
 
 
 # -- numbers ---------------------------------------------------------------------------------
@@ -52,9 +72,22 @@ def _yes(steps: list[dict], tool: str, step: str, key: str) -> str:
 
 
 # -- tables ----------------------------------------------------------------------------------
+def _ratio_head() -> str:
+    return " | ".join(f"agent/{LABEL[t]}" for t in OTHERS)
+
+
+def _ratios(vals: dict[str, float | None]) -> list[str]:
+    return [_ratio(vals["agent"], vals[t]) for t in OTHERS]
+
+
+def _align(head: str, left: int = 1) -> str:
+    return "|" + "---|" * left + "---:|" * (head.count("|") - 1 - left)
+
+
 def _metric_table(steps: list[dict], key: str, scale: float, digits: int, with_cat: bool, rows=STEPS) -> list[str]:
-    head = "| step | " + " | ".join(TOOLS) + (" | `cat` floor" if with_cat else "") + " | agent/restic | agent/borg |"
-    out = [head, "|---" + "|---:" * (head.count("|") - 2) + "|"]
+    head = ("| step | " + " | ".join(LABEL[t] for t in TOOLS) + (" | `cat` floor" if with_cat else "")
+            + f" | {_ratio_head()} |")
+    out = [head, _align(head)]
     for step in rows:
         vals = {t: median(steps, t, step, key) for t in TOOLS}
         vals = {t: None if v is None else v / scale for t, v in vals.items()}
@@ -62,22 +95,30 @@ def _metric_table(steps: list[dict], key: str, scale: float, digits: int, with_c
         if with_cat:
             c = median(steps, "cat", step, key)
             cells.append(_fmt(None if c is None else c / scale, digits))
-        cells += [_ratio(vals["agent"], vals["restic"]), _ratio(vals["agent"], vals["borg"])]
-        out.append(f"| {step} | " + " | ".join(cells) + " |")
+        out.append(f"| {step} | " + " | ".join(cells + _ratios(vals)) + " |")
     return out
 
 
 def _repo_table(steps: list[dict]) -> list[str]:
-    out = ["| after | " + " | ".join(f"{t} size MB" for t in TOOLS) + " | " + " | ".join(f"{t} added MB" for t in TOOLS)
-           + " | size agent/restic | size agent/borg | files agent / restic / borg |",
-           "|---" + "|---:" * (2 * len(TOOLS) + 3) + "|"]
+    head = "| after | " + " | ".join(LABEL[t] for t in TOOLS) + f" | {_ratio_head()} |"
+    out = [head, _align(head)]
     for step in ("init",) + BACKUPS:
         size = {t: median(steps, t, step, "repo_bytes") for t in TOOLS}
-        added = {t: median(steps, t, step, "added_bytes") for t in TOOLS}
+        size = {t: None if v is None else v / 1e6 for t, v in size.items()}
+        out.append(f"| {step.replace('backup ', '')} | " + " | ".join([_fmt(size[t]) for t in TOOLS] + _ratios(size))
+                   + " |")
+    return out
+
+
+def _added_table(steps: list[dict]) -> list[str]:
+    head = ("| night | " + " | ".join(f"{LABEL[t]} MB" for t in TOOLS) + " | files "
+            + " / ".join(LABEL[t] for t in TOOLS) + " |")
+    out = [head, _align(head)]
+    for step in ("init",) + BACKUPS:
+        added = [median(steps, t, step, "added_bytes") for t in TOOLS]
         files = " / ".join(_fmt(median(steps, t, step, "repo_files"), 0) for t in TOOLS)
-        out.append(f"| {step.replace('backup ', '')} | " + " | ".join(_fmt(size[t] and size[t] / 1e6) for t in TOOLS)
-                   + " | " + " | ".join(_fmt(added[t] and added[t] / 1e6) for t in TOOLS)
-                   + f" | {_ratio(size['agent'], size['restic'])} | {_ratio(size['agent'], size['borg'])} | {files} |")
+        out.append(f"| {step.replace('backup ', '')} | " + " | ".join(_fmt(None if a is None else a / 1e6)
+                                                                      for a in added) + f" | {files} |")
     return out
 
 
@@ -97,16 +138,16 @@ def _restore_table(steps: list[dict]) -> list[str]:
         for t in TOOLS:
             alloc = median(steps, t, step, "restored_alloc")
             src = median(steps, t, step, "original_alloc")
-            out.append(f"| {step.replace('restore ', '')} | {t} | {_fmt(median(steps, t, step, 'wall_s'))} | "
+            out.append(f"| {step.replace('restore ', '')} | {LABEL[t]} | {_fmt(median(steps, t, step, 'wall_s'))} | "
                        f"{_fmt(alloc and alloc / 1e6, 0)} | {_fmt(src and src / 1e6, 0)} | "
                        f"{_sparse(steps, t, step)} | {_yes(steps, t, step, 'verified')} |")
     return out
 
 
-def targets(steps: list[dict]) -> list[tuple[str, str, str, bool | None]]:
-    """(target, agent/restic measured, limit, met) for the goals set against restic."""
+def targets(steps: list[dict], against: str = ANCHOR) -> list[tuple[str, str, str, bool | None]]:
+    """(target, agent/AGAINST measured, limit, met) for the goals set against restic 0.18."""
     def r(step: str, key: str) -> float | None:
-        a, b = median(steps, "agent", step, key), median(steps, "restic", step, key)
+        a, b = median(steps, "agent", step, key), median(steps, against, step, key)
         return None if a is None or not b else a / b
 
     rows = []
@@ -118,7 +159,7 @@ def targets(steps: list[dict]) -> list[tuple[str, str, str, bool | None]]:
         add(f"day{d} incremental wall", r(f"backup day{d}", "wall_s"), 0.4)
     for step in RESTORES:
         sparse = _sparse(steps, "agent", step) == "yes"
-        add(f"{step} wall (and sparse: {'yes' if sparse else 'no'})", r(step, "wall_s"), 0.5, sparse)
+        add(f"{step} wall (and sparse: {'yes' if sparse else 'no'})", r(step, "wall_s"), 0.45, sparse)
     add("repository after day3", r("backup day3", "repo_bytes"), 0.95)
     for step in STEPS:
         add(f"peak RSS, {step}", r(step, "peak_rss_kib"), 1.0)
@@ -126,9 +167,13 @@ def targets(steps: list[dict]) -> list[tuple[str, str, str, bool | None]]:
 
 
 def _targets_table(steps: list[dict]) -> list[str]:
-    out = ["| target (agent vs restic) | measured | limit | met |", "|---|---:|---:|---|"]
+    """The targets against restic 0.18, with the same ratio against 0.14 beside them for reference."""
+    old = {name: val for name, val, _, _ in targets(steps, "restic-0.14")}
+    out = [f"| target | limit | agent/{LABEL[ANCHOR]} | met | agent/restic 0.14 (reference) |",
+           "|---|---:|---:|---|---:|"]
     for name, val, limit, met in targets(steps):
-        out.append(f"| {name} | {val} | {limit} | {'–' if met is None else ('yes' if met else '**no**')} |")
+        out.append(f"| {name} | {limit} | {val} | {'–' if met is None else ('yes' if met else '**no**')} "
+                   f"| {old[name]} |")
     return out
 
 
@@ -151,19 +196,19 @@ def _machine(meta: dict) -> list[str]:
              "restores on the same disk)"),
             (f"- {v.get('agent', 'agent ?')} (commit {m.get('agent_commit', '?')}, "
              f"source digest {meta.get('agent_source_digest', '?')}, Python {m.get('python', '?')}); "
-             f"{v.get('restic', 'restic ?')}; {v.get('borg', 'borg ?')}"),
+             + "; ".join(v.get(t, f"{LABEL[t]}: not measured") for t in TOOLS[1:])),
             (f"- {meta.get('rounds', '?')} round(s), {meta.get('started', '?')} to {meta.get('finished', '?')}; "
              f"page cache dropped before every step: {'yes' if m.get('root') else 'no (not root)'}")]
 
 
-def render(results: dict, old: str, chart: str) -> str:
+def render(results: dict, old: str, chart: str, source: str = "bench/results/latest.json") -> str:
     meta, steps = results["meta"], results["steps"]
     manual = manual_sections(old)
     n = meta.get("rounds", "?")
     lines = [
         "# Benchmarks: agent vs restic vs borg",
         "",
-        "<!-- Generated by bench/report.py from bench/results/latest.json; edit only the manual sections. -->",
+        f"<!-- Generated by bench/report.py from {source}; edit only the manual sections. -->",
         "",
         "Four nights of one 4 GiB Debian server disk image (`shared/bench/make-images.sh`: day0 install, day1",
         "small changes, day2 a 247 MB database and a 164 MB CSV, day3 a 293 MB tar, an 8-byte in-place change",
@@ -173,7 +218,8 @@ def render(results: dict, old: str, chart: str) -> str:
         "## How to reproduce",
         "",
         "```",
-        "make bench                  # root: installs restic and borg, builds the images, runs 3 rounds",
+        "make bench                  # root: installs restic 0.14 and borg, fetches restic 0.18, builds the",
+        "                            # images, runs 3 rounds",
         "BENCH_ROUNDS=5 make bench   # more rounds (also BENCH_DATA, BENCH_WORK, BENCH_IMAGES_SCRIPT)",
         "```",
         "",
@@ -193,13 +239,24 @@ def render(results: dict, old: str, chart: str) -> str:
         "  report the harness's own peak RSS as its floor). `cat` is the floor: reading the image once.",
         "- Settings: agent defaults (zstd 2, 256 KiB average chunks, Argon2id key, 16 MiB packs); "
         "restic defaults (repository v2,",
-        "  compression auto); borg `init --encryption=repokey-blake2`, `create --compression zstd,3`,",
-        "  `extract --sparse`. restic restores with `restore ID --target DIR` (it has no sparse option in 0.14).",
+        "  compression auto) for both restics, each with its own repository and cache; borg",
+        "  `init --encryption=repokey-blake2`, `create --compression zstd,3`, `extract --sparse`.",
+        "- restic 0.18 (the anchor of the targets) is Debian trixie's package, a static Go binary that runs on",
+        "  bookworm. `bench/fetch.py` fetches it at bench time with `apt-get download` under a private apt",
+        "  configuration: its sources are this machine's own apt sources, read at run time, with the suite",
+        "  bookworm renamed to trixie, and its lists and cache live in a private directory, so the system's",
+        "  apt state is untouched. The package is unpacked with `dpkg-deb -x` into",
+        "  `BENCH_TOOLS/restic-0.18` (default `/tmp/bench-tools`), not installed. It restores with",
+        "  `restore ID --target DIR --sparse`.",
+        "- restic 0.14 is Debian bookworm's package (`apt-get install restic`). It restores with",
+        "  `restore ID --target DIR`: 0.14 has no sparse option, so its restores are fully allocated.",
+        "- borg is bookworm's 1.2. Trixie's borg 1.4 is built for Python 3.13, whose interpreter needs",
+        "  glibc 2.38 (bookworm has 2.36), so it cannot run here.",
         f"- Medians of {n} round(s). Repository size is `du -sb` of the repository directory.",
         "",
         f"![wall time per step and repository size]({chart})",
         "",
-        "## Targets against restic",
+        f"## Targets against {LABEL[ANCHOR]}",
         "",
         *_targets_table(steps),
         "",
@@ -215,9 +272,13 @@ def render(results: dict, old: str, chart: str) -> str:
         "",
         *_metric_table(steps, "peak_rss_kib", 1e6 / 1024, 0, False),
         "",
-        "## Repository size",
+        "## Repository size after each night, MB",
         "",
         *_repo_table(steps),
+        "",
+        "## Added by each night, MB, and files in the repository",
+        "",
+        *_added_table(steps),
         "",
         "## Restores",
         "",
@@ -240,7 +301,8 @@ def chart(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     steps = results["steps"]
-    colors = {"agent": "#2b7bba", "restic": "#e08214", "borg": "#5aae61", "cat": "#999999"}
+    colors = {"agent": "#2b7bba", "restic-0.18": "#b35806", "restic-0.14": "#fdb863", "borg": "#5aae61",
+              "cat": "#999999"}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     names = BACKUPS + RESTORES
     series = TOOLS + ("cat",)
@@ -248,7 +310,7 @@ def chart(results: dict, path: Path) -> None:
     for i, t in enumerate(series):
         vals = [median(steps, t, s, "wall_s") or 0 for s in names]
         ax1.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(names))], vals, width,
-                label=t if t != "cat" else "cat (read floor)", color=colors[t])
+                label=LABEL.get(t, "cat (read floor)"), color=colors[t])
     ax1.set_xticks(range(len(names)), [s.replace("backup ", "").replace("restore ", "restore ") for s in names])
     ax1.set_ylabel("wall time, s (median)")
     ax1.set_title("Wall time per step (page cache dropped)")
@@ -256,7 +318,7 @@ def chart(results: dict, path: Path) -> None:
     width = 0.8 / len(TOOLS)
     for i, t in enumerate(TOOLS):
         vals = [(median(steps, t, s, "repo_bytes") or 0) / 1e6 for s in BACKUPS]
-        ax2.bar([x + (i - (len(TOOLS) - 1) / 2) * width for x in range(len(BACKUPS))], vals, width, label=t,
+        ax2.bar([x + (i - (len(TOOLS) - 1) / 2) * width for x in range(len(BACKUPS))], vals, width, label=LABEL[t],
                 color=colors[t])
     ax2.set_xticks(range(len(BACKUPS)), [s.replace("backup ", "after ") for s in BACKUPS])
     ax2.set_ylabel("repository size, MB")
@@ -268,9 +330,12 @@ def chart(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write(results_path: Path, doc: Path, png: Path) -> None:
-    results = json.loads(results_path.read_text())
+def write(results_path: Path, doc: Path, png: Path, repo_root: Path | None = None) -> None:
+    results = load(results_path)
     old = doc.read_text() if doc.exists() else ""
     chart(results, png)
     rel = Path("img") / png.name if png.parent.name == "img" else png
-    doc.write_text(render(results, old, str(rel)))
+    source = results_path.resolve()
+    if repo_root is not None and source.is_relative_to(repo_root.resolve()):
+        source = source.relative_to(repo_root.resolve())
+    doc.write_text(render(results, old, str(rel), str(source)))

@@ -2,9 +2,9 @@
 
 Schedule: per round, a fresh repository per tool; the steps are interleaved per step (init all
 tools, then day0 for every tool, then day1 ...), and the tool order rotates from round to round.
-Per step, not per tool, so that all three tools meet the same machine conditions (other load,
-disk state) within minutes of each other, and each day's image is copied once and backed up by all
-three from the very same file; rotating the order cancels any advantage of going first.
+Per step, not per tool, so that all the tools meet the same machine conditions (other load,
+disk state) within minutes of each other, and each day's image is copied once and backed up by
+all of them from the very same file; rotating the order cancels any advantage of going first.
 
 Every day's image is copied to WORK/disk.img (outside the timing, as a new file) and all tools back
 up that one path, as a nightly job backs up one disk: path-based parent snapshots and files caches
@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench import machine, report
+from bench import fetch, machine, report
 from bench.measure import allocated, run_step, tree_size
-from bench.tools import TOOLS, Tool, freeze_agent
+from bench.tools import TOOLS, Restic018, Tool, freeze_agent
 from bench.verify import same_content, sparse_grade
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.data, self.work, self.rounds = Path(args.data), Path(args.work), args.rounds
         self.tools = args.tools.split(",")
+        self.tools_cache = Path(args.tools_cache)
         self.results_path = Path(args.results)
         self.records: list[dict] = []
         self.meta: dict = {}
@@ -58,7 +59,7 @@ class Bench:
         rec = {"round": rnd, "tool": tool, "step": step, **res.as_dict(), **extra}
         self.records.append(rec)
         self.save()
-        msg = (f"[round {rnd}] {step:<13} {tool:<6} rc={res.rc} wall {res.wall_s:7.1f} s  cpu {res.cpu_s:7.1f} s"
+        msg = (f"[round {rnd}] {step:<13} {tool:<11} rc={res.rc} wall {res.wall_s:7.1f} s  cpu {res.cpu_s:7.1f} s"
                f"  rss {res.peak_rss_kib / 1024:6.0f} MiB")
         if "repo_bytes" in extra:
             msg += f"  repo {_mb(extra['repo_bytes'])} (+{_mb(extra['added_bytes'])})"
@@ -79,12 +80,19 @@ class Bench:
         for t in self.tools:
             if t not in TOOLS:
                 sys.exit(f"unknown tool {t}; known: {', '.join(TOOLS)}")
-            if t != "agent" and not shutil.which(t):
-                sys.exit(f"{t} is not installed")
+        if Restic018.name in self.tools:  # fetched once into the cache, reused by later runs
+            try:
+                Restic018.exe = str(fetch.restic(self.tools_cache))
+            except fetch.FetchError as e:
+                sys.exit(f"cannot fetch restic {fetch.RESTIC_VERSION}: {e}")
+        for t in self.tools:
+            exe = getattr(TOOLS[t], "exe", None)
+            if isinstance(exe, str) and not shutil.which(exe):
+                sys.exit(f"{t} is not installed ({exe} not found)")
         self.work.mkdir(parents=True, exist_ok=True)
         alloc = max(allocated(self.data / f"day{d}.img") for d in DAYS)
         size = os.stat(self.data / "day3.img").st_size
-        # disk.img + one restore (restic's is not sparse) + every tool's repository (<= the data)
+        # disk.img + one restore (restic 0.14's is not sparse) + every tool's repository (<= the data)
         need = alloc + size + len(self.tools) * alloc
         free = shutil.disk_usage(self.work).free
         print(f"disk: {_mb(free)} free in {self.work}, about {_mb(need)} needed", flush=True)
@@ -192,14 +200,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default=os.environ.get("BENCH_DATA", "/tmp/bench-data"))
     p.add_argument("--work", default=os.environ.get("BENCH_WORK", "/tmp/bench-work"))
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
-    p.add_argument("--tools", default="agent,restic,borg")
+    p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of: {', '.join(TOOLS)}")
+    p.add_argument("--tools-cache", default=str(fetch.DEFAULT_CACHE),
+                   help="where restic 0.18 is unpacked (bench.fetch); BENCH_TOOLS")
     p.add_argument("--results", default=str(REPO_ROOT / "bench/results/latest.json"))
     p.add_argument("--doc", default=str(REPO_ROOT / "docs/benchmarks.md"))
     p.add_argument("--report-only", action="store_true", help="rebuild docs/benchmarks.md from the results")
     args = p.parse_args(argv)
     if not args.report_only:
         Bench(args).run()
-    report.write(Path(args.results), Path(args.doc), REPO_ROOT / "docs/img/benchmarks.png")
+    report.write(Path(args.results), Path(args.doc), REPO_ROOT / "docs/img/benchmarks.png", REPO_ROOT)
     print(f"report: {args.doc}")
 
 

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.fetch import DEFAULT_CACHE
+
 
 def _json_lines(path: str) -> list[dict]:
     out = []
@@ -64,6 +66,10 @@ class Tool:
 
     def restore(self, ref: str, src: Path, target_dir: Path) -> tuple[list[str], Path, Path]:
         """(command, cwd, path of the restored image)."""
+        raise NotImplementedError
+
+    @classmethod
+    def version(cls) -> str:
         raise NotImplementedError
 
 
@@ -114,47 +120,65 @@ class Agent(Tool):
 
 
 class Restic(Tool):
-    name = "restic"
+    """restic 0.14, Debian bookworm's package (`restic` on the PATH); it has no sparse restore."""
+
+    name = "restic-0.14"
+    exe = "restic"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ, RESTIC_REPOSITORY=str(self.repo), RESTIC_PASSWORD_FILE=str(self.passfile),
-                   RESTIC_CACHE_DIR=str(self.root / "restic-cache"))
+                   RESTIC_CACHE_DIR=str(self.root / f"{self.name}-cache"))
         env.pop("RESTIC_PASSWORD", None)
         return env
 
     def init_cmd(self) -> list[str]:
-        return ["restic", "init"]
+        return [self.exe, "init"]
 
     def backup_cmd(self, src: Path, label: str) -> list[str]:
         # a file path, not --stdin: restic then finds its parent snapshot by path, as in nightly use
-        return ["restic", "backup", "--json", "--tag", label, str(src)]
+        return [self.exe, "backup", "--json", "--tag", label, str(src)]
 
     def backup_info(self, stdout: str) -> dict:
         summary = next((d for d in reversed(_json_lines(stdout)) if d.get("message_type") == "summary"), {})
         return {"ref": summary.get("snapshot_id", ""), "summary": summary}
 
+    def restore_args(self) -> list[str]:
+        return []
+
     def restore(self, ref: str, src: Path, target_dir: Path) -> tuple[list[str], Path, Path]:
         out = target_dir / str(src.resolve()).lstrip("/")  # restic recreates the absolute path
-        return ["restic", "restore", ref, "--target", str(target_dir)], target_dir, out
+        return [self.exe, "restore", ref, "--target", str(target_dir), *self.restore_args()], target_dir, out
 
-    @staticmethod
-    def version() -> str:
-        return _first_line(["restic", "version"])
+    @classmethod
+    def version(cls) -> str:
+        return _first_line([cls.exe, "version"])
+
+
+class Restic018(Restic):
+    """restic 0.18, Debian trixie's package unpacked by bench.fetch (BENCH_TOOLS/restic-0.18); it
+    restores holes as holes with --sparse."""
+
+    name = "restic-0.18"
+    exe = str(DEFAULT_CACHE / "restic-0.18/usr/bin/restic")  # run.Bench points it at its --tools-cache
+
+    def restore_args(self) -> list[str]:
+        return ["--sparse"]
 
 
 class Borg(Tool):
     name = "borg"
+    exe = "borg"  # 1.2, Debian bookworm's: trixie's 1.4 needs Python 3.13 and glibc 2.38 (bench.fetch)
 
     def env(self) -> dict[str, str]:
         return dict(os.environ, BORG_PASSPHRASE=self.passfile.read_text().strip(),
                     BORG_BASE_DIR=str(self.root / "borg-home"))
 
     def init_cmd(self) -> list[str]:
-        return ["borg", "init", "--encryption=repokey-blake2", str(self.repo)]
+        return [self.exe, "init", "--encryption=repokey-blake2", str(self.repo)]
 
     def backup_cmd(self, src: Path, label: str) -> list[str]:
         # defaults otherwise: the files cache stays on (it cannot skip: the image changes every day)
-        return ["borg", "create", "--json", "--compression", "zstd,3", f"{self.repo}::{label}", str(src)]
+        return [self.exe, "create", "--json", "--compression", "zstd,3", f"{self.repo}::{label}", str(src)]
 
     def backup_info(self, stdout: str) -> dict:
         try:
@@ -166,11 +190,11 @@ class Borg(Tool):
 
     def restore(self, ref: str, src: Path, target_dir: Path) -> tuple[list[str], Path, Path]:
         out = target_dir / str(src.resolve()).lstrip("/")  # borg extracts relative to the cwd
-        return ["borg", "extract", "--sparse", f"{self.repo}::{ref}"], target_dir, out
+        return [self.exe, "extract", "--sparse", f"{self.repo}::{ref}"], target_dir, out
 
-    @staticmethod
-    def version() -> str:
-        return _first_line(["borg", "--version"])
+    @classmethod
+    def version(cls) -> str:
+        return _first_line([cls.exe, "--version"])
 
 
 def freeze_agent(repo_root: Path, dest: Path) -> str:
@@ -189,4 +213,4 @@ def freeze_agent(repo_root: Path, dest: Path) -> str:
     return h.hexdigest()[:16]
 
 
-TOOLS: dict[str, type[Tool]] = {"agent": Agent, "restic": Restic, "borg": Borg}
+TOOLS: dict[str, type[Tool]] = {"agent": Agent, "restic-0.18": Restic018, "restic-0.14": Restic, "borg": Borg}

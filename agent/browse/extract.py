@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.browse.fs import Entry, Filesystem
-from agent.errors import AgentError, TargetError
+from agent.browse.image import RangeUnreadable
+from agent.errors import AgentError, CorruptObject, TargetError
 
 _WRITES_QUEUED = 4  # blocks (4 MiB each) waiting for the disk: bounds memory
+_HOLE_STEP = 64 << 10  # zeros are found (and left as holes) in steps of this size
 
 
 @dataclass
@@ -71,25 +73,11 @@ def _one(fs: Filesystem, entry: Entry, out: Path, res: ExtractResult) -> None:
 
 
 def _write(fs: Filesystem, entry: Entry, out: Path) -> int:
-    """The file's blocks, written by a second thread so that the disk works while the next blocks
-    are read and decompressed; all-zero blocks are left as holes."""
+    """The file's data into a new file at `out`, holes left as holes; bytes written."""
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    written = 0
-    zeros = b""
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="extract-write") as pool:
-            pending: deque[Future] = deque()
-            for off, data in fs.read_file(entry):
-                if len(zeros) < len(data):
-                    zeros = bytes(len(data))
-                if data == zeros[:len(data)]:
-                    continue  # a hole: ftruncate below sets the size
-                pending.append(pool.submit(_pwrite_all, fd, data, off))
-                written += len(data)
-                while len(pending) > _WRITES_QUEUED:
-                    pending.popleft().result()
-            while pending:
-                pending.popleft().result()
+        runs = fs.runs(entry)
+        written = _write_runs(fs, entry, runs, fd) if runs is not None else _write_blocks(fs, entry, fd)
         os.ftruncate(fd, entry.size)
     except OSError as exc:
         raise TargetError(f"cannot write {out}: {exc.strerror}") from None
@@ -98,7 +86,58 @@ def _write(fs: Filesystem, entry: Entry, out: Path) -> int:
     return written
 
 
-def _pwrite_all(fd: int, data: bytes, off: int) -> None:
+def _write_runs(fs: Filesystem, entry: Entry, runs: list[tuple[int, int, int]], fd: int) -> int:
+    """Straight from the image, along the file's extents: the snapshot's chunks are fetched and
+    decompressed by every worker ahead of the writes, as a restore does, and written from views of
+    them. What the image holds as zeros inside an extent becomes a hole too."""
+    window = fs.window
+    assert window is not None
+    written = 0
+    try:
+        for k, at, n, piece in window.image.stream([(window.start + part, n) for _, part, n in runs]):
+            if piece is not None:
+                _pwrite_all(fd, piece, runs[k][0] + at)
+                written += n
+    except RangeUnreadable as exc:
+        lo = runs[exc.k][0] + exc.at
+        raise CorruptObject(f"{fs.where}: {entry.path}: bytes {lo}..{lo + exc.length} cannot be read ({exc})") from None
+    return written
+
+
+def _write_blocks(fs: Filesystem, entry: Entry, fd: int) -> int:
+    """Through the filesystem reader, whose blocks a second thread writes while the next are read
+    and decompressed; all-zero blocks are left as holes."""
+    written = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="extract-write") as pool:
+        pending: deque[Future] = deque()
+        for off, data in fs.read_file(entry):
+            for lo, hi in _nonzero(data):  # the rest stays a hole: ftruncate sets the size
+                pending.append(pool.submit(_pwrite_all, fd, memoryview(data)[lo:hi], off + lo))
+                written += hi - lo
+            while len(pending) > _WRITES_QUEUED:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
+    return written
+
+
+def _nonzero(data: bytes, step: int = _HOLE_STEP) -> list[tuple[int, int]]:
+    """The stretches of `data` that are not all zeros, in whole `step`s: a hole can start or end
+    inside a block the reader returns."""
+    out: list[tuple[int, int]] = []
+    zeros = bytes(step)
+    for lo in range(0, len(data), step):
+        hi = min(lo + step, len(data))
+        if data[lo:hi] == zeros[:hi - lo]:
+            continue
+        if out and out[-1][1] == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, off: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, off)

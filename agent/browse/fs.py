@@ -10,6 +10,7 @@ imported only here, so `agent --help` stays fast. XFS, which TSK lacks, has its 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
@@ -41,6 +42,23 @@ class Filesystem:
 
     kind = "unknown"
     _where = ""
+    window: Window | None = None  # the partition it reads: runs() are offsets in it
+
+    @property
+    def where(self) -> str:
+        """The partition, as error messages name it ("snapshot 3f9a2c1e partition 2")."""
+        return self._where
+
+    def used(self) -> int | None:
+        """Bytes in use, by the filesystem's own count (agent.browse.usage); None when unknown."""
+        return None
+
+    def runs(self, entry: Entry) -> list[tuple[int, int, int]] | None:
+        """Where a regular file's written data lies: (offset in the file, offset in the partition,
+        length), in file order, holes and unwritten extents left out; None when the data is not
+        stored plainly (inline, compressed, encrypted) or the reader cannot tell. Extraction then
+        reads the image directly, at restore speed, instead of through the reader."""
+        return None
 
     def stat(self, path: str) -> Entry:
         raise NotImplementedError
@@ -80,6 +98,7 @@ class TskFilesystem(Filesystem):
 
         self._tsk = pytsk3
         self._where = where
+        self.window = window
 
         class _Img(pytsk3.Img_Info):
             def __init__(self, w: Window) -> None:
@@ -103,11 +122,15 @@ class TskFilesystem(Filesystem):
         self._virtual = {int(pytsk3.TSK_FS_META_TYPE_VIRT), int(pytsk3.TSK_FS_META_TYPE_VIRT_DIR)}
         self.ntfs_like = self.kind in ("ntfs", "fat", "exfat")
 
-    def _entry(self, path: str, name: str, meta) -> Entry:
-        t = self._tsk
+    def _entry(self, path: str, name: str, f) -> Entry:
+        t, meta = self._tsk, f.info.meta
         kind = {int(t.TSK_FS_META_TYPE_REG): "file", int(t.TSK_FS_META_TYPE_DIR): "dir",
                 int(t.TSK_FS_META_TYPE_LNK): "symlink"}.get(int(meta.type), "other")
         target = meta.link.decode("utf-8", "surrogateescape") if kind == "symlink" and meta.link else None
+        if kind == "file" and self.kind == "ntfs" and _INTX_MIN <= int(meta.size) <= _INTX_MAX \
+                and not int(meta.size) % 2:
+            target = _interix_target(f, int(meta.size))
+            kind = "symlink" if target is not None else kind
         return Entry(path, name, kind, int(meta.size), int(meta.mode) & 0o7777, int(meta.uid), int(meta.gid),
                      meta.mtime + meta.mtime_nano / 1e9, target, int(meta.addr))
 
@@ -120,7 +143,7 @@ class TskFilesystem(Filesystem):
             raise UsageError(f"{self._where}: {path} does not exist") from None
         if f.info.meta is None:
             raise UsageError(f"{self._where}: {path} does not exist")
-        return self._entry(path, path.rstrip("/").rsplit("/", 1)[-1], f.info.meta)
+        return self._entry(path, path.rstrip("/").rsplit("/", 1)[-1], f)
 
     def listdir(self, path: str) -> list[Entry]:
         try:
@@ -141,7 +164,7 @@ class TskFilesystem(Filesystem):
                 continue  # the volume label, which TSK lists as a file
             if self.ntfs_like and base in ("", "/") and name.startswith("$"):
                 continue  # NTFS metafiles ($MFT, $Bitmap, ...): the system's, hidden as Windows does
-            out.append(self._entry(f"{base}/{name}", name, e.info.meta))
+            out.append(self._entry(f"{base}/{name}", name, e))
         return sorted(out, key=lambda x: x.name)
 
     def read_at(self, entry: Entry, offset: int, size: int) -> bytes:
@@ -153,6 +176,69 @@ class TskFilesystem(Filesystem):
         except (OSError, RuntimeError):
             raise CorruptObject(f"{self._where}: {entry.path}: bytes {offset}..{offset + size} cannot be "
                                 "read") from None
+
+    def used(self) -> int | None:
+        from agent.browse import usage
+
+        assert self.window is not None
+        read = self.window.read
+        if self.kind in ("ext2", "ext3", "ext4"):
+            return usage.ext_used(read)
+        if self.kind == "fat":
+            return usage.fat_used(read)
+        boot = read(0, 512)
+        if self.kind == "ntfs":
+            units, unit = int(self._fs.info.block_count), int(self._fs.info.block_size)
+            return self._bitmap_used("/$Bitmap", units, unit, 0)
+        if self.kind == "exfat" and len(boot) == 512:  # clusters after the cluster heap's start
+            heap, count = struct.unpack_from("<II", boot, 88)
+            sector_bits, cluster_bits = boot[108], boot[109]
+            if 9 <= sector_bits <= 12 and sector_bits + cluster_bits <= 25:
+                return self._bitmap_used("/$ALLOC_BITMAP", count, 1 << (sector_bits + cluster_bits),
+                                         heap << sector_bits)
+        return None
+
+    def _bitmap_used(self, path: str, units: int, unit: int, before: int) -> int | None:
+        from agent.browse import usage
+
+        try:
+            f = self._fs.open(path)
+            bitmap = f.read_random(0, int(f.info.meta.size))
+        except (OSError, RuntimeError):
+            return None
+        used = usage.bitmap_used(bitmap, units, unit)
+        return None if used is None else before + used
+
+    def runs(self, entry: Entry) -> list[tuple[int, int, int]] | None:
+        """From TSK's block runs, for ext2/3/4 and FAT only: NTFS and exFAT have a valid-data length
+        (bytes past it read as zeros) that pytsk3 does not expose, and NTFS compresses and encrypts."""
+        t = self._tsk
+        if self.kind not in ("ext2", "ext3", "ext4", "fat") or entry.kind != "file":
+            return None
+        try:
+            attrs = [a for a in self._fs.open_meta(inode=entry.inode)
+                     if int(a.info.type) == int(t.TSK_FS_ATTR_TYPE_DEFAULT)]
+            if len(attrs) != 1 or int(attrs[0].info.flags) & (int(t.TSK_FS_ATTR_COMP) | int(t.TSK_FS_ATTR_ENC)) \
+                    or not int(attrs[0].info.flags) & int(t.TSK_FS_ATTR_NONRES):
+                return None
+            raw = [(int(r.offset), int(r.addr), int(r.len), int(r.flags)) for r in attrs[0]]
+        except (OSError, RuntimeError):
+            return None  # the reader's own path names the damage
+        bs = int(self._fs.info.block_size)
+        holes = int(t.TSK_FS_ATTR_RUN_FLAG_SPARSE) | int(t.TSK_FS_ATTR_RUN_FLAG_FILLER)
+        out: list[tuple[int, int, int]] = []
+        end = 0
+        for off, addr, n, flags in raw:
+            if off < end or flags & ~holes:
+                return None  # out of order, or a kind of run this does not know: let TSK read it
+            end = off + n
+            lo, hi = off * bs, min(end * bs, entry.size)
+            if flags & holes or lo >= hi:
+                continue
+            if self.window is None or (addr + n) * bs > self.window.size:
+                return None
+            out.append((lo, addr * bs, hi - lo))
+        return out if end * bs >= entry.size else None
 
     def read_file(self, entry: Entry, chunk: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
         f = self._fs.open_meta(inode=entry.inode)
@@ -167,6 +253,25 @@ class TskFilesystem(Filesystem):
                 raise CorruptObject(f"{self._where}: {entry.path}: bytes {off}..{off + n} cannot be read")
             yield off, data
             off += n
+
+
+_INTX = b"IntxLNK\x01"  # ntfs-3g's symlinks (Interix style): this, then the target in UTF-16LE
+_INTX_MIN, _INTX_MAX = len(_INTX) + 2, len(_INTX) + 2 * 1024
+
+
+def _interix_target(f, size: int) -> str | None:
+    """The target when an NTFS file is one of ntfs-3g's symlinks. Only files of a symlink's size
+    (a target of up to 1024 characters) are read, so a listing costs little more."""
+    try:
+        data = f.read_random(0, size)
+    except (OSError, RuntimeError):
+        return None
+    if not data.startswith(_INTX):
+        return None
+    try:
+        return data[len(_INTX):].decode("utf-16-le")
+    except UnicodeDecodeError:
+        return None
 
 
 def _names() -> dict[int, str]:

@@ -114,6 +114,7 @@ class XfsFilesystem(Filesystem):
 
     def __init__(self, window: Window, where: str) -> None:
         self._w, self._where = window, where
+        self.window = window
         raw = window.read(0, _SB.size)
         if len(raw) < _SB.size:
             self._unreadable("the superblock is cut short")
@@ -196,6 +197,21 @@ class XfsFilesystem(Filesystem):
             end = min((e.offset + e.length) * bs, entry.size)
             for off in range(e.offset * bs, end, chunk):
                 yield off, self.read_at(entry, off, min(chunk, end - off))
+
+    def used(self) -> int | None:
+        from agent.browse.usage import xfs_used
+
+        return xfs_used(self._w.read)
+
+    def runs(self, entry: Entry) -> list[tuple[int, int, int]] | None:
+        """The written extents, from the block map."""
+        inode, bs = self._file(entry), self._bs
+        out = []
+        for e in self._extents(inode):
+            lo, hi = e.offset * bs, min((e.offset + e.length) * bs, entry.size)
+            if not e.unwritten and lo < hi:
+                out.append((lo, self._linear(inode.ino, e.block) * bs, hi - lo))
+        return out
 
     def _file(self, entry: Entry) -> _Inode:
         inode = self._inode(entry.inode)

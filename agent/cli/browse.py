@@ -13,18 +13,21 @@ import typer
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import units
 
+_LOCK_WAIT_HELP = "Seconds to wait for a running prune to finish."
 _AT_HELP = ("Newest snapshot at or before this time (then the spec leaves out the snapshot: 2:/etc): a date, "
             "a timestamp, or yesterday / 3d / 12h.")
 
 
 @contextmanager
-def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], source: Optional[str]):
-    """(spec, snapshot image, partition dict or None, filesystem or None) for `text`, inside the repository."""
+def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], source: Optional[str],
+            command: str, lock_wait: int):
+    """(spec, snapshot image, partition dict or None, filesystem or None) for `text`, inside the
+    repository, under a shared lock: a prune must not delete packs while they are read."""
     from agent.browse.image import SnapshotImage, Window
     from agent.browse.paths import parse_spec
 
     spec = parse_spec(text, with_snapshot=at is None)
-    with app.repository() as repo:
+    with app.repository() as repo, repo.reader_lock(command=command, wait=lock_wait, warn=app.warn):
         from agent.config.times import parse_instant
         from agent.repo.snapshots import filter_snapshots, pick_at, pick_partition, resolve
 
@@ -66,10 +69,11 @@ def ls(
     host: Optional[str] = typer.Option(None, "--host", help="Choose among the snapshots of this host."),
     source: Optional[str] = typer.Option(None, "--source", help="Choose among the snapshots of this source path."),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    lock_wait: int = typer.Option(1800, "--lock-wait", help=_LOCK_WAIT_HELP),
 ) -> None:
     """List a snapshot's partitions, or the files in one of them."""
     app: AppContext = app_context(ctx, json_output)
-    with _opened(app, spec, at, host, source) as (parsed, image, part, fs):
+    with _opened(app, spec, at, host, source, "ls", lock_wait) as (parsed, image, part, fs):
         if fs is None:
             _partitions(app, image)
         else:
@@ -87,19 +91,34 @@ def ls(
 
 
 def _partitions(app: AppContext, image) -> None:
-    parts = image.snap.partitions
+    parts = [{**p, "used": _used(image, p)} for p in image.snap.partitions]
     if app.settings.json:
         app.emit_json({"snapshot_id": image.snap.id, "size": image.snap.size,
-                       "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts})
+                       "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts,
+                       "fetched_bytes": image.fetched_bytes})
         return
     if not parts:
         app.out.print(f"snapshot {image.snap.id[:8]} has no partition table: {units.size(image.snap.size)} image")
         return
     for p in parts:
         label = " ".join(f"{x!r}" for x in dict.fromkeys(v for v in (p.get("fs_label"), p.get("name")) if v))
-        app.out.print(f"p{p.get('number')}  {units.size(int(p.get('size', 0))):>10}  at {int(p.get('start', 0))}  "
-                      f"{p.get('type_name') or ''}  {p.get('filesystem') or '-'}  {label}".rstrip(),
-                      markup=False, highlight=False)
+        used = "?" if p["used"] is None else units.size(p["used"])
+        app.out.print(f"p{p.get('number')}  {units.size(int(p.get('size', 0))):>10}  used {used:>10}  "
+                      f"at {int(p.get('start', 0))}  {p.get('type_name') or ''}  {p.get('filesystem') or '-'}  "
+                      f"{label}".rstrip(), markup=False, highlight=False)
+
+
+def _used(image, part: dict) -> int | None:
+    """The partition filesystem's own count of bytes in use; None when it cannot be read."""
+    from agent.browse.fs import open_filesystem
+    from agent.browse.image import Window
+    from agent.errors import AgentError
+
+    try:
+        fs = open_filesystem(Window(image, int(part["start"]), int(part["size"])), f"partition {part['number']}")
+        return fs.used()
+    except AgentError:
+        return None
 
 
 def _entry_json(e) -> dict:
@@ -124,13 +143,14 @@ def extract(
     host: Optional[str] = typer.Option(None, "--host", help="Choose among the snapshots of this host."),
     source: Optional[str] = typer.Option(None, "--source", help="Choose among the snapshots of this source path."),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+    lock_wait: int = typer.Option(1800, "--lock-wait", help=_LOCK_WAIT_HELP),
 ) -> None:
     """Copy files or a directory tree out of a snapshot, keeping mode, mtime, symlinks and holes."""
     from agent.browse.extract import extract as run_extract
     from agent.errors import UsageError
 
     app: AppContext = app_context(ctx, json_output)
-    with _opened(app, spec, at, host, source) as (parsed, image, part, fs):
+    with _opened(app, spec, at, host, source, "extract", lock_wait) as (parsed, image, part, fs):
         if fs is None or parsed.path is None:  # a partition listing, or a partition's root not asked for
             raise UsageError(f"{spec!r} names no path: give SNAPSHOT:PARTITION:/path, e.g. latest:2:/etc")
         res = run_extract(fs, parsed.path, to)

@@ -19,6 +19,7 @@ from agent.errors import UsageError
 from agent.progress import Listener, Warning
 
 if TYPE_CHECKING:
+    from agent.config.settings import OtherRepo
     from agent.nightly.configfile import Config
     from agent.repo.repository import Repository
     from agent.repo.storage import Accounting, Backend
@@ -136,6 +137,49 @@ class AppContext:
         for key_id in keys.damaged:  # another key opened; the damaged one still needs attention
             self.warn(f"key file {key_id[:8]} is damaged (the integrity digest does not match): its passphrase no "
                       "longer opens the repository; `agent check` lists every damaged key file")
+        repo = Repository.unlocked(backend, keys)
+        try:
+            yield repo
+        finally:
+            repo.close()
+
+    def other_backend(self, other: OtherRepo, *, limit_upload: str | None = None,
+                      limit_download: str | None = None) -> Backend:
+        from agent.repo.storage import new_accounting, open_storage
+
+        return open_storage(other.url, limit_upload=limit_upload, limit_download=limit_download,
+                            accounting=new_accounting())
+
+    def other_passphrase(self, other: OtherRepo, *, confirm: bool = False) -> bytes:
+        secret = other.passphrase()
+        if secret is not None:
+            return secret
+        if not sys.stdin.isatty():
+            prefix = "AGENT_TO" if other.what.startswith("target") else "AGENT_FROM"
+            raise UsageError(f"no {other.what} given and no terminal to ask on",
+                             hint=f"set {prefix}_PASSPHRASE_FILE, {prefix}_PASSPHRASE_COMMAND or {prefix}_PASSPHRASE")
+        return self.prompt_secret(other.what[0].upper() + other.what[1:], confirm=confirm)
+
+    @contextmanager
+    def other_repository(self, other: OtherRepo, *, limit_upload: str | None = None,
+                         limit_download: str | None = None) -> Iterator[Repository]:
+        """The second repository of `copy` (target) or `init --from-repo` (source), with its own passphrase."""
+        from agent.errors import WrongPassphrase
+        from agent.repo.keyring import unlock
+
+        backend = self.other_backend(other, limit_upload=limit_upload, limit_download=limit_download)
+        try:
+            keys = unlock(backend, self.other_passphrase(other))
+        except WrongPassphrase as exc:
+            backend.close()
+            flag = "--to-passphrase-file" if other.what.startswith("target") else "--from-passphrase-file"
+            raise WrongPassphrase(f"{other.what}: {exc}", hint=f"check {flag} and its AGENT_* variables "
+                                  "(docs/copies.md); each repository has its own passphrase") from None
+        except BaseException:
+            backend.close()
+            raise
+        from agent.repo.repository import Repository
+
         repo = Repository.unlocked(backend, keys)
         try:
             yield repo

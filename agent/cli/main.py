@@ -12,6 +12,7 @@ from agent.cli import backup as backup_cmd
 from agent.cli import browse as browse_cmd
 from agent.cli import check as check_cmd
 from agent.cli import config as config_cmd
+from agent.cli import copy as copy_cmd
 from agent.cli import doctor as doctor_cmd
 from agent.cli import forget as forget_cmd
 from agent.cli import init as init_cmd
@@ -25,7 +26,9 @@ from agent.cli import run as run_cmd
 from agent.cli import schedule as schedule_cmd
 from agent.cli import snapshots as snapshots_cmd
 from agent.cli import stats as stats_cmd
+from agent.cli import status as status_cmd
 from agent.cli import unlock as unlock_cmd
+from agent.cli import verify as verify_cmd
 from agent.cli.context import AppContext
 from agent.config import env
 from agent.config.settings import Settings
@@ -98,7 +101,7 @@ def _load_config_file(explicit: Optional[str]):
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, browse_cmd, check_cmd, forget_cmd, prune_cmd,
-               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd):
+               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd, verify_cmd, status_cmd, copy_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
 app.add_typer(repair_cmd.app, name="repair")

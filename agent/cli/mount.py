@@ -24,6 +24,8 @@ def mount(
     source: Optional[str] = typer.Option(None, "--source", help="Only the snapshots of this source path."),
     foreground: bool = typer.Option(False, "--foreground", "-f", help="Stay in the foreground until unmounted "
                                     "(Ctrl-C or `fusermount3 -u MOUNTPOINT`); default: return once mounted."),
+    lock_wait: int = typer.Option(60, "--lock-wait", help="Seconds to wait for a running prune to finish. The "
+                                  "mount holds a shared lock until unmounted, so prune waits for it."),
 ) -> None:
     """Mount snapshots read-only: disk.img, partN.img and the files of each partition (FUSE)."""
     from agent.errors import TargetError, UsageError
@@ -39,10 +41,11 @@ def mount(
         if passphrase_from_settings(app.settings) is None:
             raise UsageError("a background mount cannot ask for the passphrase",
                              hint="give --passphrase-file (or AGENT_PASSPHRASE_FILE), or add --foreground")
-        _background(mountpoint)
+        _background(mountpoint, _WAIT_S + max(lock_wait, 0))
         app.out.print(f"mounted on {mountpoint}; unmount with `fusermount3 -u {mountpoint}`")
         return
-    with app.repository() as repo:
+    # a shared lock for as long as it is mounted: a prune waits rather than delete packs being read
+    with app.repository() as repo, repo.reader_lock(command="mount", wait=lock_wait, warn=app.warn):
         from agent.browse.mount import SnapshotTree, serve
         from agent.repo.snapshots import filter_snapshots, resolve
 
@@ -56,14 +59,14 @@ def mount(
         serve(SnapshotTree(repo, index, snaps, single=snapshot is not None), mountpoint)
 
 
-def _background(mountpoint: str) -> None:
+def _background(mountpoint: str, wait: float) -> None:
     """The same command in the foreground, in its own session, detached; return once it is mounted."""
     from agent.errors import TargetError
 
     args = [a for a in sys.argv[1:]] + ["--foreground"]
     child = subprocess.Popen([sys.executable, "-m", "agent", *args], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + _WAIT_S
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if os.path.ismount(mountpoint):
             if child.stderr is not None:
@@ -74,7 +77,7 @@ def _background(mountpoint: str) -> None:
             raise TargetError(f"the mount failed: {err.splitlines()[-1] if err else f'exit {child.returncode}'}")
         time.sleep(0.1)
     child.terminate()
-    raise TargetError(f"{mountpoint} was not mounted within {_WAIT_S:.0f} s")
+    raise TargetError(f"{mountpoint} was not mounted within {wait:.0f} s")
 
 
 def register(app: typer.Typer) -> None:

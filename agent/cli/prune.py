@@ -33,7 +33,7 @@ def prune(
     app: AppContext = app_context(ctx, json_output)
     unused = parse_percent(max_unused, "--max-unused")
     with app.repository() as repo, app.progress("prune") as listener:
-        res = run_prune(repo, max_unused=unused, max_repack=parse_size(max_repack) if max_repack else None,
+        res = run_prune(repo, max_unused=unused, max_repack=units.parse_size(max_repack) if max_repack else None,
                         dry_run=dry_run, lock_wait=lock_wait, unfinished=unfinished, listener=listener)
         ops = app.accounting.snapshot().operations if app.accounting else {}
     if app.settings.json:
@@ -60,19 +60,6 @@ def print_prune(app: AppContext, res) -> None:
     if res.runs_dropped:
         app.out.print(f"{'would drop' if res.dry_run else 'dropped'} {res.runs_dropped} record(s) of unfinished "
                       "backup runs: their uploads are no longer kept for a resume")
-
-
-def parse_size(text: str) -> int:
-    from agent.errors import UsageError
-
-    t = text.strip().lower().replace(" ", "")
-    mult = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30,
-            "t": 1 << 40, "tib": 1 << 40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-    num = t.rstrip("kmgtib")
-    try:
-        return int(float(num) * mult[t[len(num):]])
-    except (ValueError, KeyError):
-        raise UsageError(f"cannot read the size {text!r}; use forms like 500MiB or 2GiB") from None
 
 
 def register(app: typer.Typer) -> None:

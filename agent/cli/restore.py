@@ -27,6 +27,13 @@ def restore(
                                             "filesystem label or GPT name), fetching only its range."),
     limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Bandwidth limit: 4MiB/s, "
                                                  "20Mbit/s, off, or a timetable. Env: AGENT_LIMIT_DOWNLOAD."),
+    size: Optional[str] = typer.Option(None, "--size", help="Size of the disk to create in an image file (e.g. "
+                                       "128MiB), larger or smaller than the snapshot's; the GPT is fitted to it. "
+                                       "Default: the image's size, or that of a larger existing file holding no data."),
+    grow: bool = typer.Option(False, "--grow", help="Extend the last partition to the end of the disk and grow "
+                              "its filesystem (ext2/3/4; NTFS and XFS as root)."),
+    image_format: Optional[str] = typer.Option(None, "--format", help="raw, qcow2, vhdx or vmdk (qemu-img). "
+                                               "Default: from the target's extension, else raw."),
     delta: bool = typer.Option(False, "--delta", help="The target holds an older copy: compare it chunk by chunk "
                                "and fetch and write only what differs (no --force needed)."),
     seed: list[str] = typer.Option([], "--seed", help="A local image (older restore, copy of the old disk) to copy "
@@ -39,6 +46,15 @@ def restore(
     app: AppContext = app_context(ctx, json_output)
     if snapshot and at:
         raise UsageError("give a snapshot id or --at, not both")
+    if partition is not None and (size is not None or grow or image_format is not None):
+        raise UsageError("--size, --grow and --format apply to a whole disk, not to --partition")
+    if (delta or seed) and (size is not None or (image_format or "raw") != "raw"):
+        raise UsageError("--delta and --seed write a raw image in place: not with --size or --format")
+    from agent.config.units import parse_size
+
+    disk_size = parse_size(size) if size is not None else None
+    if disk_size is not None and disk_size <= 0:
+        raise UsageError(f"--size {size} is not a size a disk can have")
     app.set_limits(None, limit_download)
     with app.repository() as repo:
         from agent.repo.snapshots import filter_snapshots, pick_at, resolve  # after the key derivation
@@ -66,21 +82,42 @@ def restore(
             window, what = (int(part["start"]), int(part["size"])), f"partition {part['number']} of "
         app.info(f"restoring {what}snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
+        opts = RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync, window=window, delta=delta,
+                              seeds=list(seed), journal_dir=repo.cache.root)
+        placed = None
         with app.progress("restore") as listener:
-            res = run_restore(repo, snap, to, RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync,
-                                                             window=window, delta=delta, seeds=list(seed),
-                                                             journal_dir=repo.cache.root), listener)
+            if window is not None:
+                res = run_restore(repo, snap, to, opts, listener)
+            else:
+                from agent.restore.anywhere import Placement, restore_anywhere
+
+                if delta:  # a smaller disk is not rolled forward into a shrunk image
+                    from agent.restore.target import probe_target
+
+                    kind, have = probe_target(to)
+                    if kind != "missing" and have < snap.size:
+                        from agent.errors import TargetError
+
+                        raise TargetError(f"{to} holds {have} bytes, fewer than the image ({snap.size}); "
+                                          f"choose a larger {'disk' if kind == 'block' else 'target'}")
+
+                placed = restore_anywhere(repo, snap, to, opts, Placement(disk_size, grow, image_format), listener)
+                res = placed.result
     fetched = app.accounting.snapshot().bytes_down if app.accounting else None
     if app.settings.json:
-        app.emit_json({"snapshot_id": res.snapshot_id, "target": res.target, "size": res.size,
+        app.emit_json({"snapshot_id": res.snapshot_id, "target": to if placed else res.target, "size": res.size,
                        "partition": int(part["number"]) if partition is not None else None,
                        "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes, "fetched_bytes": fetched,
                        "duration_s": res.duration_s, "damaged_ranges": [list(r) for r in res.damaged],
+                       "disk_size": placed.disk_size if placed else res.size, "format": placed.format if placed
+                       else "raw", "gpt_moved": bool(placed and placed.gpt_moved),
+                       "grown_partition": placed.grown_partition if placed else None,
+                       "filesystem_grown": placed.filesystem_grown if placed else None,
                        "reused_bytes": res.reused_bytes, "resumed_bytes": res.resumed_bytes,
                        "seeded": [{"seed": path, "bytes": n} for path, n in res.seeded],
                        "verified_bytes": res.verified_bytes})
     else:
-        app.out.print(f"restored {units.size(res.size)} to {res.target} in {res.duration_s:.1f} s "
+        app.out.print(f"restored {units.size(res.size)} to {to if placed else res.target} in {res.duration_s:.1f} s "
                       f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")
         if res.resumed_bytes:
             app.out.print(f"resumed: {units.size(res.resumed_bytes)} were written by the interrupted run")
@@ -94,8 +131,27 @@ def restore(
             app.out.print(f"[red]{len(res.damaged)} damaged range(s) were written as zeros:[/]")
             for off, n in res.damaged:
                 app.out.print(f"  bytes {off}..{off + n}")
-    if res.damaged:
+        if placed:
+            _print_placement(app, placed, to)
+    if placed:
+        for note in placed.notes if placed.filesystem_grown is False else ():
+            app.warn(note)
+    if res.damaged or (placed and placed.filesystem_grown is False):
         raise typer.Exit(3)
+
+
+def _print_placement(app: AppContext, placed, to: str) -> None:
+    """What was done beyond writing the image's bytes: the GPT, the grown partition, the format."""
+    if placed.disk_size != placed.result.size or placed.gpt_moved:
+        moved = "; backup GPT moved to its end (sgdisk -v: no problems)" if placed.gpt_moved else ""
+        app.out.print(f"disk size {units.size(placed.disk_size)}{moved}")
+    if placed.grown_partition is not None:
+        old, new = placed.partition_size
+        app.out.print(f"partition {placed.grown_partition} extended from {units.size(old)} to {units.size(new)}")
+        if placed.filesystem_grown:
+            app.out.print(placed.notes[-1])
+    if placed.format != "raw":
+        app.out.print(f"written as a {placed.format} image with qemu-img (qemu-img check: no errors)")
 
 
 def register(app: typer.Typer) -> None:

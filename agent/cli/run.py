@@ -23,10 +23,10 @@ def run(
     limit_upload: Optional[str] = typer.Option(None, "--limit-upload", help=LIMIT_HELP),
     limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Download limit, same forms."),
 ) -> None:
-    """Run everything the config file asks for: backups, retention, checks, then report.
+    """Run everything the config file asks for: backups, retention, checks, due verifies, then report.
 
     Exit status 0 when everything succeeded, 3 when a source is incomplete or skipped or a
-    warning was raised (the next run resumes), 1 when something failed.
+    warning was raised (the next run resumes), 1 when something failed (a verify found damage).
     """
     from agent.cli.stopping import graceful_stop
     from agent.config.times import run_deadline
@@ -68,13 +68,24 @@ def run(
             app.out.print(f"  hint: {rep.hint}")
 
     with run_lock(state_path.with_name("run.lock")), graceful_stop() as stop:
-        record_start(state_path, _now())
-        report = run_configured(cfg, app.repository, label, RunOptions(deadline=deadline, stop=stop,
-                                                                       host=cfg.host), progress, on_source)
+        state = record_start(state_path, _now())
+        report = run_configured(cfg, app.repository, label,
+                                RunOptions(deadline=deadline, stop=stop, host=cfg.host,
+                                           last_verified=state.last_verified), progress, on_source,
+                                open_target=lambda c: _copy_target(app, c), label_of=redact_url)
         record_finish(state_path, report)
         problems = _publish(app, cfg, report)
     _print_outcome(app, report, problems)
     raise typer.Exit(report.exit_code)
+
+
+def _copy_target(app: AppContext, copy_cfg):
+    """The `[[copies]]` target, with its own passphrase source and limits (flags and env for the main
+    repository do not apply to it)."""
+    from agent.config.settings import OtherRepo
+
+    other = OtherRepo(copy_cfg.repository, copy_cfg.passphrase_file, copy_cfg.passphrase_command)
+    return app.other_repository(other, limit_upload=copy_cfg.limits.upload, limit_download=None)
 
 
 def _now():
@@ -95,6 +106,7 @@ def _publish(app: AppContext, cfg, report) -> list[str]:
             write_textfile(cfg.metrics.textfile, report)
         except OSError as exc:
             problems.append(f"metrics file {cfg.metrics.textfile} not written: {exc.strerror or exc}")
+    problems += report.delivery_problems
     problems += [f"notification not delivered: {e}" for e in send_notifications(cfg.notify, report)]
     for p in problems:
         app.warn(p)
@@ -109,6 +121,21 @@ def _print_outcome(app: AppContext, report, problems: list[str]) -> None:
     if app.settings.json:
         app.emit_json({"event": "summary", **report.to_dict(), "delivery_problems": problems})
         return
+    from agent.nightly.notify import verify_lines
+
+    for s in report.sources:
+        if s.verify is not None:
+            app.out.print(f"{s.name} ({s.path}):", markup=False)
+            for line in verify_lines(s.verify):
+                app.out.print(line, markup=False)
+    for c in report.copies:
+        line = {"ok": "copied", "incomplete": "INCOMPLETE", "skipped": "SKIPPED", "failed": "FAILED"}[c.status]
+        app.out.print(f"copy {c.name} to {c.target}: {line}, {c.copied} snapshot(s) copied, {c.skipped} already "
+                      f"there, uploaded {units.size(c.uploaded_bytes)}", markup=False)
+        for w in c.warnings:
+            app.out.print(f"  warning: {w}", markup=False)
+        if c.error:
+            app.out.print(f"  {c.error}", markup=False)
     for e in report.errors:
         app.out.print(f"error: {e}")
     app.out.print(f"{summary} ({units.duration(report.duration_s)})")

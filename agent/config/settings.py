@@ -83,17 +83,52 @@ def run_secret_command(command: str, what: str) -> bytes:
 
 def passphrase_from_settings(s: Settings) -> bytes | None:
     """The passphrase from a configured source, or None when the caller should prompt."""
-    if s.passphrase_file:
-        secret = read_secret_file(s.passphrase_file, "passphrase")
-    elif s.passphrase_command:
-        secret = run_secret_command(s.passphrase_command, "passphrase")
-    elif os.environ.get(env.PASSPHRASE):
-        secret = os.environ[env.PASSPHRASE].encode()
+    return passphrase_from(s.passphrase_file, s.passphrase_command, env.PASSPHRASE, "passphrase")
+
+
+def passphrase_from(file: str | None, command: str | None, variable: str, what: str) -> bytes | None:
+    """A passphrase from a file, else a command, else the variable `variable`; None: prompt.
+    `what` names it in errors ("target passphrase"), never its value."""
+    if file:
+        secret = read_secret_file(file, what)
+    elif command:
+        secret = run_secret_command(command, what)
+    elif os.environ.get(variable):
+        secret = os.environ[variable].encode()
     else:
         return None
     if not secret:
-        raise UsageError("the configured passphrase is empty")
+        raise UsageError(f"the configured {what} is empty")
     return secret
+
+
+@dataclass(frozen=True)
+class OtherRepo:
+    """The second repository of `agent copy` (AGENT_TO_*) or `agent init --from-repo` (AGENT_FROM_*):
+    its URL and where its passphrase comes from (flags win over the variables)."""
+
+    url: str
+    passphrase_file: str | None = None
+    passphrase_command: str | None = None
+    passphrase_variable: str = env.TO_PASSPHRASE
+    what: str = "target repository passphrase"
+
+    def passphrase(self) -> bytes | None:
+        return passphrase_from(self.passphrase_file, self.passphrase_command, self.passphrase_variable, self.what)
+
+
+def copy_target(url: str | None, passphrase_file: str | None, passphrase_command: str | None) -> OtherRepo:
+    url = url or os.environ.get(env.TO_REPO)
+    if not url:
+        raise UsageError("no target repository given", hint="pass --to-repo or set AGENT_TO_REPO")
+    return OtherRepo(url, passphrase_file or os.environ.get(env.TO_PASSPHRASE_FILE) or None,
+                     passphrase_command or os.environ.get(env.TO_PASSPHRASE_COMMAND) or None)
+
+
+def init_source(url: str, passphrase_file: str | None, passphrase_command: str | None) -> OtherRepo:
+    return OtherRepo(url, passphrase_file or os.environ.get(env.FROM_PASSPHRASE_FILE) or None,
+                     passphrase_command or os.environ.get(env.FROM_PASSPHRASE_COMMAND) or None,
+                     env.FROM_PASSPHRASE, "source repository passphrase")
 
 
 def parse_percent(text: str, what: str, *, allow_zero: bool = True) -> float:

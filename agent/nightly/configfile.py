@@ -35,10 +35,19 @@ def _parsed_by(parser: Callable[[str], object]) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 Rate = Annotated[str, _parsed_by(RateSchedule.parse)]
 ClockTime = Annotated[str, _parsed_by(next_clock_time)]
 RunDuration = Annotated[str, _parsed_by(parse_run_duration)]
 RetentionSpan = Annotated[str, _parsed_by(parse_duration)]
+PingUrl = Annotated[str, AfterValidator(_http_url)]
 Share = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share"))]
 PositiveShare = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share", allow_zero=False))]
 
@@ -55,6 +64,8 @@ class SourceConfig(_Strict):
     pre: Optional[str] = None  # shell command run before the backup (e.g. take an LVM snapshot)
     post: Optional[str] = None  # run after it, also when it failed (e.g. remove the snapshot)
     hook_timeout_s: float = Field(600, gt=0)
+    #: healthchecks.io-style check: GET URL/start before the backup, URL on success, URL/fail with the reason
+    healthcheck: Optional[PingUrl] = Field(None, repr=False)
 
 
 class LimitsConfig(_Strict):
@@ -65,6 +76,18 @@ class LimitsConfig(_Strict):
 class WindowConfig(_Strict):
     stop_at: Optional[ClockTime] = None
     max_duration: Optional[RunDuration] = None
+
+
+class CopyConfig(_Strict):
+    """`agent copy` to another repository after the backups (`[[copies]]`, docs/copies.md)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    repository: str = Field(min_length=1)
+    passphrase_file: Optional[str] = None
+    passphrase_command: Optional[str] = None
+    sources: list[str] = []  # names of the sources whose snapshots to copy; empty: all of this host's
+    limits: LimitsConfig = LimitsConfig()  # the target's upload and the source's download limits
+    window: WindowConfig = WindowConfig()  # its own stop, within the run's window
 
 
 class RetentionConfig(_Strict):
@@ -97,6 +120,31 @@ class CheckConfig(_Strict):
     read_data_subset: Optional[PositiveShare] = None  # e.g. "2%": authenticate a random share of packs after backups
 
 
+class VerifyConfig(_Strict):
+    """`agent verify` of each source's newest snapshot when its last clean verify is `every` old."""
+
+    every: Optional[RetentionSpan] = None  # e.g. "7d" or "1w"; unset: never
+    fsck: bool = True  # also check each partition's filesystem with its own checker
+    sources: list[str] = []  # names of the sources to verify; empty: all
+
+    def interval(self):
+        return parse_duration(self.every) if self.every else None
+
+
+class StatusConfig(_Strict):
+    """`agent status`: when a source counts as stale."""
+
+    stale_after: RetentionSpan = "36h"
+    #: per host or "host:source" (fnmatch patterns, first match wins), e.g. {"db*" = "12h", "laptop" = "8d"}
+    stale_after_for: dict[str, RetentionSpan] = {}
+
+    def policy(self):
+        from agent.maintenance.fleet import StalePolicy
+
+        return StalePolicy(parse_duration(self.stale_after),
+                           tuple((k, parse_duration(v)) for k, v in self.stale_after_for.items()))
+
+
 class LogConfig(_Strict):
     syslog: bool = False  # also log warnings, errors and summaries to syslog (journald reads it too)
     progress_interval_s: float = Field(default=60, gt=0)  # plain progress lines when not on a terminal
@@ -111,10 +159,13 @@ class Config(_Strict):
     limits: LimitsConfig = LimitsConfig()
     window: WindowConfig = WindowConfig()
     sources: list[SourceConfig] = []
+    copies: list[CopyConfig] = []
     retention: Optional[RetentionConfig] = None
     check: CheckConfig = CheckConfig()
+    verify: VerifyConfig = VerifyConfig()
     notify: NotifyConfig = NotifyConfig()
     metrics: MetricsConfig = MetricsConfig()
+    status: StatusConfig = StatusConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
@@ -123,6 +174,15 @@ class Config(_Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dup)}")
+        unknown = sorted(set(self.verify.sources) - set(names))
+        if unknown:
+            raise ValueError(f"verify.sources names no source called {', '.join(unknown)}")
+        unknown = sorted({n for c in self.copies for n in c.sources} - set(names))
+        if unknown:
+            raise ValueError(f"copies.sources names no source called {', '.join(unknown)}")
+        copies = [c.name for c in self.copies]
+        if len(set(copies)) != len(copies):
+            raise ValueError("copy names must be unique")
         return self
 
     def secrets(self) -> list[str]:
@@ -130,6 +190,8 @@ class Config(_Strict):
         found = [f"env.{k}" for k in self.env]
         if self.notify.webhook is not None and self.notify.webhook.headers:
             found.append("notify.webhook.headers")
+        if self.notify.apprise is not None:
+            found.append("notify.apprise.urls")  # tokens and passwords live in Apprise URLs
         if self.repository and "@" in self.repository.split("://", 1)[-1].split("/", 1)[0] \
                 and ":" in self.repository.split("://", 1)[-1].split("@", 1)[0]:
             found.append("repository (password in the URL)")
@@ -155,8 +217,8 @@ def load_config(path: Path) -> Config:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            secret = err["loc"][:1] == ("env",) or err["loc"][:2] == ("notify", "webhook") \
-                or "password" in str(err["loc"])
+            secret = err["loc"][:1] == ("env",) or err["loc"][:2] in (("notify", "webhook"), ("notify", "apprise")) \
+                or "password" in str(err["loc"]) or "healthcheck" in err["loc"]
             value = "" if err["type"] == "missing" or secret else f" (got {err.get('input')!r})"
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{_loc(err['loc'])}: {msg}{value}")

@@ -7,10 +7,7 @@ one alert that catches every way nightly backups can stop, including the timer n
 
 from __future__ import annotations
 
-import math
 import os
-import re
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -22,6 +19,8 @@ class MetricsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     textfile: str | None = None  # e.g. /var/lib/node_exporter/textfile_collector/agent.prom
+    #: where `agent status` writes every host's staleness (its own file: `textfile` is this machine's run)
+    status_textfile: str | None = None
 
 
 _HELP = {
@@ -38,11 +37,29 @@ _HELP = {
     "agent_source_new_bytes": "Bytes of new (not yet stored) data found in the source in the last run.",
     "agent_source_uploaded_bytes": "Bytes uploaded for the source in the last run (compressed, encrypted).",
     "agent_source_duration_seconds": "Duration of the source's backup in the last run.",
+    "agent_verify_status": "1 if the last verify of the source's newest snapshot found it sound, else 0.",
+    "agent_verify_timestamp_seconds": "When the source's newest snapshot was last verified (Unix time).",
+    "agent_verify_last_success_timestamp_seconds": "When a verify of the source last found it sound (Unix time).",
+    "agent_verify_damaged_bytes": "Image bytes of the verified snapshot whose chunks are damaged or missing.",
+    "agent_verify_duration_seconds": "Duration of the source's last verify.",
+    "agent_verify_partition_clean": "1 if the partition's filesystem checker found it clean in the last verify "
+                                    "with fsck, 0 if damaged (partitions not checked are absent).",
+    "agent_copy_status": "1 if the `[[copies]]` target got every selected snapshot in the last run, else 0.",
+    "agent_copy_last_success_timestamp_seconds": "When the copy last completed (Unix time).",
+    "agent_copy_snapshots_copied": "Snapshots copied to the target in the last run.",
+    "agent_copy_uploaded_bytes": "Bytes uploaded to the copy's target in the last run.",
 }
+_VERIFY = "agent_verify_"
 
 
 def render(report: RunReport, previous: str | None = None) -> str:
     """The exposition text for `report`; `previous` is the old file's text, for the last-success times."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(_run_registry(report, previous)).decode()
+
+
+def _run_registry(report: RunReport, previous: str | None):
     old = parse_samples(previous or "")
     finished = report.finished.timestamp()
     run_ok = report.status != "failure"
@@ -68,13 +85,43 @@ def render(report: RunReport, previous: str | None = None) -> str:
             ("agent_source_uploaded_bytes", lab, s.uploaded_bytes),
             ("agent_source_duration_seconds", lab, s.duration_s),
         ]
-    out: list[str] = []
-    for name, help_text in _HELP.items():  # one HELP/TYPE block per family, samples grouped under it
-        rows = [(lab, v) for n, lab, v in samples if n == name and v is not None]
-        if rows:
-            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-            out += [f"{name}{_labels(lab)} {_number(v)}" for lab, v in rows]
-    return "\n".join(out) + "\n"
+        samples += _verify_samples(s, finished, old)
+    for c in report.copies:
+        lab = {"copy": c.name}
+        ok = c.status == "ok"
+        samples += [
+            ("agent_copy_status", lab, 1 if ok else 0),
+            ("agent_copy_last_success_timestamp_seconds", lab,
+             finished if ok else old.get(("agent_copy_last_success_timestamp_seconds", (("copy", c.name),)))),
+            ("agent_copy_snapshots_copied", lab, c.copied),
+            ("agent_copy_uploaded_bytes", lab, c.uploaded_bytes),
+        ]
+    return registry_of(samples, _HELP)
+
+
+def _verify_samples(s, finished: float, old: dict) -> list[tuple[str, dict[str, str], float | None]]:
+    """A verified source's verify metrics; for one not verified in this run (not due), the samples
+    of its last verify are carried over from the previous file, so they describe the last verify."""
+    v = s.verify
+    if v is None:
+        return [(name, dict(labels), value) for (name, labels), value in old.items()
+                if name.startswith(_VERIFY) and dict(labels).get("source") == s.name]
+    lab = {"source": s.name}
+    ok = v.status == "clean"
+    out: list[tuple[str, dict[str, str], float | None]] = [
+        ("agent_verify_status", lab, 1 if ok else 0),
+        ("agent_verify_timestamp_seconds", lab, finished),
+        ("agent_verify_last_success_timestamp_seconds", lab,
+         finished if ok else old.get(("agent_verify_last_success_timestamp_seconds", (("source", s.name),)))),
+        ("agent_verify_damaged_bytes", lab, v.damaged_bytes),
+        ("agent_verify_duration_seconds", lab, v.duration_s),
+    ]
+    for p in v.partitions:
+        if p.get("status") in ("clean", "damaged"):
+            part = {"source": s.name, "partition": str(p.get("number") if p.get("number") is not None else "image"),
+                    "filesystem": str(p.get("filesystem") or "")}
+            out.append(("agent_verify_partition_clean", part, 1 if p["status"] == "clean" else 0))
+    return out
 
 
 def write_textfile(path: str | os.PathLike, report: RunReport, previous: str | None = None) -> None:
@@ -86,53 +133,107 @@ def write_textfile(path: str | os.PathLike, report: RunReport, previous: str | N
             previous = target.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             previous = ""
-    text = render(report, previous)
-    # the collector reads only *.prom, so the temporary name must not end in .prom
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), 0o644)  # node_exporter usually runs as another user
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_registry(target, _run_registry(report, previous))
 
 
-# ---- exposition format ------------------------------------------------------------------------------
+def write_registry(target: str | os.PathLike, registry) -> None:
+    """prometheus_client's write_to_textfile (temporary name not ending in .prom, then a rename),
+    made readable by node_exporter, which usually runs as another user."""
+    from prometheus_client import write_to_textfile
 
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    esc = {k: v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for k, v in labels.items()}
-    return "{" + ",".join(f'{k}="{v}"' for k, v in esc.items()) + "}"
-
-
-def _number(v: float) -> str:
-    if isinstance(v, float) and not math.isfinite(v):
-        return "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+    write_to_textfile(str(target), registry)
+    os.chmod(target, 0o644)
 
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?\s*$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_UNESCAPE = re.compile(r"\\(.)")
+# ---- exposition format (prometheus_client) -------------------------------------------------------
+
+Sample = tuple[str, dict[str, str], "float | None"]
+
+
+def registry_of(samples: list[Sample], helps: dict[str, str]):
+    """A CollectorRegistry of `samples` (None values left out), one gauge family per name in `helps`'
+    order. A family without samples is left out, unlike a plain Gauge that would report 0."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+
+    families = []
+    for name, help_text in helps.items():
+        rows = [(lab, v) for n, lab, v in samples if n == name and v is not None]
+        if not rows:
+            continue
+        family = GaugeMetricFamily(name, help_text, labels=list(rows[0][0]))
+        for lab, v in rows:
+            family.add_metric([lab[k] for k in rows[0][0]], float(v))
+        families.append(family)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return registry
+
+
+class _Families:
+    """A collector of ready-made families (a registry asks collectors, not values)."""
+
+    def __init__(self, families: list) -> None:
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
 
 
 def parse_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """{(name, sorted label pairs): value} of a text exposition; unreadable lines are ignored
-    (a damaged old file must not stop the new one from being written)."""
+    """{(name, sorted label pairs): value} of a text exposition, read with prometheus_client's parser
+    line by line: unreadable lines are ignored (a damaged old file must not stop the new one)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     result = {}
     for line in text.splitlines():
-        m = _SAMPLE.match(line.strip())
-        if not m or line.lstrip().startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        labels = tuple(sorted((k, _UNESCAPE.sub(lambda e: "\n" if e[1] == "n" else e[1], v))
-                              for k, v in _LABEL.findall(m[2] or "")))
         try:
-            result[(m[1], labels)] = float(m[3])
-        except ValueError:
+            families = list(text_string_to_metric_families(line + "\n"))
+        except (ValueError, IndexError, KeyError):
             continue
+        for family in families:
+            for s in family.samples:
+                result[(s.name, tuple(sorted(s.labels.items())))] = float(s.value)
     return result
+
+
+# ---- the fleet, as `agent status` sees it ----------------------------------------------------------
+
+_FLEET_HELP = {
+    "agent_fleet_sources": "Sources (host and source path) with snapshots or run records in the repository.",
+    "agent_fleet_flagged_sources": "Sources flagged stale, failed, incomplete or never succeeded.",
+    "agent_fleet_last_success_timestamp_seconds": "Time of the source's newest complete snapshot (Unix time).",
+    "agent_fleet_age_seconds": "Age of the source's newest complete snapshot when status ran.",
+    "agent_fleet_stale": "1 if the source's newest complete snapshot is older than its threshold, else 0.",
+    "agent_fleet_stale_after_seconds": "The source's staleness threshold.",
+    "agent_fleet_last_run_failed": "1 if the source's latest run ended without a snapshot (failed or "
+                                   "incomplete), else 0.",
+    "agent_fleet_status_timestamp_seconds": "When `agent status` wrote this file (Unix time).",
+}
+
+
+def write_fleet_textfile(path: str | os.PathLike, status: dict) -> None:
+    """Per-host staleness from a `status --json` dict (agent.maintenance.fleet), in its own file:
+    the nightly run's file describes this machine's run, this one every machine in the repository."""
+    from datetime import datetime
+
+    generated = datetime.fromisoformat(status["generated"].replace("Z", "+00:00")).timestamp()
+    samples: list[Sample] = [
+        ("agent_fleet_sources", {}, len(status["sources"])),
+        ("agent_fleet_flagged_sources", {}, status["flagged"]),
+        ("agent_fleet_status_timestamp_seconds", {}, generated),
+    ]
+    for s in status["sources"]:
+        lab = {"host": s["host"], "source": s["source"]}
+        last = s["last_success"]
+        samples += [
+            ("agent_fleet_last_success_timestamp_seconds", lab,
+             datetime.fromisoformat(last["time"].replace("Z", "+00:00")).timestamp() if last else None),
+            ("agent_fleet_age_seconds", lab, s["age_s"]),
+            ("agent_fleet_stale", lab, 1 if "stale" in s["flags"] or "never succeeded" in s["flags"] else 0),
+            ("agent_fleet_stale_after_seconds", lab, s["stale_after_s"]),
+            ("agent_fleet_last_run_failed", lab, 1 if s["problem_is_latest"] else 0),
+        ]
+    write_registry(path, registry_of(samples, _FLEET_HELP))

@@ -1,4 +1,5 @@
-"""Tell a person how the nightly run went: a JSON webhook and/or an e-mail, chosen by the run's status.
+"""Tell a person how the nightly run went: a JSON webhook, an e-mail and/or Apprise URLs, chosen by the
+run's status.
 
 Delivery never raises: a broken mail server must not hide the backup's own result. Failures come back
 as one-line messages for the caller to log. No secret (SMTP password, webhook token) enters a message,
@@ -76,6 +77,28 @@ class EmailConfig(BaseModel):
         return self
 
 
+class AppriseConfig(BaseModel):
+    """Any service Apprise knows (Telegram, Matrix, ntfy, Teams, Pushover, ...): one URL each."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[str] = Field(min_length=1, repr=False)  # they carry tokens and passwords
+    on: list[Event] | None = None
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("urls")
+    @classmethod
+    def _schemed(cls, v: list[str]) -> list[str]:
+        for i, url in enumerate(v):
+            if "://" not in url:
+                raise ValueError(f"entry {i + 1} is not an Apprise URL (scheme://...)")
+        return v
+
+
 def _failure_and_warning() -> list[Event]:
     return ["failure", "warning"]
 
@@ -86,17 +109,22 @@ class NotifyConfig(BaseModel):
     on: list[Event] = Field(default_factory=_failure_and_warning)
     webhook: WebhookConfig | None = None
     email: EmailConfig | None = None
+    apprise: AppriseConfig | None = None
 
 
 def send_notifications(cfg: NotifyConfig, report: RunReport) -> list[str]:
     """Deliver to every channel whose `on` list contains the run's status; the delivery errors."""
     errors: list[str] = []
-    for name, channel in (("webhook", cfg.webhook), ("e-mail", cfg.email)):
+    channels: tuple[tuple[str, WebhookConfig | EmailConfig | AppriseConfig | None], ...] = (
+        ("webhook", cfg.webhook), ("e-mail", cfg.email), ("Apprise", cfg.apprise))
+    for name, channel in channels:
         if channel is None or report.status not in (channel.on if channel.on is not None else cfg.on):
             continue
         try:
             if isinstance(channel, WebhookConfig):
                 _send_webhook(channel, report)
+            elif isinstance(channel, AppriseConfig):
+                _send_apprise(channel, report)
             else:
                 _send_email(channel, report)
         except Exception as exc:  # noqa: BLE001 - never let a notification hide the backup's result
@@ -132,6 +160,27 @@ def _origin(url: str) -> str:
     """scheme://host[:port] only: the path and query of a webhook URL are often its secret token."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
+# ---- Apprise ---------------------------------------------------------------------------------------
+
+def _send_apprise(cfg: AppriseConfig, report: RunReport) -> None:
+    try:
+        import apprise
+    except ImportError:
+        raise RuntimeError("Apprise is not installed: pip install 'agent[apprise]'") from None
+    bad = []
+    for i, url in enumerate(cfg.urls, 1):  # one object per URL, so a failure names which (by position)
+        target = apprise.Apprise()
+        if not target.add(url):
+            bad.append(f"URL {i} is not one Apprise understands")
+            continue
+        kind = {"success": apprise.NotifyType.SUCCESS, "warning": apprise.NotifyType.WARNING}.get(
+            report.status, apprise.NotifyType.FAILURE)
+        if not target.notify(title=f"[agent] {summarize(report)}", body=render_text(report), notify_type=kind):
+            bad.append(f"URL {i} ({url.split('://', 1)[0]}://) was not delivered")
+    if bad:
+        raise RuntimeError("; ".join(bad))
 
 
 # ---- e-mail -----------------------------------------------------------------------------------------
@@ -202,12 +251,37 @@ def render_text(report: RunReport) -> str:
         lines += [f"  error: {s.error}"] if s.error else []
         lines += [f"  hint: {s.hint}"] if s.hint else []
         lines += [f"  warning: {w}" for w in s.warnings]
+        if s.verify is not None:
+            lines += verify_lines(s.verify)
     if report.errors:
         lines += ["", "run errors:", *(f"  {e}" for e in report.errors)]
     if report.repository_bytes is not None or report.snapshot_count is not None:
         lines += ["", f"repository: {size(report.repository_bytes)} stored, "
                       f"{report.snapshot_count if report.snapshot_count is not None else '?'} snapshots"]
     return "\n".join(lines) + "\n"
+
+
+def verify_lines(v) -> list[str]:
+    """A source's verify (agent.nightly.report.VerifyReport): the outcome, then what is damaged."""
+    what = "chunks and filesystems" if v.fsck else "chunks"
+    snap = f" of snapshot {v.snapshot_id[:8]}" if v.snapshot_id else ""
+    lines = [f"  verify{snap} ({what}): {v.status}"]
+    lines += [f"    error: {v.error}"] if v.error else []
+    lines += [f"    hint: {v.hint}"] if v.hint else []
+    if v.damaged_ranges:
+        off, n = v.damaged_ranges[0]
+        lines.append(f"    {len(v.damaged_ranges)} damaged range(s), {v.damaged_bytes} bytes, the first at bytes "
+                     f"{off}..{off + n}; `agent verify {(v.snapshot_id or '')[:8]} --json` lists them")
+    for p in v.partitions:
+        name = "image" if p.get("number") is None else f"p{p['number']}"
+        if p.get("status") == "damaged":
+            lines.append(f"    {name} {p.get('filesystem')}: DAMAGED ({p.get('checker')}, exit status "
+                         f"{p.get('exit_status')})")
+            lines += [f"      {line}" for line in p.get("output") or []]
+        elif p.get("status") == "not checked":
+            lines.append(f"    {name}: not checked ({p.get('reason')})")
+    lines += [f"    warning: {w}" for w in v.warnings]
+    return lines
 
 
 def _describe(exc: object) -> str:

@@ -7,6 +7,22 @@ from datetime import UTC, datetime
 
 
 @dataclass
+class VerifyReport:
+    """`agent verify` of the source's newest snapshot, when the schedule made it due."""
+
+    status: str          # "clean" | "damaged" | "failed" (could not verify: see error)
+    snapshot_id: str | None = None
+    fsck: bool = False
+    damaged_bytes: int = 0
+    damaged_ranges: list[list[int]] = field(default_factory=list)  # [offset, length] in the image
+    partitions: list[dict] = field(default_factory=list)  # agent.verify.result.PartitionCheck as a dict
+    error: str | None = None
+    hint: str | None = None
+    duration_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class SourceReport:
     name: str            # the source's name in the config, e.g. "system-disk"
     path: str            # device or image path
@@ -18,6 +34,24 @@ class SourceReport:
     new_bytes: int = 0
     uploaded_bytes: int = 0
     duration_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    verify: VerifyReport | None = None  # None: not due in this run
+
+
+@dataclass
+class CopyReport:
+    """One `[[copies]]` entry's `agent copy` after the backups."""
+
+    name: str
+    target: str          # already redacted by the caller
+    status: str          # "ok" | "incomplete" | "skipped" | "failed"
+    copied: int = 0
+    skipped: int = 0
+    read_bytes: int = 0
+    uploaded_bytes: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+    hint: str | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -31,14 +65,18 @@ class RunReport:
     repository_bytes: int | None = None
     snapshot_count: int | None = None
     errors: list[str] = field(default_factory=list)   # run-level errors (e.g. retention failed)
+    #: monitoring pings that were not delivered (they never change the run's status)
+    delivery_problems: list[str] = field(default_factory=list)
+    copies: list[CopyReport] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        """"failure" if a source failed or the run had errors; "warning" if a source is incomplete or
-        skipped or anything warned; else "success"."""
-        if self.errors or any(s.status == "failed" for s in self.sources):
+        """"failure" if a source failed, a verify found damage or could not run, or the run had errors;
+        "warning" if a source is incomplete or skipped or anything warned; else "success"."""
+        if self.errors or any(s.status == "failed" or (s.verify and s.verify.status != "clean")
+                              for s in self.sources) or any(c.status == "failed" for c in self.copies):
             return "failure"
-        if any(s.status != "ok" or s.warnings for s in self.sources):
+        if any(s.status != "ok" or s.warnings for s in self.sources) or any(c.status != "ok" for c in self.copies):
             return "warning"
         return "success"
 
@@ -66,6 +104,7 @@ class RunReport:
             "snapshot_count": self.snapshot_count,
             "errors": list(self.errors),
             "sources": [asdict(s) for s in self.sources],
+            "copies": [asdict(c) for c in self.copies],
         }
 
 
@@ -80,6 +119,15 @@ def summarize(report: RunReport) -> str:
     n = len(report.sources)
     counts = {st: sum(1 for s in report.sources if s.status == st) for st in ("failed", "incomplete", "skipped")}
     parts = [f"{c} of {n} source{'s' if n != 1 else ''} {st}" for st, c in counts.items() if c]
+    verifies = [s.verify for s in report.sources if s.verify is not None]
+    for st in ("damaged", "failed"):
+        c = sum(1 for v in verifies if v.status == st)
+        if c:
+            parts.append(f"{c} of {len(verifies)} verif{'ies' if len(verifies) != 1 else 'y'} {st}")
+    for st in ("failed", "incomplete", "skipped"):
+        c = sum(1 for x in report.copies if x.status == st)
+        if c:
+            parts.append(f"{c} of {len(report.copies)} cop{'ies' if len(report.copies) != 1 else 'y'} {st}")
     if report.errors:
         parts.append(f"{len(report.errors)} run error{'s' if len(report.errors) != 1 else ''}")
     warnings = sum(len(s.warnings) for s in report.sources)
@@ -87,4 +135,6 @@ def summarize(report: RunReport) -> str:
         parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
     if not parts:
         parts.append(f"{n} source{'s' if n != 1 else ''} backed up" if n else "nothing to back up")
+        if verifies:
+            parts.append(f"{len(verifies)} verified clean")
     return f"{report.status.upper()} on {report.host}: {', '.join(parts)}"

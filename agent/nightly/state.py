@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,9 +25,13 @@ class RunState:
     last_exit_code: int | None = None
     last_summary: str | None = None
     last_success: datetime | None = None    # finish time of the last run that did not fail
+    #: per source name, when its newest snapshot last verified clean: what makes the next verify due
+    last_verified: dict[str, datetime] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+        out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+        out["last_verified"] = {k: v.isoformat() for k, v in self.last_verified.items()}
+        return out
 
 
 def default_state_path() -> Path:
@@ -52,6 +56,8 @@ def load_state(path: str | os.PathLike) -> RunState | None:
         for key in ("last_started", "last_finished", "last_success"):
             if values[key] is not None:
                 values[key] = datetime.fromisoformat(values[key])
+        values["last_verified"] = {str(k): datetime.fromisoformat(v)
+                                   for k, v in (values["last_verified"] or {}).items()}
         return RunState(**values)
     except FileNotFoundError:
         return None
@@ -87,11 +93,15 @@ def record_start(path: str | os.PathLike, started: datetime) -> RunState:
 
 
 def record_finish(path: str | os.PathLike, report: RunReport) -> RunState:
-    """Store the finished run's result; last_success only moves when the run did not fail."""
+    """Store the finished run's result; last_success only moves when the run did not fail, and a
+    source's last_verified only when its verify came out clean (a damaged one is retried next run)."""
     prev = _previous(path)
+    verified = dict(prev.last_verified)
+    verified.update({s.name: report.finished for s in report.sources if s.verify and s.verify.status == "clean"})
     state = RunState(last_started=report.started, last_finished=report.finished, last_status=report.status,
                      last_exit_code=report.exit_code, last_summary=summarize(report),
-                     last_success=report.finished if report.status != "failure" else prev.last_success)
+                     last_success=report.finished if report.status != "failure" else prev.last_success,
+                     last_verified=verified)
     save_state(path, state)
     return state
 

@@ -127,8 +127,10 @@ def damaged_keys(backend: Backend) -> list[tuple[str, str]]:
     return out
 
 
-def create(backend: Backend, passphrase: bytes, params: RepoParams, kdf: KdfParams) -> Unlocked:
-    """Write a new repository's key file and config (`agent init`)."""
+def create(backend: Backend, passphrase: bytes, params: RepoParams, kdf: KdfParams, *,
+           master: MasterKey | None = None, repo_id: str | None = None) -> Unlocked:
+    """Write a new repository's key file and config (`agent init`). `master` and `repo_id` are
+    given only by `Repository.init_from` (a copy target that shares a source's keys or seed)."""
     try:
         backend.head(layout.CONFIG)
         raise RepositoryExists(f"a repository already exists at {backend.location}")
@@ -143,8 +145,8 @@ def create(backend: Backend, passphrase: bytes, params: RepoParams, kdf: KdfPara
     if held:
         raise RepositoryExists(f"{backend.location} holds repository data but no config: a new repository here "
                                "would leave that data unreadable", hint=_RESTORE_CONFIG)
-    master = MasterKey.generate()
-    repo_id = secrets.token_hex(16)
+    master = master or MasterKey.generate()
+    repo_id = repo_id or secrets.token_hex(16)
     created = datetime.now(UTC).isoformat()
     key_id = secrets.token_hex(16)
     keyfile = keyfiles.wrap(master, passphrase, repo_id, kdf, key_meta("initial key"))

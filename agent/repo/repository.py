@@ -7,7 +7,10 @@ errors (agent.repo.storage), with messages that say what to do.
 
 from __future__ import annotations
 
+import hmac
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Iterator, Sequence
 
 import pyfastcdc
@@ -28,7 +31,7 @@ from agent.repo.runs import RunRecord
 from agent.repo.snapshots import Snapshot
 from agent.repo.storage import storage_error, translated
 from backends.base import Backend, Capabilities, Leftover, PutMode
-from backends.errors import AlreadyExists, BackendError, NotFound
+from backends.errors import AlreadyExists, BackendError, NotFound, PermissionDenied
 from crypto import keys as keyfiles
 from crypto.errors import KeyFileDamaged, UnsupportedSuite
 from crypto.ids import keyed_hasher, object_id
@@ -38,6 +41,7 @@ from crypto.keys import MasterKey
 _INDEX_KIND = b"index"
 _SNAPSHOT_KIND = b"snapshot"
 _RUN_KIND = b"run"
+_METADATA_FETCHES = 8  # index segments or manifests fetched at once on a cold cache
 _DAMAGE_KIND = b"damage"
 
 
@@ -73,6 +77,25 @@ class Repository:
                             cache=cache)
 
     @classmethod
+    def init_from(cls, backend: Backend, passphrase: bytes, source: Repository, *, share_keys: bool,
+                  kdf: KdfParams | None = None, cache: ObjectCache | None = None) -> Repository:
+        """A new repository for copies of `source` (`agent init --from-repo`).
+
+        It always takes the source's parameters and chunker seed, so that backups made directly into
+        it cut the disk where the source's did and deduplicate against the copies. With `share_keys`
+        it also takes the master key and the repository id: then every sealed blob, pack and
+        manifest of the source is valid in it as it is, and `agent copy` moves them without
+        opening them (a replica). Without, its own keys: the copy opens and seals each blob again.
+        """
+        import dataclasses
+
+        master = source._master if share_keys else dataclasses.replace(
+            MasterKey.generate(), chunker_seed=source._master.chunker_seed)
+        keys = create(backend, passphrase, source.params, kdf or KdfParams(), master=master,
+                      repo_id=source.id if share_keys else None)
+        return cls.unlocked(backend, keys, cache=cache)
+
+    @classmethod
     def open(cls, backend: Backend, passphrase: bytes, *, cache: ObjectCache | None = None) -> Repository:
         return cls.unlocked(backend, unlock(backend, passphrase), cache=cache)
 
@@ -94,6 +117,19 @@ class Repository:
     def lock(self, *, exclusive: bool, command: str, wait: float = 0.0) -> Lock:
         with translated("cannot write a lock"):
             return Lock(self._backend, self._envelope, exclusive, command).acquire(wait)
+
+    def reader_lock(self, *, command: str, wait: float, warn: Callable[[str], None]) -> AbstractContextManager:
+        """A shared lock for a command that only reads (ls, extract, mount); on a repository this user
+        may read but not write, none, with a warning: a prune running meanwhile could remove packs
+        being read, which then fail authentication-checked reads, never give wrong data."""
+        try:
+            return Lock(self._backend, self._envelope, False, command).acquire(wait)
+        except PermissionDenied:
+            warn("the repository is read-only for this user: reading without a lock (a prune running at the same "
+                 "time would make reads of the packs it removes fail)")
+            return nullcontext()
+        except BackendError as exc:
+            raise storage_error(exc, "cannot write a lock") from None
 
     def list_locks(self, unreadable: list[str] | None = None) -> list[LockInfo]:
         with translated("cannot list locks"):
@@ -155,6 +191,40 @@ class Repository:
         with translated(f"cannot remove the old key {old_id[:8]}"):
             self._backend.delete(layout.key_file(old_id))
         self.key_id = new_id
+
+    # ---- copies between repositories --------------------------------------------------------
+    def is_replica_of(self, other: Repository) -> bool:
+        """Same id and master key (`init --from-repo --share-keys`): sealed objects move as they are."""
+        return self.id == other.id and hmac.compare_digest(self._master.to_bytes(), other._master.to_bytes())
+
+    def same_chunk_ids(self, other: Repository) -> bool:
+        """Whether a chunk has the same id (keyed hash) in both repositories."""
+        return hmac.compare_digest(self._master.id_key, other._master.id_key)
+
+    def same_chunking(self, other: Repository) -> bool:
+        """Whether both cut a disk at the same places (parameters and secret seed): else backups made
+        directly into one never deduplicate against snapshots copied from the other."""
+        return self.params.chunker == other.params.chunker and self._master.chunker_seed == other._master.chunker_seed
+
+    def read_snapshot_object(self, name: str) -> bytes:
+        """A manifest as stored (sealed), checked against its name: for a copy to a replica."""
+        return self._get_cached("snapshots", layout.snapshot(name), name)
+
+    def store_snapshot_object(self, name: str, sealed: bytes) -> None:
+        """Store a manifest sealed by a replica of this repository under its own name; it must open here."""
+        if object_id(sealed) != name:
+            raise CorruptObject(f"snapshot {name[:8]} does not match its name (damaged or truncated)")
+        what = f"snapshot {name[:8]}"
+        Snapshot.from_json(self._envelope.decompress(self._envelope.open_object(_SNAPSHOT_KIND, sealed, what),
+                                                     name=what), name)
+        self._put(layout.snapshot(name), sealed, "cannot upload the snapshot manifest")
+        self.cache.put("snapshots", name, sealed)
+
+    def store_pack_bytes(self, pack_id: str, data: bytes) -> tuple[str, int, list[PackEntry]]:
+        """Store a whole pack of a replica as it is (its name and header checked here first)."""
+        entries = read_pack_bytes(self._envelope, data, pack_id)
+        self._put(layout.pack(pack_id), data, f"cannot upload pack {pack_id[:16]}")
+        return pack_id, len(data), entries
 
     # ---- packs -----------------------------------------------------------------------------
     def _put(self, key: str, data: bytes, what: str, mode: PutMode = PutMode.CREATE) -> None:
@@ -270,6 +340,26 @@ class Repository:
             self.cache.put(kind, name, data)
         return data
 
+    def _fetch_all(self, kind: str, names: list[str], key_of) -> Iterator[tuple[str, Future]]:
+        """(name, future of its bytes) in order, fetched up to _METADATA_FETCHES at a time: on a cold
+        cache over a long round trip, one request after another was most of a restore's start."""
+        if len(names) < 2:
+            for name in names:
+                done: Future = Future()
+                try:
+                    done.set_result(self._get_cached(kind, key_of(name), name))
+                except BaseException as exc:  # noqa: BLE001 - raised where the caller reads it
+                    done.set_exception(exc)
+                yield name, done
+            return
+        with ThreadPoolExecutor(min(_METADATA_FETCHES, len(names)), thread_name_prefix="metadata") as pool:
+            futures = [(n, pool.submit(self._get_cached, kind, key_of(n), n)) for n in names]
+            try:
+                yield from futures
+            finally:
+                for _, f in futures:
+                    f.cancel()
+
     def load_index(self, damaged: list[tuple[str, str]] | None = None, *,
                    damage: DamageRecord | None = None) -> ChunkIndex:
         """The chunk index from every current segment, without the copies `check` recorded as
@@ -286,9 +376,9 @@ class Repository:
         record = damage if damage is not None else self.load_damage()[0]
         superseded: set[str] = set()
         decoded = []
-        for name in names:
+        for name, fetched in self._fetch_all("index", names, layout.index_segment):
             try:
-                sealed = self._get_cached("index", layout.index_segment(name), name)
+                sealed = fetched.result()
                 what = f"index segment {name[:16]}"
                 plain = self._envelope.decompress(self._envelope.open_object(_INDEX_KIND, sealed, what), name=what)
                 sup, packs, etab = decode_segment(plain, name)
@@ -403,9 +493,9 @@ class Repository:
         except BackendError as exc:
             raise storage_error(exc, "cannot list snapshots") from None
         out = []
-        for name in names:
+        for name, fetched in self._fetch_all("snapshots", names, layout.snapshot):
             try:
-                sealed = self._get_cached("snapshots", layout.snapshot(name), name)
+                sealed = fetched.result()
                 what = f"snapshot {name[:8]}"
                 raw = self._envelope.decompress(self._envelope.open_object(_SNAPSHOT_KIND, sealed, what), name=what)
                 try:

@@ -77,6 +77,26 @@ class BlobWriter:
         self._drain_seals(SEAL_BYTES)
         return True
 
+    def add_sealed(self, btype: BlobType, cid: bytes, sealed: bytes | memoryview, raw_length: int) -> bool:
+        """`add` for a blob sealed already, for this repository (a copy from a replica of it)."""
+        if cid in self._pending:
+            return False
+        self._pending.add(cid)
+        done: Future = Future()
+        done.set_result(sealed)
+        self._seal_q.append((btype, cid, raw_length, done))
+        self._seal_bytes += raw_length
+        self._drain_seals(SEAL_BYTES)
+        return True
+
+    def add_pack(self, store: Callable[[], IndexedPack], ids: list[bytes]) -> None:
+        """A whole pack that `store` uploads as it is (a copy from a replica), on the upload pool;
+        indexed like the packs this writer builds. `ids`: its blobs, which `add` then skips."""
+        self._pending.update(ids)
+        self._upload_q.append(self._upload_pool.submit(store))
+        while len(self._upload_q) > self.uploads:
+            self._complete_upload()
+
     def add_if_new(self, btype: BlobType, cid: bytes, data: bytes | memoryview) -> bool:
         """`add`, checking the index first (for the odd metadata blob; data chunks come in batches)."""
         return cid not in self.index and self.add(btype, cid, data)

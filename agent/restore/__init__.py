@@ -1,7 +1,8 @@
 """Restore: write a snapshot back to an image file or a block device.
 
-    run      plan (chunk list -> pack ranges, coalesced), parallel ranged fetches, authenticate,
-             decompress, pwrite at every offset a chunk appears; --ignore-errors writes zeros
+    fetch    plan (chunk list -> pack ranges, coalesced) and one ranged read per group: authenticate,
+             decompress, check each chunk's id (also what `agent verify` reads with)
+    run      parallel fetches, pwrite at every offset a chunk appears; --ignore-errors writes zeros
              over damaged ranges and reports them
     target   open and size the target (sparse file with fresh holes, or an unmounted device
              large enough), write, zero ranges, and say what to do when the disk is full
@@ -12,4 +13,12 @@
              BLAKE3), find moved chunks with the repository's chunker, copy and verify chunks
     journal  the restore journal (beside an image file, or in the cache for a disk): which target
              ranges are written and flushed, so the same command resumes; opening the target for it
+    anywhere a whole disk onto any target: another size, --grow, a VM format; refusals before writing
+    resize   pure planning: what to write, whether the partitions fit a smaller disk, what --grow extends
+    peek     the primary GPT header read from the snapshot (the backup table's size, for a smaller disk)
+    fixup    sgdisk -e / -v and the extended last partition (sgdisk, sfdisk), read back with agent.source
+    fsgrow   resize2fs, ntfsresize, xfs_growfs on a loop device at the partition's offset (root)
+    loopdev  that loop device, always detached
+    vmformat qcow2 / VHDX / VMDK through qemu-img: convert, check, rename into place
+    tools    the external tools: checked before writing (naming their package), run with their errors
 """

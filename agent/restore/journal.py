@@ -260,17 +260,19 @@ class Prepared:
 
 
 def prepare(target: str, header: Header, force: bool, delta: bool, journal_dir: Path | None,
-            interval: float) -> Prepared:
+            interval: float, disk_size: int | None = None, resumable: bool = True) -> Prepared:
     """Open the target for a restore: resume a matching interrupted one, refuse one of another
     snapshot (unless `force`), or start afresh. A delta restore checks every chunk anyway, so it
-    needs no journal and replaces any it finds."""
+    needs no journal and replaces any it finds. `disk_size`: an image file's size when it is not
+    the size of what is written (agent.restore.anywhere)."""
+    file_size = disk_size or header.size
     try:
         st: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
         st = None
-    path = journal_path(target, st, journal_dir)
+    path = journal_path(target, st, journal_dir) if resumable else None
     if delta and st is not None:
-        fd, kind = open_existing(target, header.size, trim=True)
+        fd, kind = open_existing(target, header.size, trim_to=file_size)
         if path is not None:
             path.unlink(missing_ok=True)
         return Prepared(fd, kind, False, None)
@@ -285,8 +287,8 @@ def prepare(target: str, header: Header, force: bool, delta: bool, journal_dir: 
         if rec.header.object and rec.header.object != attachment(st):
             raise TargetError(f"the restore journal {path} describes another file than {target}",
                               hint="add --force to start over")
-        fd, kind = open_existing(target, header.size, trim=False)
-        if kind == "file" and os.fstat(fd).st_size != header.size:
+        fd, kind = open_existing(target, header.size, trim_to=None)
+        if kind == "file" and os.fstat(fd).st_size != file_size:
             os.close(fd)
             raise TargetError(f"{target} changed size since the interrupted restore of snapshot {short}",
                               hint="add --force to start over")
@@ -294,7 +296,7 @@ def prepare(target: str, header: Header, force: bool, delta: bool, journal_dir: 
         return Prepared(fd, kind, False, journal, rec.done)
     if path is not None and force:
         path.unlink(missing_ok=True)
-    fd, kind, created = open_target(target, header.size, force)
+    fd, kind, created = open_target(target, header.size, force, disk_size)
     if path is None:
         return Prepared(fd, kind, created, None)
     here = os.fstat(fd)

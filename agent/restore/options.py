@@ -22,6 +22,10 @@ class RestoreOptions:
     #: where journals of restores to disks live (a file's journal sits beside it); None: disks do not resume
     journal_dir: Path | None = None
     journal_interval: float = 5.0  # seconds between fdatasyncs that make recorded progress survive a reboot
+    #: keep a restore journal; not for a scratch image converted afterwards (a VM format starts over)
+    resumable: bool = True
+    #: the size of a target file (a disk larger or smaller than what is written); default: what is written
+    disk_size: int | None = None
 
 
 @dataclass

@@ -13,28 +13,12 @@ from agent.errors import TargetError
 from agent.progress import Advanced, Listener, Started, Warning
 from agent.repo.chunklist import Extent
 from agent.restore.delta import Scan, open_seed, preload, resync, scan, verify
+from agent.restore.fetch import Blob, clip
 from agent.restore.journal import covered
 from agent.restore.options import RestoreOptions
 
 _COPY_BATCH = 8 << 20  # image bytes per copy job
 _PRELOAD = 256 << 20  # chunks that moved within a delta target, held in memory before they are overwritten
-
-
-@dataclass
-class Blob:
-    cid: bytes
-    pack: str
-    offset: int  # in pack
-    length: int
-    raw: int
-    targets: list[int]  # image offsets
-
-
-def clip(offset: int, length: int, window: tuple[int, int]) -> tuple[int, int] | None:
-    """An image range as target offsets when restoring only `window` (start, length); None outside it."""
-    start, size = window
-    lo, hi = max(offset, start), min(offset + length, start + size)
-    return (lo - start, hi - lo) if lo < hi else None
 
 
 CopyItem = tuple[int, int, int, bytes, list[int]]  # source fd, source offset, length, id, target offsets

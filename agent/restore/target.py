@@ -21,8 +21,40 @@ _FALLOC_FL_PUNCH_HOLE = 0x02
 _FALLOC_FL_ZERO_RANGE = 0x10
 
 
-def open_target(path: str, size: int, force: bool) -> tuple[int, str, bool]:
-    """(descriptor, "block" or "file", whether this call created the file)."""
+def probe_target(path: str) -> tuple[str, int]:
+    """("block", its size), ("file", its size) or ("missing", 0): what a restore would write onto,
+    to fit the disk to it before anything is written."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing", 0
+    if stat.S_ISBLK(st.st_mode):
+        fd = _open(path, os.O_RDONLY)
+        try:
+            return "block", size_of(fd, "block")
+        finally:
+            os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise TargetError(f"{path} is neither a block device nor a regular file")
+    return "file", st.st_size
+
+
+def holds_no_data(path: str) -> bool:
+    """A file with holes only (`truncate -s 100G vm.img`, `qemu-img create -f raw`): a blank disk made
+    for the restore, rather than an old image to replace."""
+    fd = _open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, 0, os.SEEK_DATA)
+    except OSError as exc:
+        return exc.errno == errno.ENXIO  # no data at or after offset 0
+    finally:
+        os.close(fd)
+    return False
+
+
+def open_target(path: str, size: int, force: bool, disk_size: int | None = None) -> tuple[int, str, bool]:
+    """(descriptor, "block" or "file", whether this call created the file). `size` bytes are written;
+    a file gets `disk_size` (a larger or smaller disk than the image), by default `size`."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -46,6 +78,7 @@ def open_target(path: str, size: int, force: bool) -> tuple[int, str, bool]:
     if st is not None and st.st_size > 0 and not force:
         raise TargetError(f"{path} already exists and is not empty", hint="add --force to overwrite it")
     fd = _open(path, os.O_RDWR | os.O_CREAT | (0 if st is not None else os.O_EXCL), 0o600)
+    size = disk_size or size
     try:
         # Fresh holes everywhere, without truncating to zero: ext4 flushes a file truncated to zero
         # and rewritten when it is closed (auto_da_alloc), which cost 2.5 s per 2.8 GB restored.
@@ -59,9 +92,9 @@ def open_target(path: str, size: int, force: bool) -> tuple[int, str, bool]:
     return fd, "file", st is None
 
 
-def open_existing(path: str, size: int, trim: bool) -> tuple[int, str]:
+def open_existing(path: str, size: int, trim_to: int | None) -> tuple[int, str]:
     """An existing target, kept as it is (a delta restore, or resuming one): (descriptor, kind).
-    Refused when mounted or smaller than `size`; with `trim`, a larger image file is cut to `size`."""
+    Refused when mounted or smaller than `size`; with `trim_to`, a larger image file is cut to it."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -82,9 +115,9 @@ def open_existing(path: str, size: int, trim: bool) -> tuple[int, str]:
         os.close(fd)
         raise TargetError(f"{path} holds {have} bytes, fewer than the image ({size}); choose a larger "
                           f"{'disk' if kind == 'block' else 'target'}")
-    if kind == "file" and have > size and trim:
+    if kind == "file" and trim_to is not None and have != trim_to:
         try:
-            os.ftruncate(fd, size)
+            os.ftruncate(fd, trim_to)
         except OSError as exc:
             os.close(fd)
             raise TargetError(f"cannot size {path} to {size} bytes: {exc.strerror}") from None

@@ -215,6 +215,7 @@ def test_ls_and_extract_as_an_unprivileged_user(cli, tmp_path, ext4):
         run = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "agent"]
         ls = subprocess.run([*run, "ls", "latest:/etc", "--json"], env=env, capture_output=True, text=True)
         assert ls.returncode == 0, ls.stderr
+        assert "read-only for this user: reading without a lock" in ls.stderr, ls.stderr
         assert {e["name"] for e in json.loads(ls.stdout.splitlines()[-1])["entries"]} == {"nginx", "secret.key",
                                                                                          "current"}
         ex = subprocess.run([*run, "extract", "latest:/etc", "--to", str(out)], env=env, capture_output=True,
@@ -262,3 +263,24 @@ def test_exfat_built_by_mkfs_exfat_is_recognised(cli, tmp_path):
     cli("backup", str(image))
     listing = cli("ls", "latest:/", "--json").json()
     assert listing["filesystem"] == "exfat" and listing["entries"] == []
+
+
+def test_ls_and_extract_wait_for_a_prune_and_say_so(cli, tmp_path, ext4):
+    """They read packs, so they hold a shared lock: while a prune (exclusive) runs they wait, then
+    give the lock error; they never read under a prune."""
+    from agent.repo.cache import ObjectCache
+    from agent.repo.repository import Repository
+    from backends.local import LocalBackend
+
+    _, image = ext4
+    cli("init")
+    cli("backup", str(image))
+    repo = Repository.open(LocalBackend(cli.repo), cli.passfile.read_bytes().strip(), cache=ObjectCache(None))
+    try:
+        with repo.lock(exclusive=True, command="prune"):
+            for args in (("ls", "latest:/etc"), ("extract", "latest:/etc", "--to", str(tmp_path / "o"))):
+                res = cli(*args, "--lock-wait", "1", check=False)
+                assert res.code == 13 and "prune" in res.err and "Traceback" not in res.err, res.err
+        assert cli("ls", "latest:/etc", "--lock-wait", "0").code == 0
+    finally:
+        repo.close()

@@ -97,3 +97,75 @@ def test_mount_one_snapshot_in_the_background_and_unmount(cli, tmp_path, backed_
     _wait(lambda: _mount_processes(mnt) == [], "the mount process to exit", 30)
     again = cli("mount", str(tmp_path / "nope"), check=False)
     assert again.code == 16 and "does not exist" in again.err
+
+
+def _listed_mount(mnt: Path) -> bool:
+    return any(line.split()[4] == str(mnt) for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+def test_mount_as_an_unprivileged_user_with_access_to_dev_fuse(cli, tmp_path, backed_up):
+    """fusermount3 (setuid) mounts for a user who can read the repository; SIGTERM unmounts. Root
+    cannot look into another user's FUSE mount (no allow_other): the checks run as that user, and
+    the mount table tells whether it is mounted."""
+    import hashlib
+    import sys
+    import tempfile
+
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) not installed")
+    info, _ = backed_up
+    shared = Path(tempfile.mkdtemp(prefix="agent-unpriv-mount-"))
+    proc = None
+    try:
+        shared.chmod(0o755)
+        shutil.copytree(cli.repo, shared / "repo")
+        shutil.copy(cli.passfile, shared / "pw")
+        mnt = shared / "mnt"
+        mnt.mkdir()
+        subprocess.run(["chmod", "-R", "a+rX", str(shared / "repo")], check=True)
+        subprocess.run(["chown", "65534:65534", str(mnt), str(shared / "pw")], check=True)
+        env = {**cli.env, "AGENT_REPO": str(shared / "repo"), "AGENT_PASSPHRASE_FILE": str(shared / "pw"),
+               "AGENT_CACHE_DIR": "off", "HOME": str(mnt)}
+        proc = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                                 "agent", "mount", str(mnt), "--foreground"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        _wait(lambda: _listed_mount(mnt) or proc.poll() is not None, "the mount")
+        assert _listed_mount(mnt), proc.communicate()
+        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+        def as_user(*cmd: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*user, *cmd], capture_output=True)
+
+        (host,) = as_user("ls", str(mnt)).stdout.decode().split()
+        (source,) = as_user("ls", str(mnt / host)).stdout.decode().split()
+        latest = mnt / host / source / "latest"
+        digest = as_user("sha256sum", str(latest / "disk.img"))
+        assert digest.returncode == 0, digest.stderr
+        assert digest.stdout.split()[0].decode() == hashlib.sha256(info.path.read_bytes()).hexdigest()
+        marker = as_user("cat", str(latest / "files" / "part2" / info.marker_path.lstrip("/"))).stdout
+        assert MARKER in marker
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert not _listed_mount(mnt)
+        assert _mount_processes(mnt) == []
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["umount", "-l", str(shared / "mnt")], capture_output=True)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_mount_holds_a_shared_lock_so_prune_waits(cli, tmp_path, backed_up):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = cli.popen("mount", str(mnt), "--foreground")
+    try:
+        _wait(lambda: os.path.ismount(mnt) or proc.poll() is not None, "the mount")
+        assert os.path.ismount(mnt), proc.communicate()
+        res = cli("prune", "--lock-wait", "0", check=False)
+        assert res.code == 13 and "mount" in res.err, res.err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert cli("prune", "--lock-wait", "0").code == 0

@@ -38,7 +38,8 @@ def test_every_name_is_documented_for_users():
 
 def test_the_two_modules_do_not_overlap_and_hooks_never_see_secrets():
     assert not _names(agent_env) & _names(backend_env)
-    assert set(agent_env.SECRETS) == {"AGENT_PASSPHRASE", "AGENT_NEW_PASSPHRASE"}
+    assert set(agent_env.SECRETS) == {"AGENT_PASSPHRASE", "AGENT_NEW_PASSPHRASE", "AGENT_TO_PASSPHRASE",
+                                      "AGENT_FROM_PASSPHRASE"}
 
 
 def test_the_secret_rule_matches_every_backend_secret_and_no_path():
@@ -46,6 +47,7 @@ def test_the_secret_rule_matches_every_backend_secret_and_no_path():
 
     assert set(backend_env.SECRETS) and all(is_secret(n) for n in backend_env.SECRETS)
     assert all(is_secret(n) for n in agent_env.SECRETS)
-    paths = [agent_env.PASSPHRASE_FILE, agent_env.NEW_PASSPHRASE_FILE, backend_env.SFTP_KEY_FILE,
+    paths = [agent_env.PASSPHRASE_FILE, agent_env.NEW_PASSPHRASE_FILE, agent_env.TO_PASSPHRASE_FILE,
+             agent_env.FROM_PASSPHRASE_COMMAND, backend_env.SFTP_KEY_FILE,
              backend_env.token_file("gdrive"), "GOOGLE_APPLICATION_CREDENTIALS", "PATH", "HOME"]
     assert [n for n in paths if is_secret(n)] == []

@@ -137,9 +137,10 @@ def restore_and_fix_gpt(cli, disk: str, source_parts: dict[int, Part]) -> None:
     refused = cli("restore", "latest", "--to", disk, check=False)
     assert refused.code == 16 and "--force" in refused.err, refused.err  # the target held data
     cli("restore", "latest", "--to", disk, "--force")
-    assert_backup_gpt_misplaced(disk)
+    assert_gpt_clean(disk)  # the restore moved the backup GPT to the disk's end itself
+    assert partitions(disk) == source_parts
 
-    out = run_runbook_block("gpt", DISK=disk)
+    out = run_runbook_block("gpt", DISK=disk)  # still right (and harmless) after such a restore
     assert "No problems found" in out, out
     assert_gpt_clean(disk)
     assert partitions(disk) == source_parts

@@ -173,3 +173,38 @@ def test_config_model():
     assert MetricsConfig().textfile is None
     with pytest.raises(ValueError, match="text_file"):
         MetricsConfig.model_validate({"text_file": "/x"})
+
+
+def test_verify_metrics_and_their_carry_over_while_not_due(tmp_path):
+    from agent.nightly.metrics import parse_samples
+    from agent.nightly.report import VerifyReport
+
+    path = tmp_path / "agent.prom"
+    parts = [{"number": 1, "filesystem": "vfat", "status": "clean"},
+             {"number": 2, "filesystem": "ext4", "status": "damaged"},
+             {"number": 3, "filesystem": None, "status": "not checked"}]
+    write_textfile(path, report(ok_source(verify=VerifyReport("damaged", fsck=True, damaged_bytes=0,
+                                                              partitions=parts, duration_s=4.5))))
+    text = path.read_text()
+    assert 'agent_verify_status{source="system-disk"} 0' in text
+    samples = parse_samples(text)  # prometheus_client writes labels in name order
+    assert samples[("agent_verify_partition_clean", (("filesystem", "vfat"), ("partition", "1"),
+                                                     ("source", "system-disk")))] == 1
+    assert samples[("agent_verify_partition_clean", (("filesystem", "ext4"), ("partition", "2"),
+                                                     ("source", "system-disk")))] == 0
+    assert 'partition="3"' not in text and "agent_verify_last_success_timestamp_seconds" not in text
+    assert "# TYPE agent_verify_status gauge" in text
+    first = parse_samples(text)
+    # the next run does not verify: the last verify's samples stay, the backup's are new
+    write_textfile(path, report(ok_source(), finished_after_s=86400))
+    later = parse_samples(path.read_text())
+    assert {k: v for k, v in later.items() if k[0].startswith("agent_verify_")} == \
+        {k: v for k, v in first.items() if k[0].startswith("agent_verify_")}
+    # a clean verify sets the last success
+    write_textfile(path, report(ok_source(verify=VerifyReport("clean")), finished_after_s=2 * 86400))
+    last = parse_samples(path.read_text())
+    assert last[("agent_verify_status", (("source", "system-disk"),))] == 1
+    assert last[("agent_verify_last_success_timestamp_seconds", (("source", "system-disk"),))] == \
+        (STARTED + timedelta(seconds=2 * 86400)).timestamp()
+    assert ("agent_verify_partition_clean", (("filesystem", "ext4"), ("partition", "2"),
+                                             ("source", "system-disk"))) not in last

@@ -40,7 +40,7 @@ def test_to_dict_is_json_ready():
     assert d["sources"][1] == {"name": "data-disk", "path": "/dev/sdb", "status": "failed", "snapshot_id": None,
                                "error": "wrong passphrase: no key of this repository opens with it",
                                "hint": "check AGENT_PASSPHRASE_FILE", "read_bytes": 0, "new_bytes": 0,
-                               "uploaded_bytes": 0, "duration_s": 2.0, "warnings": []}
+                               "uploaded_bytes": 0, "duration_s": 2.0, "warnings": [], "verify": None}
 
 
 def test_state_round_trip_is_atomic(tmp_path):
@@ -88,3 +88,24 @@ def test_default_state_path(monkeypatch, tmp_path):
         assert str(default_state_path()) == expected
     else:
         assert default_state_path().parts[-2:] == ("agent", "state.json")
+
+
+def test_a_verify_in_the_report_decides_status_summary_and_mail_text():
+    from agent.nightly.notify import render_text
+    from agent.nightly.report import VerifyReport
+
+    clean = VerifyReport("clean", snapshot_id="ab" * 32, fsck=True)
+    assert summarize(report(ok_source(verify=clean))) == "SUCCESS on web1: 1 source backed up, 1 verified clean"
+    damaged = VerifyReport("damaged", snapshot_id="cd" * 32, fsck=True, partitions=[
+        {"number": 2, "filesystem": "ext4", "status": "damaged", "checker": "e2fsck -fn", "exit_status": 4,
+         "output": ["Inode 2 ref count is 7, should be 4.  Fix? no"]},
+        {"number": 3, "filesystem": None, "status": "not checked", "reason": "no filesystem recognised"}])
+    rep = report(ok_source(verify=damaged), ok_source("b"))
+    assert (rep.status, rep.exit_code) == ("failure", 1)
+    assert summarize(rep) == "FAILURE on web1: 1 of 1 verify damaged"
+    text = render_text(rep)
+    assert "  verify of snapshot cdcdcdcd (chunks and filesystems): damaged" in text
+    assert "    p2 ext4: DAMAGED (e2fsck -fn, exit status 4)\n      Inode 2 ref count is 7" in text
+    assert "    p3: not checked (no filesystem recognised)" in text
+    failed = VerifyReport("failed", error="the repository has no matching snapshot")
+    assert summarize(report(ok_source(verify=failed))) == "FAILURE on web1: 1 of 1 verify failed"

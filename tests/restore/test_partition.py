@@ -84,3 +84,38 @@ def test_delta_and_seed_of_one_partition(cli, tmp_path, disk):
     assert seeded.read_bytes() == want
     assert out["seeded"][0]["bytes"] > 0
     assert out["fetched_bytes"] <= 1.1 * stored + (2 << 20)
+
+
+def _stored_in(cli, start: int, size: int) -> tuple[int, int]:
+    """(stored bytes of the distinct chunks overlapping image bytes [start, start + size), the largest
+    stored chunk) of the latest snapshot, read from the repository itself."""
+    from agent.repo.cache import ObjectCache
+    from agent.repo.chunklist import DATA
+    from agent.repo.repository import Repository
+    from backends.local import LocalBackend
+
+    repo = Repository.open(LocalBackend(cli.repo), cli.passfile.read_bytes().strip(), cache=ObjectCache(None))
+    try:
+        index = repo.load_index()
+        snap = max(repo.list_snapshots(), key=lambda s: s.time)
+        seen: dict[bytes, int] = {}
+        largest = 0
+        for ext in repo.snapshot_extents(index, snap):
+            if ext.kind == DATA:
+                largest = max(largest, index.get(ext.id).length)
+                if ext.offset < start + size and ext.offset + ext.length > start:
+                    seen[ext.id] = index.get(ext.id).length
+        return sum(seen.values()), largest
+    finally:
+        repo.close()
+
+
+def test_a_partition_restore_fetches_at_most_its_stored_bytes_and_two_chunks(cli, tmp_path, disk):
+    path, info = disk
+    cli("init")
+    cli("backup", str(path))
+    for part in info.partitions:
+        stored, largest = _stored_in(cli, part.start, part.size)
+        res = cli("restore", "latest", "--partition", str(part.number), "--to", str(tmp_path / f"p{part.number}"),
+                  "--json").json()
+        assert 0 < stored <= res["fetched_bytes"] <= stored + 2 * largest, (part.number, stored, res)
