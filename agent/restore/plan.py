@@ -104,8 +104,8 @@ def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], 
         raise
     for path, n in work.seeded:
         if n == 0:
-            listener(Warning(f"seed {path} supplied nothing: it holds none of the chunks still needed at their "
-                             "places in the image"))
+            listener(Warning(f"seed {path} supplied nothing: it holds none of the chunks still needed (an image "
+                             "of another disk?)"))
     return work
 
 
