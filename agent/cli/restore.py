@@ -34,6 +34,10 @@ def restore(
                               "its filesystem (ext2/3/4; NTFS and XFS as root)."),
     image_format: Optional[str] = typer.Option(None, "--format", help="raw, qcow2, vhdx or vmdk (qemu-img). "
                                                "Default: from the target's extension, else raw."),
+    delta: bool = typer.Option(False, "--delta", help="The target holds an older copy: compare it chunk by chunk "
+                               "and fetch and write only what differs (no --force needed)."),
+    seed: list[str] = typer.Option([], "--seed", help="A local image (older restore, copy of the old disk) to copy "
+                                   "matching chunks from instead of fetching them; repeatable."),
 ) -> None:
     """Restore a snapshot (by id, 'latest', or --at) to --to."""
     from agent.config.times import parse_instant
@@ -44,6 +48,8 @@ def restore(
         raise UsageError("give a snapshot id or --at, not both")
     if partition is not None and (size is not None or grow or image_format is not None):
         raise UsageError("--size, --grow and --format apply to a whole disk, not to --partition")
+    if (delta or seed) and (size is not None or (image_format or "raw") != "raw"):
+        raise UsageError("--delta and --seed write a raw image in place: not with --size or --format")
     from agent.config.units import parse_size
 
     disk_size = parse_size(size) if size is not None else None
@@ -76,13 +82,24 @@ def restore(
             window, what = (int(part["start"]), int(part["size"])), f"partition {part['number']} of "
         app.info(f"restoring {what}snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
-        opts = RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync, window=window)
+        opts = RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync, window=window, delta=delta,
+                              seeds=list(seed), journal_dir=repo.cache.root)
         placed = None
         with app.progress("restore") as listener:
             if window is not None:
                 res = run_restore(repo, snap, to, opts, listener)
             else:
                 from agent.restore.anywhere import Placement, restore_anywhere
+
+                if delta:  # a smaller disk is not rolled forward into a shrunk image
+                    from agent.restore.target import probe_target
+
+                    kind, have = probe_target(to)
+                    if kind != "missing" and have < snap.size:
+                        from agent.errors import TargetError
+
+                        raise TargetError(f"{to} holds {have} bytes, fewer than the image ({snap.size}); "
+                                          f"choose a larger {'disk' if kind == 'block' else 'target'}")
 
                 placed = restore_anywhere(repo, snap, to, opts, Placement(disk_size, grow, image_format), listener)
                 res = placed.result
@@ -95,10 +112,21 @@ def restore(
                        "disk_size": placed.disk_size if placed else res.size, "format": placed.format if placed
                        else "raw", "gpt_moved": bool(placed and placed.gpt_moved),
                        "grown_partition": placed.grown_partition if placed else None,
-                       "filesystem_grown": placed.filesystem_grown if placed else None})
+                       "filesystem_grown": placed.filesystem_grown if placed else None,
+                       "reused_bytes": res.reused_bytes, "resumed_bytes": res.resumed_bytes,
+                       "seeded": [{"seed": path, "bytes": n} for path, n in res.seeded],
+                       "verified_bytes": res.verified_bytes})
     else:
         app.out.print(f"restored {units.size(res.size)} to {to if placed else res.target} in {res.duration_s:.1f} s "
                       f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")
+        if res.resumed_bytes:
+            app.out.print(f"resumed: {units.size(res.resumed_bytes)} were written by the interrupted run")
+        if delta:
+            app.out.print(f"delta: {units.size(res.reused_bytes)} were already right")
+        for path, n in res.seeded:
+            app.out.print(f"seed {path} supplied {units.size(n)}")
+        if res.verified_bytes:
+            app.out.print(f"verified: read back {units.size(res.verified_bytes)} written by this run")
         if res.damaged:
             app.out.print(f"[red]{len(res.damaged)} damaged range(s) were written as zeros:[/]")
             for off, n in res.damaged:

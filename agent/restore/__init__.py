@@ -7,6 +7,12 @@
     target   open and size the target (sparse file with fresh holes, or an unmounted device
              large enough), write, zero ranges, and say what to do when the disk is full
     options  RestoreOptions and RestoreResult
+    plan     narrow the plan to what is left: ranges an interrupted run wrote (journal), chunks the
+             target already holds (--delta), chunks local images supply (--seed); read-back at the end
+    delta    hash a target or seed along the snapshot's chunk boundaries (two threads, native keyed
+             BLAKE3), find moved chunks with the repository's chunker, copy and verify chunks
+    journal  the restore journal (beside an image file, or in the cache for a disk): which target
+             ranges are written and flushed, so the same command resumes; opening the target for it
     anywhere a whole disk onto any target: another size, --grow, a VM format; refusals before writing
     resize   pure planning: what to write, whether the partitions fit a smaller disk, what --grow extends
     peek     the primary GPT header read from the snapshot (the backup table's size, for a smaller disk)

@@ -73,7 +73,7 @@ def restore_anywhere(repo: Repository, snap: Snapshot, target: str, opts: Restor
                                gpt_array_bytes=gpt_array_bytes(repo, snap))
     _preflight(plan, fmt, kind)
     opts = replace(opts, window=(0, plan.write) if plan.write < snap.size else None,
-                   disk_size=disk if kind != "block" else None)
+                   disk_size=disk if kind != "block" else None, resumable=fmt == "raw")
     try:
         res = run_restore(repo, snap, work, opts, listener)
         placed = Placed(res, disk, fmt)

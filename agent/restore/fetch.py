@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.errors import AgentError, CorruptObject
 from agent.progress import Listener, Warning
-from agent.repo.chunklist import DATA
+from agent.repo.chunklist import DATA, Extent
 from agent.repo.envelope import BlobType
 from agent.repo.index import ChunkIndex, Location
 from agent.repo.repository import Repository
@@ -43,6 +43,7 @@ class ReadPlan:
     by_pack: dict[str, list[Blob]]
     zero_runs: list[tuple[int, int]]
     missing: list[tuple[int, int]]  # chunks no pack holds (only with ignore_errors)
+    extents: list[Extent] = field(default_factory=list)  # the whole image's, in order (--delta, --seed)
 
     def groups(self) -> list[tuple[str, list[Blob]]]:
         """(pack, blobs) per ranged read."""
@@ -89,30 +90,34 @@ def plan_reads(repo: Repository, snap: Snapshot, ignore_errors: bool, window: tu
                              "(the next backup indexes them again)"))
         return bool(found)
 
+    extents: list[Extent] = []
     if bad_segments:
         adopt()
     try:
-        blobs, zero_runs, missing = _plan(repo, index, snap, ignore_errors, window)
+        blobs, zero_runs, missing = _plan(repo, index, snap, ignore_errors, window, extents)
     except CorruptObject:
         if not adopt():
             raise
-        blobs, zero_runs, missing = _plan(repo, index, snap, ignore_errors, window)
+        blobs, zero_runs, missing = _plan(repo, index, snap, ignore_errors, window, extents)
     if missing and adopt():
-        blobs, zero_runs, missing = _plan(repo, index, snap, ignore_errors, window)
+        blobs, zero_runs, missing = _plan(repo, index, snap, ignore_errors, window, extents)
     by_pack: dict[str, list[Blob]] = defaultdict(list)
     for b in blobs.values():
         by_pack[b.pack].append(b)
-    return ReadPlan(dict(by_pack), zero_runs, missing)
+    return ReadPlan(dict(by_pack), zero_runs, missing, extents)
 
 
-def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot, ignore_errors: bool,
-          window: tuple[int, int]) -> tuple[dict[bytes, Blob], list[tuple[int, int]], list[tuple[int, int]]]:
+def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot, ignore_errors: bool, window: tuple[int, int],
+          extents: list[Extent]) -> tuple[dict[bytes, Blob], list[tuple[int, int]], list[tuple[int, int]]]:
     """Where each chunk of `window` is stored: (blobs by id, zero runs and ranges of missing chunks,
-    both as target offsets). Only chunks that overlap the window are fetched."""
+    both as target offsets). Only chunks that overlap the window are fetched. `extents` receives
+    the image's extents."""
     blobs: dict[bytes, Blob] = {}
     zero_runs: list[tuple[int, int]] = []
     missing: list[tuple[int, int]] = []
+    extents.clear()
     for ext in repo.snapshot_extents(index, snap):
+        extents.append(ext)
         clipped = clip(ext.offset, ext.length, window)
         if clipped is None:
             continue

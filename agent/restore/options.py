@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -14,6 +15,15 @@ class RestoreOptions:
     sync: bool = False  # fsync an image file at the end; block devices are always flushed
     #: restore only image bytes [start, start + length) (one partition), to offset 0 of the target
     window: tuple[int, int] | None = None
+    #: read an existing target along the snapshot's chunks and write only what differs
+    delta: bool = False
+    #: local images to copy matching chunks from instead of fetching them
+    seeds: list[str] = field(default_factory=list)
+    #: where journals of restores to disks live (a file's journal sits beside it); None: disks do not resume
+    journal_dir: Path | None = None
+    journal_interval: float = 5.0  # seconds between fdatasyncs that make recorded progress survive a reboot
+    #: keep a restore journal; not for a scratch image converted afterwards (a VM format starts over)
+    resumable: bool = True
     #: the size of a target file (a disk larger or smaller than what is written); default: what is written
     disk_size: int | None = None
 
@@ -27,3 +37,7 @@ class RestoreResult:
     zero_bytes: int
     duration_s: float
     damaged: list[tuple[int, int]] = field(default_factory=list)
+    reused_bytes: int = 0  # --delta: target bytes that were already right
+    seeded: list[tuple[str, int]] = field(default_factory=list)  # (seed, image bytes it supplied)
+    resumed_bytes: int = 0  # written by an interrupted run of the same restore, skipped
+    verified_bytes: int = 0  # read back and checked at the end (--delta / --seed)

@@ -2,22 +2,30 @@
 
 Plan and reads come from `restore.fetch` (chunk list -> pack ranges, coalesced; authenticate,
 decompress, check id); here they run in parallel and each chunk is written with pwrite at every
-image offset it appears. Zero runs become holes in files, and zeroed ranges on devices.
+image offset it appears. Zero runs become holes in files, and zeroed ranges on devices. Before
+that, `restore.plan` narrows the plan to what is left (resume, --delta, --seed), and
+`restore.journal` records each finished job so that an interrupted restore resumes.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from agent.allocator import keep_freed
+from agent.errors import TargetError
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
-from agent.restore.fetch import Blob, clip, plan_reads, read_group
+from agent.restore.delta import copy_chunks
+from agent.restore.fetch import Blob, clip, plan_reads, ranges, read_group
+from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
-from agent.restore.target import TargetFull, open_target, pwrite_all, remove_partial, write_error, zero_device
+from agent.restore.plan import Work, check_same, narrow, read_back
+from agent.restore.target import TargetFull, punch, pwrite_all, remove_partial, write_error, zero_device
 
 
 def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions | None = None,
@@ -33,17 +41,36 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
              t0: float) -> RestoreResult:
     window = opts.window or (0, snap.size)
     plan = plan_reads(repo, snap, opts.ignore_errors, window, listener)
-    zero_runs = plan.zero_runs
 
     size = window[1]
-    fd, kind, created = open_target(target, size, opts.force, opts.disk_size)
+    prep = prepare(target, Header(snap.id, window, size), opts.force, opts.delta, opts.journal_dir,
+                   opts.journal_interval, opts.disk_size, opts.resumable)
+    fd, kind, created, journal = prep.fd, prep.kind, prep.created, prep.journal
+    try:
+        cdc = repo.new_chunker()
+        blobs = {b.cid: b for blist in plan.by_pack.values() for b in blist}
+        work = narrow(repo.chunk_id, cdc.cut_buf, fd, target, kind, created, blobs, plan.zero_runs, plan.extents,
+                      window, prep.done, opts, listener)
+    except BaseException:  # a seed that cannot be read, Ctrl-C while comparing: nothing written yet
+        if journal is not None:
+            journal.close()
+            if created:
+                journal.path.unlink(missing_ok=True)
+        os.close(fd)
+        if created:
+            os.unlink(target)
+        raise
+    zero_runs, zero_bytes, verified = work.zero_runs, work.zero_bytes, 0
+    by_pack: dict[str, list[Blob]] = defaultdict(list)
+    for b in work.blobs.values():
+        by_pack[b.pack].append(b)
     listener(Started("restore", size))
     damaged = list(plan.missing)
     written = 0
 
-    def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]]]:
+    def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         bad: list[tuple[int, int]] = []
-        done = 0
+        done: list[tuple[int, int]] = []
         for b, raw, _ in read_group(repo, pack_id, group, opts.ignore_errors):
             if raw is None:
                 bad.extend(r for t in b.targets if (r := clip(t, b.raw, window)) is not None)
@@ -53,40 +80,92 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                 if n:  # a chunk across the window's edge is fetched whole and written in part
                     skip = at + window[0] - t
                     pwrite_all(fd, memoryview(raw)[skip:skip + n], at, target)
-                    done += n
-        return done, bad
+                    done.append((at, n))
+        return sum(n for _, n in done), bad, done
+
+    def copy(items: list) -> tuple[int, list[tuple[int, int]], list[bytes]]:
+        done, stale, _ = copy_chunks(items, repo.chunk_id, lambda data, at: pwrite_all(fd, data, at, target),
+                                     work.preloaded)
+        return sum(n for _, n in done), done, stale
+
+    def record(done: list[tuple[int, int]]) -> None:
+        if journal is not None:
+            if journal.error is not None:
+                raise write_error(journal.error, target)
+            journal.written(done)
 
     try:
         try:
             pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="restore")
             try:
-                jobs = [pool.submit(fetch, p, g) for p, g in plan.groups()]
+                for copied in [pool.submit(copy, items) for items in work.copies]:
+                    n, done, stale = copied.result()
+                    written += n
+                    record(done)
+                    listener(Advanced(written))
+                    for cid in stale:  # the seed changed since it was scanned: fetch instead
+                        b = work.copied.pop(cid)
+                        by_pack[b.pack].append(b)
+                jobs = [pool.submit(fetch, p, g) for p, blist in by_pack.items() for g in ranges(blist)]
                 for fut in jobs:
-                    n, bad = fut.result()
+                    n, bad, done_ranges = fut.result()
                     written += n
                     damaged.extend(bad)
+                    record(done_ranges)
+                    check_same(target, fd, kind)
                     listener(Advanced(written))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-            zero_bytes = sum(n for _, n in zero_runs)
-            if kind == "block":
-                for off, n in zero_runs + damaged:
+            # a fresh image file has holes where zeros go; anything else is zeroed
+            for off, n in zero_runs + (damaged if kind == "block" or not created else []):
+                if kind == "block":
                     zero_device(fd, off, n, target)
-            if kind == "block" or opts.sync:
+                else:
+                    punch(fd, off, n, target)
+            flushed = kind == "block" or opts.sync
+            if flushed:
                 # a disk is about to be booted or removed; an image file is flushed by the kernel within
                 # seconds (like restic and borg, which never fsync), unless --sync asks to wait for it
                 try:
                     os.fsync(fd)
                 except OSError as exc:
                     raise write_error(exc, target) from None
+            check_same(target, fd, kind)
+            if work.verify:
+                verified = _read_back(fd, target, repo, by_pack, work, zero_runs, window, flushed)
         finally:
+            if journal is not None:  # an interrupted run makes what it recorded durable
+                journal.close(flush=sys.exc_info()[1] is not None)
             os.close(fd)
+            work.close()
     except TargetFull as exc:  # only a file this restore created; never a device or an existing file
+        if journal is not None and created:
+            journal.path.unlink(missing_ok=True)
         if created:
             raise remove_partial(target, exc) from None
         raise
+    if journal is not None:
+        journal.remove()
     for off, n in sorted(damaged):
         listener(Warning(f"damaged range written as zeros: bytes {off}..{off + n} ({n} bytes)"))
     listener(Finished("restore"))
     return RestoreResult(snapshot_id=snap.id, target=target, size=size, written_bytes=written,
-                         zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged))
+                         zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged),
+                         reused_bytes=work.reused_bytes, seeded=work.seeded, resumed_bytes=work.resumed_bytes,
+                         verified_bytes=verified)
+
+
+def _read_back(fd: int, target: str, repo: Repository, by_pack: dict[str, list[Blob]], work: Work,
+               zero_runs: list[tuple[int, int]], window: tuple[int, int], flushed: bool) -> int:
+    """Check what this run wrote by reading it back: whole chunks by id, zeroed ranges for zeros.
+    Bytes it did not write were checked by id before (`delta.scan`). TargetError when any differ.
+    `flushed`: the target is on stable storage, so the cached pages are dropped and the disk is read;
+    an image file without --sync is read as any reader would (from the page cache)."""
+    items: list[tuple[int, int, bytes | None]] = [(off, n, None) for off, n in zero_runs]
+    for b in [*work.copied.values(), *(b for blist in by_pack.values() for b in blist)]:
+        items.extend((c[0], b.raw, b.cid) for t in b.targets if (c := clip(t, b.raw, window)) and c[1] == b.raw)
+    verified, wrong = read_back(fd, target, items, repo.chunk_id, drop=flushed)
+    if wrong:
+        raise TargetError(f"{target} does not read back what was written: {len(wrong)} range(s), first at byte "
+                          f"{wrong[0][0]}", hint="the disk may be failing; check it (smartctl) before using it")
+    return verified

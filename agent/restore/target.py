@@ -92,6 +92,51 @@ def open_target(path: str, size: int, force: bool, disk_size: int | None = None)
     return fd, "file", st is None
 
 
+def open_existing(path: str, size: int, trim_to: int | None) -> tuple[int, str]:
+    """An existing target, kept as it is (a delta restore, or resuming one): (descriptor, kind).
+    Refused when mounted or smaller than `size`; with `trim_to`, a larger image file is cut to it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise TargetError(f"{path} does not exist") from None
+    if stat.S_ISBLK(st.st_mode):
+        mounted = mounts_of(st.st_rdev)
+        if mounted:
+            raise TargetError(f"{path} (or a partition of it) is mounted at {', '.join(m[0] for m in mounted)}",
+                              hint="unmount it first; restoring over a mounted disk would corrupt it")
+        kind = "block"
+    elif stat.S_ISREG(st.st_mode):
+        kind = "file"
+    else:
+        raise TargetError(f"{path} is neither a block device nor a regular file")
+    fd = _open(path, os.O_RDWR)
+    have = size_of(fd, kind)
+    if have < size:
+        os.close(fd)
+        raise TargetError(f"{path} holds {have} bytes, fewer than the image ({size}); choose a larger "
+                          f"{'disk' if kind == 'block' else 'target'}")
+    if kind == "file" and trim_to is not None and have != trim_to:
+        try:
+            os.ftruncate(fd, trim_to)
+        except OSError as exc:
+            os.close(fd)
+            raise TargetError(f"cannot size {path} to {size} bytes: {exc.strerror}") from None
+    return fd, kind
+
+
+def punch(fd: int, offset: int, length: int, path: str) -> None:
+    """Make a file range read as zeros by deallocating it (a delta restore's zero runs); written
+    zeros where the file system cannot punch holes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, ctypes.c_long(offset),
+                      ctypes.c_long(length)) == 0:
+        return
+    step = 4 << 20
+    zeros = bytes(step)
+    for at in range(offset, offset + length, step):
+        pwrite_all(fd, zeros[:min(step, offset + length - at)], at, path)
+
+
 def _punch(fd: int, size: int) -> bool:
     """Deallocate a whole file (--force over an old image); False where the file system cannot."""
     libc = ctypes.CDLL(None, use_errno=True)

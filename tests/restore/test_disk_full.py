@@ -57,3 +57,11 @@ def test_a_pre_existing_target_is_left_alone_when_the_disk_fills(cli, tmp_path, 
     res = cli("restore", "latest", "--to", str(target), "--force", check=False)
     assert res.code == 16 and "no space left" in res.err.lower() and "removed" not in res.err
     assert target.exists()
+
+
+def test_a_restore_that_fills_the_disk_leaves_no_journal_of_the_file_it_removed(cli, tmp_path, small_fs):
+    _backup_of_random_data(cli, tmp_path, 16)
+    target = small_fs / "restored.img"
+    res = cli("restore", "latest", "--to", str(target), check=False)
+    assert res.code == 16 and "removed the partial image" in res.err
+    assert not (small_fs / ".restored.img.agent-restore").exists()

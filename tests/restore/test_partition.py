@@ -56,6 +56,36 @@ def test_a_snapshot_without_a_partition_table_says_so(cli, tmp_path):
     assert res.code == 2 and "has no partition table" in res.err
 
 
+def test_delta_and_seed_of_one_partition(cli, tmp_path, disk):
+    import os
+
+    path, info = disk
+    part = info.partitions[1]
+    cli("init")
+    cli("backup", str(path))
+    first = cli("snapshots", "--json").json()[0]["id"]
+    changed = tmp_path / "changed.img"
+    data = bytearray(path.read_bytes())
+    at = part.start + part.size // 2
+    data[at:at + 300_000] = os.urandom(300_000)
+    changed.write_bytes(bytes(data))
+    stored = cli("backup", "--json", str(changed)).json()["stored_bytes"]
+    want = bytes(data[part.start:part.start + part.size])
+
+    target = tmp_path / "p2.img"
+    cli("restore", first, "--partition", "2", "--to", str(target))
+    out = cli("restore", "latest", "--partition", "2", "--to", str(target), "--delta", "--json").json()
+    assert target.read_bytes() == want
+    assert out["fetched_bytes"] <= 1.1 * stored + (2 << 20)  # the chunks across the partition's edges, fetched
+    seeded = tmp_path / "p2-seeded.img"
+    cli("restore", first, "--partition", "2", "--to", str(tmp_path / "old-p2.img"))
+    out = cli("restore", "latest", "--partition", "2", "--to", str(seeded), "--seed",
+              str(tmp_path / "old-p2.img"), "--json").json()
+    assert seeded.read_bytes() == want
+    assert out["seeded"][0]["bytes"] > 0
+    assert out["fetched_bytes"] <= 1.1 * stored + (2 << 20)
+
+
 def _stored_in(cli, start: int, size: int) -> tuple[int, int]:
     """(stored bytes of the distinct chunks overlapping image bytes [start, start + size), the largest
     stored chunk) of the latest snapshot, read from the repository itself."""
