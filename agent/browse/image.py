@@ -121,7 +121,7 @@ class SnapshotImage:
             while offset < end and self._starts[i] < end:
                 start, n = self._extent(i)
                 lo, hi = max(offset, start), min(end, start + n)
-                fut = self._fetch_async(i) if self._kinds[i] == DATA else None
+                fut = self._fetch_async(i, keep=False) if self._kinds[i] == DATA else None
                 pending.append((k, lo - offset, lo - start, hi - lo, fut))
                 queued += hi - lo if fut is not None else 0
                 while queued > ahead:
@@ -143,7 +143,7 @@ class SnapshotImage:
         except CorruptObject as exc:
             raise RangeUnreadable(k, at, n, exc) from None
 
-    def _fetch_async(self, i: int) -> Future:
+    def _fetch_async(self, i: int, keep: bool = True) -> Future:
         """The chunk's bytes, now or later. A fetch takes along the chunks after it that lie next to
         it in the same pack (up to _MAX_READ): one ranged read instead of one request per chunk,
         which is what a high-latency backend needs."""
@@ -160,7 +160,7 @@ class SnapshotImage:
             group = self._group(i)
             futures: dict[int, Future] = {j: Future() for j, _ in group}
             self._inflight.update(futures)
-        self._pool.submit(self._fetch, group, futures)
+        self._pool.submit(self._fetch, group, futures, keep)
         return futures[i]
 
     def _group(self, i: int) -> list[tuple[int, Location | None]]:
@@ -190,7 +190,7 @@ class SnapshotImage:
         cid = bytes(self._ids[32 * i:32 * i + 32])
         return self._index.get(cid) or self._index.lost.get(cid)
 
-    def _fetch(self, group: list[tuple[int, Location | None]], futures: dict[int, Future]) -> None:
+    def _fetch(self, group: list[tuple[int, Location | None]], futures: dict[int, Future], keep: bool) -> None:
         """One ranged read for the group, then each chunk authenticated on its own: a damaged chunk
         fails only the reads that need it."""
         first = group[0][1]
@@ -227,11 +227,12 @@ class SnapshotImage:
                 continue
             with self._lock:
                 self._inflight.pop(j, None)
-                self._cache[j] = chunk
-                self._cached_bytes += len(chunk)
-                while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
-                    _, old = self._cache.popitem(last=False)
-                    self._cached_bytes -= len(old)
+                if keep:
+                    self._cache[j] = chunk
+                    self._cached_bytes += len(chunk)
+                    while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
+                        _, old = self._cache.popitem(last=False)
+                        self._cached_bytes -= len(old)
             futures[j].set_result(chunk)
 
 
