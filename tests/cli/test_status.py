@@ -5,6 +5,7 @@ run was stopped by its window. The page is rendered by a real headless chromium.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -265,3 +266,37 @@ def test_serve_with_basic_auth_rejects_wrong_credentials_and_never_writes(fleet,
     assert "s3cret-pass" not in stderr
     after = sorted(str(p.relative_to(fleet.repo)) for p in fleet.repo.rglob("*") if p.is_file())
     assert after == before  # read-only: not even a lock was written
+
+
+def test_serve_over_tls_with_auth_on_a_public_bind(fleet, tmp_path):
+    """--tls-cert/--tls-key: the page is served over HTTPS (verified against the certificate), plain
+    HTTP to the same port gets no page, and credentials still decide."""
+    import ssl
+
+    from tests.servers.tls import self_signed
+
+    cert, key = self_signed(tmp_path / "tls")
+    auth = tmp_path / "auth"
+    auth.write_text("admin:s3cret-pass\n")
+    auth.chmod(0o600)
+    proc, url = _serve(fleet, "--bind", "0.0.0.0", "--auth-file", str(auth), "--tls-cert", str(cert),
+                       "--tls-key", str(key))
+    try:
+        assert url.startswith("https://"), url
+        local = url.replace("0.0.0.0", "127.0.0.1")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        req = urllib.request.Request(local)
+        req.add_header("Authorization", "Basic " + base64.b64encode(b"admin:s3cret-pass").decode())
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
+            assert resp.status == 200 and "db1" in resp.read().decode()
+        bad = urllib.request.Request(local)
+        bad.add_header("Authorization", "Basic " + base64.b64encode(b"admin:wrong").decode())
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(bad, timeout=30, context=ctx)
+        assert err.value.code == 401
+        err.value.close()
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            urllib.request.urlopen(local.replace("https://", "http://"), timeout=30)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
