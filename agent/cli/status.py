@@ -34,7 +34,8 @@ def status(
     """Every host and source that backed up into the repository: last success, last failed run, trend.
 
     Reads only metadata. Exit status 6 when a source is stale, its latest run failed or was
-    incomplete, or it never succeeded; 0 when all are fine.
+    incomplete, it never succeeded or a snapshot of it has lost ranges, or when `agent check` recorded
+    damaged packs; 0 when all are fine.
     """
     app: AppContext = app_context(ctx, json_output)
     with app.repository() as repo:
@@ -57,6 +58,11 @@ def status(
     else:
         _print(app, data)
     flagged = fleet.flagged
+    if fleet.check and fleet.check["packs"]:
+        app.warn(f"`agent check` recorded {fleet.check['packs']} damaged pack(s) ({fleet.check['time']}): see "
+                 "`agent check` and `agent repair packs`")
+        if not flagged:
+            raise NeedsAttention(f"the repository holds {fleet.check['packs']} pack(s) `agent check` found damaged")
     if flagged:
         names = ", ".join(f"{s.host}:{s.source} ({', '.join(s.flags)})" for s in flagged[:5])
         more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""

@@ -72,17 +72,23 @@ class FleetStatus:
     repository_bytes: int | None
     snapshots: int
     damaged: list[str] = field(default_factory=list)  # manifests and run records that could not be read
+    #: what `agent check` recorded as damaged (agent.repo.damage): {"time", "packs", "snapshots"}; None when nothing
+    check: dict | None = None
 
     @property
     def flagged(self) -> list[SourceStatus]:
         return [s for s in self.sources if s.flags]
+
+    @property
+    def ok(self) -> bool:
+        return not self.flagged and not self.check
 
     def to_dict(self) -> dict:
         """What `status --json` prints and the web page shows (the same numbers: a test compares them)."""
         return {
             "generated": _iso(self.generated),
             "repository": self.repository,
-            "ok": not self.flagged,
+            "ok": self.ok,
             "flagged": len(self.flagged),
             "hosts": len({s.host for s in self.sources}),
             "snapshots": self.snapshots,
@@ -91,6 +97,7 @@ class FleetStatus:
             "locks": self.locks,
             "storage": self.storage,
             "damaged": self.damaged,
+            "check": self.check,
         }
 
 
@@ -171,18 +178,33 @@ def read_fleet(repo, now: datetime | None = None, *, policy: StalePolicy = Stale
 
     damaged_snaps: list[tuple[str, str]] = []
     damaged_runs: list[str] = []
-    with ThreadPoolExecutor(3) as pool:  # four listings, each a round trip to a cloud store: at once
+    with ThreadPoolExecutor(4) as pool:  # five listings, each a round trip to a cloud store: at once
         runs_f = pool.submit(repo.list_runs, damaged_runs)
         locks_f = pool.submit(repo.list_locks)
         packs_f = pool.submit(repo.list_packs)
+        damage_f = pool.submit(repo.load_damage)
         snaps = repo.list_snapshots(damaged_snaps)
         runs = [r for _, r in runs_f.result()]
         locks, packs = locks_f.result(), packs_f.result()
+        record, _ = damage_f.result()
     status = summarize_fleet(snaps, runs, locks, now or datetime.now(UTC), policy=policy, repository=repository,
                              repository_bytes=sum(packs.values()), verified=verified)
     status.damaged = [f"snapshot {name[:8]}: {problem}" for name, problem in damaged_snaps]
     status.damaged += [f"run record {name[:8]} is damaged" for name in damaged_runs]
+    if record:
+        _flag_damage(status, snaps, record)
     return status
+
+
+def _flag_damage(status: FleetStatus, snaps: list[Snapshot], record) -> None:
+    """What `agent check` found: damaged packs (the repository needs `agent repair packs`), and
+    snapshots whose lost ranges `repair snapshots` marked, which flag their source "damaged"."""
+    status.check = {"time": record.time, "packs": len(record.packs),
+                    "snapshots": sorted(record.snapshots)}
+    owner = {s.id: (s.host, s.source_path) for s in snaps}
+    for src in status.sources:
+        if any(owner.get(sid) == (src.host, src.source) for sid in record.snapshots) and "damaged" not in src.flags:
+            src.flags.append("damaged")
 
 
 def _iso(t: datetime) -> str:

@@ -30,6 +30,8 @@ def render_page(status: dict, *, refresh_s: int | None = None) -> str:
     head = (f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else "")
     verdict = ('<span class="ok">all sources OK</span>' if not flagged else
                f'<span class="flag" id="flagged" data-value="{flagged}">{flagged} source(s) need attention</span>')
+    if status.get("check"):
+        verdict += ' <span class="flag">agent check found damage (below)</span>'
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -47,6 +49,13 @@ def render_page(status: dict, *, refresh_s: int | None = None) -> str:
         "<h2>New data and duration per night</h2>", _charts(sources),
         "<h2>Locks</h2>", _locks(status["locks"]),
     ]
+    check = status.get("check")
+    if check:
+        lost = ", ".join(sid[:8] for sid in check["snapshots"]) or "none"
+        parts += ["<h2>Damage found by agent check</h2>",
+                  f'<p class="flag">{_num("check_packs", check["packs"])} damaged pack(s) recorded at '
+                  f'{escape(_when(check["time"]) if check["time"] else "an unknown time")}; snapshots with lost '
+                  f"ranges: {escape(lost)}. See <code>agent check</code> and <code>agent repair</code>.</p>"]
     if status.get("damaged"):
         parts += ["<h2>Unreadable metadata</h2><ul>",
                   *(f"<li>{escape(d)}</li>" for d in status["damaged"]), "</ul>"]

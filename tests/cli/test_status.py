@@ -124,6 +124,27 @@ def test_only_a_healthy_host_exits_0(tmp_path):
     assert res.code == 0 and res.json()["flagged"] == 0 and res.json()["ok"] is True
 
 
+
+def test_damage_that_check_recorded_makes_status_say_so_and_exit_6(tmp_path):
+    """A flipped byte in a pack: `check --read-data` records it, and status (which reads only
+    metadata) then reports the damaged pack, on the page too, and exits 6."""
+    cli = Cli(tmp_path)
+    cli("init")
+    cli("backup", _image(tmp_path / "a.img", 2), "--host", "solo")
+    assert cli("status").code == 0
+    pack = max((p for p in (cli.repo / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    raw = bytearray(pack.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    pack.write_bytes(bytes(raw))
+    assert cli("check", "--read-data", check=False).code == 14
+    res = cli("status", "--json", "--html", str(tmp_path / "page.html"), check=False)
+    assert res.code == 6, res.err
+    data = res.json()
+    assert data["ok"] is False and data["check"]["packs"] == 1 and data["flagged"] == 0
+    assert "damaged pack(s)" in res.err
+    assert 'data-field="check_packs" data-value="1"' in (tmp_path / "page.html").read_text()
+
+
 # ---- the web page in a real browser ---------------------------------------------------------------
 
 class _Dom(HTMLParser):
