@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from bench.measure import run_step
+from bench.s3repo import s3_repository
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = [sys.executable, "-m", "agent"]
@@ -136,51 +137,34 @@ def main(argv: list[str] | None = None) -> None:
 
 def _s3(args: argparse.Namespace) -> None:
     """Back up day3 to moto_server, then list and extract with 50 ms added to every request."""
-    import boto3
-
-    from tests.servers.faultproxy import Fault, FaultProxy
-    from tests.servers.moto import start_moto
-
     work = args.work / "s3"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    (work / "pw").write_text("bench passphrase\n")
-    server = start_moto()
-    try:
-        port = int(server.url.rsplit(":", 1)[1])
-        with FaultProxy(port) as proxy:
-            creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
-            boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="testing",
-                         aws_secret_access_key="testing").create_bucket(Bucket="bench")
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}, **creds,
-                   "AGENT_REPO": f"s3://bench/repo?endpoint={proxy.url}&region=us-east-1",
-                   "AGENT_PASSPHRASE_FILE": str(work / "pw"), "AGENT_KDF": "1,8,1"}
-            results: dict[str, dict] = {}
+    with s3_repository(work) as s3:
+        env = s3.env
+        results: dict[str, dict] = {}
 
-            def step(name: str, *cmd: str) -> dict:
-                res = run_step([*AGENT, *cmd], env={**env, "AGENT_CACHE_DIR": str(work / f"cache-{name}")},
-                               log_prefix=work / "logs" / name)
-                if res.rc != 0:
-                    raise SystemExit(f"{name} failed: see {res.stderr}")
-                results[name] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, **_json(res)}
-                print(name, {k: results[name].get(k) for k in ("wall_s", "fetched_bytes", "bytes")}, flush=True)
-                return results[name]
+        def step(name: str, *cmd: str) -> dict:
+            res = run_step([*AGENT, *cmd], env={**env, "AGENT_CACHE_DIR": str(work / f"cache-{name}")},
+                           log_prefix=work / "logs" / name)
+            if res.rc != 0:
+                raise SystemExit(f"{name} failed: see {res.stderr}")
+            results[name] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, **_json(res)}
+            print(name, {k: results[name].get(k) for k in ("wall_s", "fetched_bytes", "bytes")}, flush=True)
+            return results[name]
 
-            step("init", "init", "--json")
-            step("backup-day3", "backup", str(args.images / "day3.img"), "--json")
-            proxy.add(Fault("delay", seconds=0.05, times=10**9))
-            step("ls-etc", "ls", "latest:2:/etc", "--json")
-            archive = step("ls-archive", "ls", "latest:2:/home/alice/archive", "--json")
-            tar = max(archive["entries"], key=lambda e: e["size"])
-            ex = step("extract-tar", "extract", f"latest:2:{tar['path']}", "--to", str(work / "out"), "--json")
-            results["summary"] = {"ls_etc_s": results["ls-etc"]["wall_s"],
-                                  "extract_mb_s": round(tar["size"] / ex["wall_s"] / 1e6, 1)}
-            print(json.dumps(results["summary"]))
-            (ROOT / "bench" / "results" / "browse-s3.json").write_text(json.dumps(results, indent=1) + "\n")
-    finally:
-        server.stop()
-        shutil.rmtree(work / "out", ignore_errors=True)
+        step("init", "init", "--json")
+        step("backup-day3", "backup", str(args.images / "day3.img"), "--json")
+        s3.delay_every_request(0.05)
+        step("ls-etc", "ls", "latest:2:/etc", "--json")
+        archive = step("ls-archive", "ls", "latest:2:/home/alice/archive", "--json")
+        tar = max(archive["entries"], key=lambda e: e["size"])
+        ex = step("extract-tar", "extract", f"latest:2:{tar['path']}", "--to", str(work / "out"), "--json")
+        results["summary"] = {"ls_etc_s": results["ls-etc"]["wall_s"],
+                              "extract_mb_s": round(tar["size"] / ex["wall_s"] / 1e6, 1)}
+        print(json.dumps(results["summary"]))
+        (ROOT / "bench" / "results" / "browse-s3.json").write_text(json.dumps(results, indent=1) + "\n")
+    shutil.rmtree(work / "out", ignore_errors=True)
 
 
 if __name__ == "__main__":

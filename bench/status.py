@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.measure import run_step
+from bench.s3repo import CREDENTIALS, s3_repository
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = [sys.executable, "-m", "agent"]
@@ -50,58 +51,41 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-status"))
     args = ap.parse_args()
 
-    import boto3
-
-    from tests.servers.faultproxy import Fault, FaultProxy
-    from tests.servers.moto import start_moto
-
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    (work / "pw").write_text("bench passphrase\n")
     image = work / "disk.img"
     image.write_bytes(os.urandom(1 << 20))
-    server = start_moto()
-    try:
-        port = int(server.url.rsplit(":", 1)[1])
-        with FaultProxy(port) as proxy:
-            creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
-            os.environ.update(creds)
-            boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="testing",
-                         aws_secret_access_key="testing").create_bucket(Bucket="bench")
-            url = f"s3://bench/repo?endpoint={proxy.url}&region=us-east-1"
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}, **creds,
-                   "AGENT_REPO": url, "AGENT_PASSPHRASE_FILE": str(work / "pw"), "AGENT_KDF": "1,8,1",
-                   "AGENT_CACHE_DIR": str(work / "cache")}
-            os.environ.update({k: v for k, v in env.items() if k.startswith("AGENT_")})
-            res = run_step([*AGENT, "init"], env=env, log_prefix=work / "logs" / "init")
+    with s3_repository(work) as s3:
+        os.environ.update(CREDENTIALS)
+        url = s3.url
+        env = {**s3.env, "AGENT_CACHE_DIR": str(work / "cache")}
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AGENT_")})
+        res = run_step([*AGENT, "init"], env=env, log_prefix=work / "logs" / "init")
+        if res.rc != 0:
+            raise SystemExit(f"init failed: see {res.stderr}")
+        _fill(url, b"bench passphrase", image, args.snapshots, args.hosts)
+        s3.delay_every_request(0.05)
+        results: dict[str, dict] = {}
+        for name in ("status-cold", "status-warm", "status-warm-2"):
+            if name == "status-cold":
+                shutil.rmtree(work / "cache", ignore_errors=True)
+            res = run_step([*AGENT, "status", "--json", "--stale-after", "1000d"], env=env,
+                           log_prefix=work / "logs" / name)
             if res.rc != 0:
-                raise SystemExit(f"init failed: see {res.stderr}")
-            _fill(url, b"bench passphrase", image, args.snapshots, args.hosts)
-            proxy.add(Fault("delay", seconds=0.05, times=10**9))
-            results: dict[str, dict] = {}
-            for name in ("status-cold", "status-warm", "status-warm-2"):
-                if name == "status-cold":
-                    shutil.rmtree(work / "cache", ignore_errors=True)
-                res = run_step([*AGENT, "status", "--json", "--stale-after", "1000d"], env=env,
-                               log_prefix=work / "logs" / name)
-                if res.rc != 0:
-                    raise SystemExit(f"{name} failed (exit {res.rc}): see {res.stderr}")
-                data = json.loads(Path(res.stdout).read_text().strip().splitlines()[-1])
-                results[name] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, "snapshots": data["snapshots"],
-                                 "sources": len(data["sources"])}
-                print(name, results[name], flush=True)
-            results["summary"] = {"snapshots": args.snapshots, "hosts": args.hosts, "request_delay_ms": 50,
-                                  "cold_s": results["status-cold"]["wall_s"],
-                                  "warm_s": min(results["status-warm"]["wall_s"],
-                                                results["status-warm-2"]["wall_s"])}
-            print(json.dumps(results["summary"]))
-            out = ROOT / "bench" / "results" / "status.json"
-            out.parent.mkdir(exist_ok=True)
-            out.write_text(json.dumps(results, indent=1) + "\n")
-    finally:
-        server.stop()
+                raise SystemExit(f"{name} failed (exit {res.rc}): see {res.stderr}")
+            data = json.loads(Path(res.stdout).read_text().strip().splitlines()[-1])
+            results[name] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, "snapshots": data["snapshots"],
+                             "sources": len(data["sources"])}
+            print(name, results[name], flush=True)
+        results["summary"] = {"snapshots": args.snapshots, "hosts": args.hosts, "request_delay_ms": 50,
+                              "cold_s": results["status-cold"]["wall_s"],
+                              "warm_s": min(results["status-warm"]["wall_s"],
+                                            results["status-warm-2"]["wall_s"])}
+        print(json.dumps(results["summary"]))
+        out = ROOT / "bench" / "results" / "status.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
