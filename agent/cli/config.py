@@ -26,7 +26,22 @@ def effective(app_ctx: AppContext) -> dict:
     if webhook:
         webhook["url"] = redact_url(webhook["url"])
         webhook["headers"] = dict.fromkeys(webhook.get("headers", {}), REDACTED)
+    apprise = doc.get("notify", {}).get("apprise")
+    if apprise:  # tokens and passwords are anywhere in an Apprise URL
+        apprise["urls"] = [REDACTED for _ in apprise.get("urls", [])]
+    for src in doc.get("sources", []):
+        if src.get("healthcheck"):  # the path of a ping URL is its secret
+            src["healthcheck"] = _origin(src["healthcheck"]) + "/" + REDACTED
+    for copy in doc.get("copies", []):
+        copy["repository"] = redact_url(copy["repository"])
     return {k: v for k, v in doc.items() if v is not None}
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 @app.command("show")

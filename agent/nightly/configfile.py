@@ -198,6 +198,27 @@ class Config(_Strict):
         return found
 
 
+_SECRET_WORDS = ("env", "webhook", "apprise", "password", "passphrase", "healthcheck", "token", "secret", "key",
+                 "header", "url", "repository")
+
+
+def _shown(err) -> str:
+    """The offending value, for an error message, when it cannot be a secret: a number, a boolean or a
+    short string of a field that holds no credentials. Never a table (a check across a whole table,
+    such as duplicate source names, would print all of it, [env] included), never an unknown key's
+    value (a mistyped [notify.webhok] holds a URL with its token)."""
+    if err["type"] in ("missing", "extra_forbidden"):
+        return ""
+    value = err.get("input")
+    where = " ".join(str(part).lower() for part in err["loc"])
+    if isinstance(value, (bool, int, float)):
+        return f" (got {value!r})"
+    if isinstance(value, str) and len(value) <= 64 and not any(w in where for w in _SECRET_WORDS) \
+            and "://" not in value and "@" not in value:
+        return f" (got {value!r})"
+    return ""
+
+
 def _loc(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -217,11 +238,10 @@ def load_config(path: Path) -> Config:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            secret = err["loc"][:1] == ("env",) or err["loc"][:2] in (("notify", "webhook"), ("notify", "apprise")) \
-                or "password" in str(err["loc"]) or "healthcheck" in err["loc"]
-            value = "" if err["type"] == "missing" or secret else f" (got {err.get('input')!r})"
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{_loc(err['loc'])}: {msg}{value}")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting (a typo?)"
+            lines.append(f"{_loc(err['loc'])}: {msg}{_shown(err)}")
         raise UsageError(f"config file {path} has {len(lines)} error(s): " + "; ".join(lines)) from None
     secrets = cfg.secrets()
     mode = stat.S_IMODE(path.stat().st_mode)

@@ -206,3 +206,30 @@ def test_retention_without_a_rule_is_refused_before_anything_runs(tmp_path, cli)
     cfg = _write_config(tmp_path / "agent.toml", 'repository = "/srv/backup"\n[retention]\nprune = true\n')
     res = cli("--config", str(cfg), "config", "check", check=False)
     assert res.code == 2 and "retention: set at least one keep_* rule" in res.err
+
+
+def test_config_errors_and_show_never_print_secrets(tmp_path, cli):
+    """A check across a whole table (duplicate source names), a mistyped table holding a token, and
+    `config show` of every setting that can hold a credential: the secrets never reach the output."""
+    secrets = ("hunter2hunter2", "T0KEN-webhook-9f8e", "apprise-pass-77", "ping-uuid-5c2a", "copy-pass-31")
+    dup = tmp_path / "dup.toml"
+    dup.write_text(f'repository = "/srv/backup"\n[env]\nAWS_SECRET_ACCESS_KEY = "{secrets[0]}"\n'
+                   '[[sources]]\nname = "a"\npath = "/dev/sda"\n[[sources]]\nname = "a"\npath = "/dev/sdb"\n'
+                   f'[notify.webhok]\nurl = "https://hooks.example/{secrets[1]}"\n')
+    dup.chmod(0o600)
+    res = cli("--config", str(dup), "config", "check", check=False)
+    assert res.code == 2 and "notify.webhok: unknown setting" in res.err, res.err
+    assert not any(s in res.err + res.out for s in secrets), res.err
+    dup.write_text(dup.read_text().split("[notify.webhok]")[0])  # the duplicate names alone: a whole-file check
+    res = cli("--config", str(dup), "config", "check", check=False)
+    assert res.code == 2 and "a" in res.err and secrets[0] not in res.err + res.out, res.err
+    full = tmp_path / "full.toml"
+    full.write_text(f'repository = "/srv/backup"\n'
+                    f'[[sources]]\nname = "a"\npath = "/dev/sda"\nhealthcheck = "https://hc.example/{secrets[3]}"\n'
+                    f'[notify.apprise]\nurls = ["mailto://admin:{secrets[2]}@mail.example"]\n'
+                    f'[[copies]]\nname = "offsite"\nrepository = "sftp://backup:{secrets[4]}@nas.example/repo"\n')
+    full.chmod(0o600)
+    for args in (("config", "show"), ("config", "show", "--json")):
+        shown = cli("--config", str(full), *args, env={"AGENT_REPO": ""})
+        assert not any(s in shown.out + shown.err for s in secrets), shown.out
+        assert "hc.example" in shown.out and "nas.example" in shown.out
