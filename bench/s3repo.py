@@ -9,6 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.servers.faultproxy import FaultProxy
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
@@ -18,12 +22,12 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 class S3Repo:
     url: str  # the repository URL, through the proxy
     env: dict[str, str]  # the caller's environment without AGENT_*, plus credentials, AGENT_REPO and the passphrase
-    proxy: object  # tests.servers.faultproxy.FaultProxy: add(Fault("delay", ...)) once the data is in
+    proxy: FaultProxy
 
     def delay_every_request(self, seconds: float) -> None:
         from tests.servers.faultproxy import Fault
 
-        self.proxy.add(Fault("delay", seconds=seconds, times=10**9))  # type: ignore[attr-defined]
+        self.proxy.add(Fault("delay", seconds=seconds, times=10**9))
 
 
 @contextmanager

@@ -43,8 +43,9 @@ def fat_used(read: Read) -> int | None:
     bpb = read(0, 512)
     if len(bpb) < 512 or bpb[510:512] != b"\x55\xaa":
         return None
-    sector, spc, reserved, nfats, roots, total16, fatsz16 = struct.unpack_from("<HBHBHH", bpb, 11) + \
-        (struct.unpack_from("<H", bpb, 22)[0],)
+    # BPB from byte 11: bytes per sector, sectors per cluster, reserved sectors, FATs, root entries,
+    # 16-bit total sectors, media byte (skipped), 16-bit FAT size
+    sector, spc, reserved, nfats, roots, total16, fatsz16 = struct.unpack_from("<HBHBHHxH", bpb, 11)
     total = total16 or struct.unpack_from("<I", bpb, 32)[0]
     fatsz = fatsz16 or struct.unpack_from("<I", bpb, 36)[0]
     if sector not in (512, 1024, 2048, 4096) or spc not in (1, 2, 4, 8, 16, 32, 64, 128) or not nfats:

@@ -343,16 +343,7 @@ class Repository:
     def _fetch_all(self, kind: str, names: list[str], key_of) -> Iterator[tuple[str, Future]]:
         """(name, future of its bytes) in order, fetched up to _METADATA_FETCHES at a time: on a cold
         cache over a long round trip, one request after another was most of a restore's start."""
-        if len(names) < 2:
-            for name in names:
-                done: Future = Future()
-                try:
-                    done.set_result(self._get_cached(kind, key_of(name), name))
-                except BaseException as exc:  # noqa: BLE001 - raised where the caller reads it
-                    done.set_exception(exc)
-                yield name, done
-            return
-        with ThreadPoolExecutor(min(_METADATA_FETCHES, len(names)), thread_name_prefix="metadata") as pool:
+        with ThreadPoolExecutor(max(1, min(_METADATA_FETCHES, len(names))), thread_name_prefix="metadata") as pool:
             futures = [(n, pool.submit(self._get_cached, kind, key_of(n), n)) for n in names]
             try:
                 yield from futures
