@@ -17,6 +17,7 @@ import pyfastcdc
 from agent.backup.buffers import BufferPool
 from agent.errors import SourceError
 from agent.source.device import Source
+from agent.source.skipmap import SkipMap
 
 if TYPE_CHECKING:
     from mmap import mmap
@@ -54,18 +55,22 @@ class Hole:
 
 
 def read_blocks(src: Source, pool: BufferPool, head: int, block_size: int = BLOCK_SIZE, lo: int = 0,
-                hi: int | None = None) -> Iterator[Hole | tuple[int, mmap, int, bool]]:
+                hi: int | None = None, skip: SkipMap | None = None) -> Iterator[Hole | tuple[int, mmap, int, bool]]:
     """Raw reads of the data extents in [lo, hi) as (offset, pool buffer, length, last of its
     extent), and the holes between. Data lands `head` bytes into the buffer, leaving room for the
     previous block's uncut tail, so cutting never concatenates. `hi` ends an extent (a cut is forced
     there), which is what lets two stretches of one disk be read and cut at once.
+
+    Ranges in `skip` (free space, left-out partitions: agent.source.reading) read as zeros: long
+    ones are holes, short ones are zeroed in the buffer.
 
     Separate from cutting so the two can run in different threads: the disk keeps reading while
     the previous block is cut (agent.backup.producers).
     """
     hi = src.size if hi is None else hi
     pos = lo
-    for start, end in src.data_extents():
+    skip = skip or SkipMap()
+    for start, end in skip.extents(src.data_extents()):
         start, end = max(start, lo), min(end, hi)
         if start >= end:
             if start >= hi:
@@ -85,6 +90,8 @@ def read_blocks(src: Source, pool: BufferPool, head: int, block_size: int = BLOC
                     raise SourceError(f"{src.path} ended at byte {off + got} while {src.size} were expected: it "
                                       "shrank or vanished during the backup; no snapshot was written")
                 got += r
+            if skip:
+                skip.mask(view, off)
             off += n
             yield off - n, backing, n, off >= end
         pos = end

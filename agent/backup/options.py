@@ -22,6 +22,10 @@ class BackupOptions:
     direct_io: bool = True  # read the source with O_DIRECT where possible (agent.source.device)
     stretches: int = 2  # stretches of the disk read and cut at once (agent.backup.reader)
     stretch_min: int = 256 << 20  # smaller sources are read front to back in one stretch
+    all_blocks: bool = False  # read free space too (forensics); default: used blocks only (agent.source.reading)
+    keep_pagefile: bool = False  # store NTFS pagefile.sys, hiberfil.sys, swapfile.sys
+    partitions: list[str] = field(default_factory=list)  # back up only these (numbers, labels, GPT names)
+    force_read: bool = False  # read an image file even when it is unchanged since the parent snapshot
 
 
 @dataclass
@@ -42,6 +46,9 @@ class BackupResult:
     stopped: str | None = None  # why an incomplete run stopped; it resumes next time
     resumed: int = 0  # earlier incomplete runs of this source whose uploads this run reused
     source_changed: bool = False  # the image file was written while it was read; the snapshot is kept, flagged
+    skipped_free_bytes: int = 0  # free space, swap and left-out partitions: not read, stored as zeros
+    unchanged_from: str | None = None  # the parent snapshot whose chunk list an unchanged image file reused
+    reading: dict = field(default_factory=dict)  # the reading plan as recorded (agent.source.reading)
 
     @property
     def complete(self) -> bool:

@@ -24,6 +24,7 @@ from agent.backup.guided_cut import GuidedCutter
 from agent.backup.producers import Merge, ReadAhead
 from agent.repo.chunklist import ChunkListWriter, DeferredRecords
 from agent.source.device import Source
+from agent.source.skipmap import SkipMap
 
 READ_AHEAD = 1  # blocks read ahead of cutting, per stretch
 #: each further stretch pins one more carried tail and one more block being read
@@ -46,9 +47,11 @@ class StretchReader:
     each with where its chunk-list records go."""
 
     def __init__(self, src: Source, stretches: list[tuple[int, int]], pool: BufferPool, head: int,
-                 cdc: pyfastcdc.FastCDC, guide: Callable[[], GuidedCutter | None], chunklist: ChunkListWriter) -> None:
+                 cdc: pyfastcdc.FastCDC, guide: Callable[[], GuidedCutter | None], chunklist: ChunkListWriter,
+                 skip: SkipMap | None = None) -> None:
         self._chunklist = chunklist
-        self._raws = [ReadAhead(read_blocks(src, pool, head, lo=lo, hi=hi), READ_AHEAD) for lo, hi in stretches]
+        self._raws = [ReadAhead(read_blocks(src, pool, head, lo=lo, hi=hi, skip=skip), READ_AHEAD)
+                      for lo, hi in stretches]
         self._merge = Merge([cut_blocks(raw, cdc, pool, head, guide()) for raw in self._raws], len(stretches))
         self._records: list[Records] = [chunklist] + [DeferredRecords() for _ in stretches[1:]]
         self._done = [False] * len(stretches)

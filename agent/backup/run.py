@@ -14,6 +14,7 @@ from agent.backup.guided_cut import GuidedCutter, ParentChunks
 from agent.backup.options import BackupOptions, BackupResult
 from agent.backup.pipeline import Pipeline
 from agent.backup.reader import BUFFERS_PER_STRETCH, StretchReader, split
+from agent.backup.unchanged import file_state, reusable_parent
 from agent.errors import CorruptObject, SourceError
 from agent.progress import Finished, Listener, Started, Warning, ignore
 from agent.repo.index import ChunkIndex
@@ -22,7 +23,9 @@ from agent.repo.runs import RunRecord
 from agent.repo.snapshots import Snapshot, filter_snapshots, superseded_runs
 from agent.repo.writer import StopRequested, adopt_orphan_packs
 from agent.source.device import Source, open_source
+from agent.source.partition_model import PartitionTable
 from agent.source.partitions import read_partition_table
+from agent.source.reading import ReadingPlan, plan_reading
 
 # Read buffers that may exist at once (agent.backup.buffers) for one stretch: reading, cutting, the
 # carried tail, hashing and chunks queued for sealing each hold one or two; more only raised the
@@ -30,11 +33,23 @@ from agent.source.partitions import read_partition_table
 _BUFFERS = 4
 
 
-def _partition_table(src: Source) -> dict | None:
+def _partition_table(src: Source) -> PartitionTable | None:
     try:
-        return read_partition_table(src.read, src.size).to_dict()
+        return read_partition_table(src.read, src.size)
     except OSError:
         return None
+
+
+def _plan(src: Source, table: PartitionTable | None, opts: BackupOptions, listener: Listener) -> ReadingPlan:
+    """What to read; a recognised filesystem that must be read whole is worth a warning (it costs time
+    and space, and often means it was not cleanly unmounted)."""
+    plan = plan_reading(src.read, src.size, table, all_blocks=opts.all_blocks, keep_pagefile=opts.keep_pagefile,
+                        only=opts.partitions or None)
+    for p in plan.partitions:
+        if p.read == "whole" and p.filesystem and p.reason and p.reason != "--all-blocks":
+            where = f"partition {p.number}" if p.number else src.path
+            listener(Warning(f"{where} ({p.filesystem}) is read whole, free space included: {p.reason}"))
+    return plan
 
 
 def _parent_chunks(repo: Repository, index: ChunkIndex, parent: Snapshot | None,
@@ -68,13 +83,44 @@ def _run_record(host: str, src: Source, started: datetime, pipe: Pipeline, reaso
 
 
 def _result(snap_id: str | None, src: Source, pipe: Pipeline, t0: float, recovered: int, stopped: str | None,
-            resumed: int, source_changed: bool = False) -> BackupResult:
+            resumed: int, plan: ReadingPlan, source_changed: bool = False) -> BackupResult:
     return BackupResult(
         snapshot_id=snap_id, source=src.path, source_bytes=src.size, read_bytes=pipe.read_bytes,
         zero_bytes=pipe.zero_bytes, new_bytes=pipe.new_bytes, stored_bytes=pipe.writer.stored_bytes,
         chunks=pipe.chunks, new_chunks=pipe.new_chunks, duration_s=round(time.monotonic() - t0, 3),
         warnings=list(src.warnings), recovered_packs=recovered, uploaded_bytes=pipe.writer.uploaded_bytes,
-        stopped=stopped, resumed=resumed, source_changed=source_changed)
+        stopped=stopped, resumed=resumed, source_changed=source_changed, skipped_free_bytes=plan.skip.total,
+        reading=plan.to_dict())
+
+
+def _snapshot_source(src: Source) -> dict:
+    source = {"path": src.path, "kind": src.kind, "size": src.size,
+              "identity": {k: v for k, v in src.identity.items() if k not in ("st_dev", "st_ino")}}
+    state = file_state(src)
+    if state is not None:  # an unchanged image file is not read again (agent.backup.unchanged)
+        source["state"] = state
+    return source
+
+
+def _reuse(repo: Repository, parent: Snapshot, src: Source, opts: BackupOptions, started: datetime, host: str,
+           t0: float) -> BackupResult:
+    """A snapshot of an unchanged image file: the parent's chunk list, nothing read or uploaded."""
+    reading = dict(parent.reading or {"mode": "all"})
+    reading["unchanged_from"] = parent.id
+    snap = Snapshot(
+        time=(opts.time or started).astimezone(UTC), host=host, source=_snapshot_source(src), size=src.size,
+        digest=parent.digest, chunk_list=list(parent.chunk_list), tags=sorted(set(opts.tags)), parent=parent.id,
+        partition_table=parent.partition_table,
+        stats={"source_bytes": src.size, "read_bytes": 0, "zero_bytes": 0, "new_bytes": 0, "stored_bytes": 0,
+               "chunks": 0, "new_chunks": 0, "duration_s": round(time.monotonic() - t0, 3), "resumed_runs": [],
+               "skipped_free_bytes": parent.stats.get("skipped_free_bytes", 0)},
+        agent_version=__version__, reading=reading)
+    snap_id = repo.save_snapshot(snap)
+    return BackupResult(snapshot_id=snap_id, source=src.path, source_bytes=src.size, read_bytes=0, zero_bytes=0,
+                        new_bytes=0, stored_bytes=0, chunks=0, new_chunks=0,
+                        duration_s=round(time.monotonic() - t0, 3), warnings=list(src.warnings),
+                        skipped_free_bytes=int(parent.stats.get("skipped_free_bytes", 0) or 0),
+                        unchanged_from=parent.id, reading=reading)
 
 
 def unfinished_runs(repo: Repository, snaps: list[Snapshot], host: str, source: str,
@@ -112,6 +158,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
         for w in src.warnings:
             listener(Warning(w))
         table = _partition_table(src)
+        plan = _plan(src, table, opts, listener)
         with repo.lock(exclusive=False, command="backup", wait=opts.lock_wait) as lock:
             bad_segments: list[tuple[str, str]] = []
             index = repo.load_index(bad_segments)
@@ -130,6 +177,14 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 listener(Warning(f"resuming {len(resumed)} unfinished run(s) of {src.path} "
                                  f"({resumed[-1][1].reason}): the {kept / (1 << 20):.1f} MiB they uploaded "
                                  "are reused"))
+            parent_snap = earlier[-1] if earlier else None
+            if not opts.force_read and not resumed:
+                same = reusable_parent(repo, index, src, parent_snap, plan)
+                if same is not None:
+                    lock.ensure_valid()
+                    res = _reuse(repo, same, src, opts, started, host, t0)
+                    listener(Finished("backup"))
+                    return res
             listener(Started("backup", src.size))
 
             def should_stop() -> str | None:
@@ -147,7 +202,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 return None if parent is None else GuidedCutter(cdc, parent, repo.params.chunker.max_size,
                                                                 pipe.hash_many)
 
-            reader = StretchReader(src, stretches, pool, head, cdc, guide, pipe.chunklist)
+            reader = StretchReader(src, stretches, pool, head, cdc, guide, pipe.chunklist, plan.skip)
             try:
                 try:
                     for item, records in reader.items(pipe.append_deferred):
@@ -175,7 +230,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 repo.save_run(_run_record(host, src, started, pipe, stopped, "incomplete",
                                           adopted + pipe.writer.uploaded_packs))
                 listener(Finished("backup"))
-                return _result(None, src, pipe, t0, len(adopted), stopped, len(resumed))
+                return _result(None, src, pipe, t0, len(adopted), stopped, len(resumed), plan)
             if src.current_size() != src.size or not src.same_object():
                 raise SourceError(f"{src.path} changed size or was replaced during the backup; no snapshot was written",
                                   hint="back up a snapshot of the volume (LVM, filesystem freeze) or a quiet image")
@@ -189,24 +244,24 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 "source_bytes": src.size, "read_bytes": pipe.read_bytes, "zero_bytes": pipe.zero_bytes,
                 "new_bytes": pipe.new_bytes, "stored_bytes": pipe.writer.stored_bytes, "chunks": pipe.chunks,
                 "new_chunks": pipe.new_chunks, "duration_s": round(time.monotonic() - t0, 3),
-                "resumed_runs": [name for name, _ in resumed],
+                "resumed_runs": [name for name, _ in resumed], "skipped_free_bytes": plan.skip.total,
             }
             snap = Snapshot(
                 time=(opts.time or started).astimezone(UTC),
                 host=host,
-                source={"path": src.path, "kind": src.kind, "size": src.size,
-                        "identity": {k: v for k, v in src.identity.items() if k not in ("st_dev", "st_ino")}},
+                source=_snapshot_source(src),
                 size=src.size,
                 digest=pipe.chunklist.digest(),
                 chunk_list=pipe.meta_ids,
                 tags=sorted(set(opts.tags)),
                 parent=earlier[-1].id if earlier else None,
-                partition_table=table,
+                partition_table=table.to_dict() if table is not None else None,
                 stats=stats,
                 agent_version=__version__,
                 changed_during_backup=changed,
+                reading=plan.to_dict(),
             )
             lock.ensure_valid()
             snap_id = repo.save_snapshot(snap)
     listener(Finished("backup"))
-    return _result(snap_id, src, pipe, t0, len(adopted), None, len(resumed), changed)
+    return _result(snap_id, src, pipe, t0, len(adopted), None, len(resumed), plan, changed)

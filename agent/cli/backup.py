@@ -15,7 +15,7 @@ LIMIT_HELP = "Bandwidth limit: 4MiB/s, 20Mbit/s, off, or a timetable '08:00-18:0
 def backup(
     ctx: typer.Context,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
-    source: str = typer.Argument(..., help="Block device (/dev/sda) or image file."),
+    source: Optional[str] = typer.Argument(None, help="Block device (/dev/sda) or image file (or --system)."),
     tag: List[str] = typer.Option([], "--tag", help="Tag for the snapshot (repeatable)."),
     host: Optional[str] = typer.Option(None, "--host", help="Record this host name instead of the machine's."),
     time: Optional[str] = typer.Option(None, "--time", help="Record the snapshot under this time (imports, tests)."),
@@ -30,12 +30,25 @@ def backup(
                                    help="Read the source with O_DIRECT, past the page cache (faster on a cold "
                                    "disk, and the server's cache is not evicted). --no-direct-io reads through "
                                    "the cache: faster for an image that is already in memory."),
+    all_blocks: bool = typer.Option(False, "--all-blocks", help="Read and store free space too (forensics, "
+                                    "undelete). By default only blocks the filesystems use are stored; free "
+                                    "space restores as zeros."),
+    keep_pagefile: bool = typer.Option(False, "--keep-pagefile", help="Store NTFS pagefile.sys, hiberfil.sys and "
+                                       "swapfile.sys (by default their contents count as free space)."),
+    partitions: Optional[str] = typer.Option(None, "--partitions", help="Back up only these partitions (numbers, "
+                                             "labels or GPT names, comma-separated), plus the partition table "
+                                             "and boot loader gaps."),
+    system: bool = typer.Option(False, "--system", help="Back up the disk holding the running system: its /, "
+                                "/boot, EFI system and BIOS boot partitions."),
+    force_read: bool = typer.Option(False, "--force-read", help="Read an image file even when it is unchanged "
+                                    "since the last snapshot (device, inode, size and times)."),
 ) -> None:
-    """Back up SOURCE; only chunks the repository lacks are uploaded."""
+    """Back up SOURCE; only chunks the repository lacks are uploaded, and only blocks in use are read."""
     from agent.cli.stopping import graceful_stop
     from agent.config.times import parse_instant, run_deadline
 
     app: AppContext = app_context(ctx, json_output)
+    source, chosen = _what_to_read(app, source, partitions, system)
     app.set_limits(limit_upload, limit_download)
     when, deadline = parse_instant(time) if time else None, run_deadline(stop_at, max_duration)
     with graceful_stop() as stop, app.repository() as repo, app.progress("backup") as listener:
@@ -43,7 +56,8 @@ def backup(
 
         opts = BackupOptions(tags=list(tag), host=host or (app.config_file and app.config_file.host) or None,
                              time=when, lock_wait=lock_wait, deadline=deadline, stop=stop,
-                             direct_io=direct_io)
+                             direct_io=direct_io, all_blocks=all_blocks, keep_pagefile=keep_pagefile,
+                             partitions=chosen, force_read=force_read)
         res = run_backup(repo, source, opts, listener)
     report_backup(app, res)
     if not res.complete:
@@ -54,6 +68,26 @@ def backup(
         raise typer.Exit(EXIT_SOURCE_CHANGED)
 
 
+def _what_to_read(app: AppContext, source: str | None, partitions: str | None,
+                  system: bool) -> tuple[str, list[str]]:
+    """The source and the partitions to keep, from SOURCE/--partitions or --system."""
+    from agent.errors import UsageError
+
+    chosen = [p.strip() for p in (partitions or "").split(",") if p.strip()]
+    if not system:
+        if source is None:
+            raise UsageError("name the disk or image file to back up (or --system)")
+        return source, chosen
+    if source is not None or chosen:
+        raise UsageError("--system picks the disk and its partitions itself: give no SOURCE or --partitions")
+    from agent.source.system import find_system
+
+    found = find_system()
+    if not app.settings.json:
+        app.out.print(f"system disk {found.path}: " + "; ".join(found.found))
+    return found.path, found.partitions
+
+
 def backup_summary(res) -> dict:
     return {
         "event": "summary", "complete": res.complete, "stopped": res.stopped,
@@ -62,6 +96,8 @@ def backup_summary(res) -> dict:
         "stored_bytes": res.stored_bytes, "uploaded_bytes": res.uploaded_bytes, "chunks": res.chunks,
         "new_chunks": res.new_chunks, "duration_s": res.duration_s, "recovered_packs": res.recovered_packs,
         "resumed_runs": res.resumed, "warnings": res.warnings, "changed_during_backup": res.source_changed,
+        "skipped_free_bytes": res.skipped_free_bytes, "unchanged_from": res.unchanged_from,
+        "reading": res.reading,
     }
 
 
@@ -82,14 +118,32 @@ def report_backup(app: AppContext, res) -> None:
         app.out.print(f"backup of {res.source} INCOMPLETE: {res.stopped}; no snapshot was written. Everything "
                       "uploaded so far is kept and the next run resumes from it.")
         app.log_summary(f"backup of {res.source} incomplete: {res.stopped}; the next run resumes", error=True)
+    if res.unchanged_from:
+        app.out.print(f"  {res.source} is unchanged since snapshot {res.unchanged_from[:8]} (same inode, size and "
+                      "times): nothing read, its chunk list reused (--force-read reads it anyway)")
     app.out.print(f"  size {units.size(res.source_bytes)}, read {units.size(res.read_bytes)} "
                   f"({units.size(res.zero_bytes)} zeros and holes skipped)")
+    if res.skipped_free_bytes and not res.unchanged_from:
+        app.out.print(f"  not stored: {skipped_line(res.reading)}")
     app.out.print(f"  new {units.size(res.new_bytes)} in {res.new_chunks} of {res.chunks} chunks, uploaded "
                   f"{units.size(res.uploaded_bytes)} after compression and encryption (dedup {ratio})")
     app.out.print(f"  {units.duration(res.duration_s)}, {units.rate(res.read_bytes + res.zero_bytes, res.duration_s)}")
     if res.recovered_packs or res.resumed:
         app.out.print(f"  resumed: reused {res.recovered_packs} pack(s) left unindexed and the uploads of "
                       f"{res.resumed} earlier incomplete run(s)")
+
+
+def skipped_line(reading: dict) -> str:
+    """What was left out and why: "1.2 GiB free space (ext4 p2, ntfs p3), 2.0 GiB swap (p4)"."""
+    kinds: dict[str, tuple[int, list[str]]] = {}
+    for p in reading.get("partitions", []):
+        if not p.get("free_bytes"):
+            continue
+        what = {"header": "swap", "skipped": "partitions left out"}.get(p.get("read", ""), "free space")
+        total, names = kinds.get(what, (0, []))
+        name = f"{p.get('filesystem') or 'p'}" + (f" p{p['number']}" if p.get("number") else "")
+        kinds[what] = (total + int(p["free_bytes"]), names + [name])
+    return ", ".join(f"{units.size(total)} {what} ({', '.join(names)})" for what, (total, names) in kinds.items())
 
 
 def register(app: typer.Typer) -> None:

@@ -90,8 +90,23 @@ def ls(
                     app.out.print(_long(e, recursive), markup=False, highlight=False)
 
 
+def _stored(reading: dict | None, part: dict) -> dict:
+    """How the backup read this partition (agent.source.reading), matched by its start."""
+    for r in (reading or {}).get("partitions", []):
+        if r.get("start") == part.get("start"):
+            return {k: r.get(k) for k in ("read", "method", "reason", "free_bytes", "excluded")}
+    return {"read": "whole", "method": "", "reason": "taken before used-block reading", "free_bytes": 0,
+            "excluded": []}
+
+
+def _read_note(r: dict) -> str:
+    what = {"used": "used blocks", "header": "swap header", "skipped": "not backed up"}.get(r["read"] or "", "whole")
+    return what + (f" ({r['reason']})" if r["read"] == "whole" and r.get("reason") else "")
+
+
 def _partitions(app: AppContext, image) -> None:
-    parts = [{**p, "used": _used(image, p)} for p in image.snap.partitions]
+    parts = [{**p, "used": None if (st := _stored(image.snap.reading, p))["read"] == "skipped" else _used(image, p),
+              "stored": st} for p in image.snap.partitions]
     if app.settings.json:
         app.emit_json({"snapshot_id": image.snap.id, "size": image.snap.size,
                        "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts,
@@ -105,7 +120,7 @@ def _partitions(app: AppContext, image) -> None:
         used = "?" if p["used"] is None else units.size(p["used"])
         app.out.print(f"p{p.get('number')}  {units.size(int(p.get('size', 0))):>10}  used {used:>10}  "
                       f"at {int(p.get('start', 0))}  {p.get('type_name') or ''}  {p.get('filesystem') or '-'}  "
-                      f"{label}".rstrip(), markup=False, highlight=False)
+                      f"{label}  [{_read_note(p['stored'])}]".rstrip(), markup=False, highlight=False)
 
 
 def _used(image, part: dict) -> int | None:

@@ -13,6 +13,18 @@ from agent.config import units
 CHANGED = "changed during backup"  # the image was written while it was read (may be inconsistent)
 
 
+def reading_note(reading: dict | None) -> str:
+    """How a snapshot was read, in a word or two: "used blocks", "all blocks", "p2,3 only", "unchanged"."""
+    if not reading:
+        return "all blocks"
+    if reading.get("unchanged_from"):
+        return "unchanged"
+    if reading.get("not_backed_up"):
+        kept = [str(p.get("number")) for p in reading.get("partitions", []) if p.get("read") != "skipped"]
+        return f"p{','.join(kept)} only"
+    return "used blocks" if reading.get("mode") == "used" else "all blocks"
+
+
 def snapshots(
     ctx: typer.Context,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -22,7 +34,7 @@ def snapshots(
     all_runs: bool = typer.Option(False, "--all", "-a", help="Also list runs that ended without a snapshot "
                                   "(incomplete or failed; not restorable)."),
 ) -> None:
-    """List snapshots: id, time, host, source, size, new data, tags."""
+    """List snapshots: id, time, host, source, size, new data, tags, and what was read."""
     from rich.table import Table
 
     from agent.repo.snapshots import filter_snapshots
@@ -42,18 +54,18 @@ def snapshots(
         found = [s.summary() | ({"status": "complete"} if all_runs else {}) for s in snaps]
         app.emit_json(found + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])
         return
-    rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags), "complete",
-             CHANGED if s.changed_during_backup else "") for s in snaps]
-    rows += [(datetime.fromisoformat(r.started), name, r.host, r.source, r.source_bytes, r.uploaded_bytes, "",
+    rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags),
+             reading_note(s.reading), "complete", CHANGED if s.changed_during_backup else "") for s in snaps]
+    rows += [(datetime.fromisoformat(r.started), name, r.host, r.source, r.source_bytes, r.uploaded_bytes, "", "",
               f"{r.status}: {r.reason}", "") for name, r in runs]
     notes = any(s.changed_during_backup for s in snaps)  # the column only when a snapshot needs it
     table = Table(box=None, header_style="bold")
-    for col in (("id", "time", "host", "source", "size", "new data", "tags") + (("status",) if all_runs else ())
-                + (("note",) if notes else ())):
+    for col in (("id", "time", "host", "source", "size", "new data", "tags", "read")
+                + (("status",) if all_runs else ()) + (("note",) if notes else ())):
         table.add_column(col, justify="right" if col in ("size", "new data") else "left")
-    for when, ident, h, src, size, new, tags, status, note in sorted(rows, key=lambda row: row[0]):
+    for when, ident, h, src, size, new, tags, read, status, note in sorted(rows, key=lambda row: row[0]):
         table.add_row(ident[:8], when.astimezone().strftime("%Y-%m-%d %H:%M:%S"), h, src, units.size(size),
-                      units.size(new), tags, *((status,) if all_runs else ()), *((note,) if notes else ()))
+                      units.size(new), tags, read, *((status,) if all_runs else ()), *((note,) if notes else ()))
     app.out.print(table)
     app.info(f"{len(snaps)} snapshot(s)" + (f", {len(runs)} run(s) without a snapshot (not restorable)"
                                             if runs else ""))

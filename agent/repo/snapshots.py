@@ -30,6 +30,10 @@ class Snapshot:
     #: (those image ranges read as zeros)
     repaired: dict | None = None
     changed_during_backup: bool = False  # the image file was written while it was read: maybe inconsistent
+    #: what was read and how, per partition (agent.source.reading); None in manifests written before it
+    #: (everything was read). "not_backed_up": [[start, end], ...] of partitions left out; "unchanged_from":
+    #: the parent whose chunk list an unchanged image file reused
+    reading: dict | None = None
     id: str = ""  # set when stored or loaded
 
     @property
@@ -61,6 +65,8 @@ class Snapshot:
             doc["repaired"] = self.repaired
         if self.changed_during_backup:  # optional: absent means false, as in manifests written before it
             doc["changed_during_backup"] = True
+        if self.reading is not None:
+            doc["reading"] = self.reading
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -78,7 +84,8 @@ class Snapshot:
                 chunk_list=list(d["chunk_list"]), tags=list(d.get("tags") or []),
                 parent=d.get("parent"), partition_table=d.get("partition_table"), stats=dict(d.get("stats") or {}),
                 agent_version=str(d.get("agent_version", "")), repaired=_repaired(d.get("repaired")),
-                changed_during_backup=d.get("changed_during_backup") is True, id=snapshot_id,
+                changed_during_backup=d.get("changed_during_backup") is True, reading=_reading(d.get("reading")),
+                id=snapshot_id,
             ))
         # OverflowError: Infinity, or a time that leaves the calendar in UTC; RecursionError: nesting
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
@@ -100,7 +107,14 @@ class Snapshot:
             "repaired_from": self.repaired["from"] if self.repaired else None,
             "lost_bytes": sum(n for _, n in self.repaired["lost"]) if self.repaired else 0,
             "changed_during_backup": self.changed_during_backup,
+            "read": (self.reading or {}).get("mode", "all"),
+            "unchanged_from": (self.reading or {}).get("unchanged_from"),
         }
+
+    @property
+    def not_backed_up(self) -> list[tuple[int, int]]:
+        """Image ranges of partitions left out (`backup --partitions`): not in this snapshot."""
+        return [(r[0], r[1]) for r in (self.reading or {}).get("not_backed_up", [])]
 
 
 def _checked(snap: Snapshot) -> Snapshot:
@@ -116,6 +130,19 @@ def _checked(snap: Snapshot) -> Snapshot:
             and isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
         raise ValueError("malformed manifest")
     return snap
+
+
+def _reading(value: object) -> dict | None:
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and isinstance(value.get("mode"), str)
+            and isinstance(value.get("partitions", []), list)
+            and all(isinstance(p, dict) for p in value.get("partitions", []))
+            and isinstance(value.get("not_backed_up", []), list)
+            and all(isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r)
+                    for r in value.get("not_backed_up", []))):
+        raise ValueError("malformed reading record")
+    return value
 
 
 def _repaired(value: object) -> dict | None:
@@ -181,7 +208,15 @@ def pick_partition(snap: Snapshot, spec: str) -> dict:
         found = [p for p in parts if want in (str(p.get("fs_label") or "").casefold(), str(p.get("name") or "")
                                               .casefold())]
     if len(found) == 1:
-        return found[0]
+        part = found[0]
+        start = int(part.get("start", 0))
+        if any(lo <= start < hi for lo, hi in snap.not_backed_up):
+            kept = ", ".join(f"p{p.get('number')}" for p in parts
+                             if not any(lo <= int(p.get("start", 0)) < hi for lo, hi in snap.not_backed_up))
+            raise UsageError(f"partition {part.get('number')} was not backed up in snapshot {snap.id[:8]} "
+                             f"(it holds {kept or 'no partition'} only: `backup --partitions`)",
+                             hint="pick a snapshot that holds it (`agent snapshots` shows what each read)")
+        return part
     choices = ", ".join(_describe(p) for p in parts)
     what = "matches no partition" if not found else f"matches {len(found)} partitions"
     raise UsageError(f"partition {spec!r} {what} of snapshot {snap.id[:8]}; it has: {choices}",

@@ -26,6 +26,7 @@ from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
 from agent.restore.target import TargetFull, punch, pwrite_all, remove_partial, write_error, zero_device
+from agent.source.skipmap import merged, subtract
 
 
 def run_restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions | None = None,
@@ -60,6 +61,8 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         if created:
             os.unlink(target)
         raise
+    if snap.not_backed_up:
+        work.zero_runs = _leave_out(work.zero_runs, snap, window, kind, target, listener)
     zero_runs, zero_bytes, verified = work.zero_runs, work.zero_bytes, 0
     by_pack: dict[str, list[Blob]] = defaultdict(list)
     for b in work.blobs.values():
@@ -153,6 +156,26 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                          zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged),
                          reused_bytes=work.reused_bytes, seeded=work.seeded, resumed_bytes=work.resumed_bytes,
                          verified_bytes=verified)
+
+
+def _leave_out(zero_runs: list[tuple[int, int]], snap: Snapshot, window: tuple[int, int], kind: str, target: str,
+               listener: Listener) -> list[tuple[int, int]]:
+    """A partial snapshot (`backup --partitions`): the partitions it left out are left alone on a
+    device, whose other partitions may be in use, and are zeros in a file."""
+    lo, hi = window
+    out = [(max(a, lo) - lo, min(b, hi) - lo) for a, b in snap.not_backed_up if a < hi and b > lo]
+    if not out:
+        return zero_runs
+    kept = [str(p.get("number")) for p in (snap.reading or {}).get("partitions", []) if p.get("read") != "skipped"]
+    left = [str(p.get("number")) for p in (snap.reading or {}).get("partitions", []) if p.get("read") == "skipped"]
+    if kind != "block":
+        listener(Warning(f"snapshot {snap.id[:8]} holds partitions {', '.join(kept)} only: partitions "
+                         f"{', '.join(left)} read as zeros in {target}"))
+        return zero_runs
+    listener(Warning(f"snapshot {snap.id[:8]} holds partitions {', '.join(kept)} only: partitions {', '.join(left)} "
+                     f"of {target} were left untouched"))
+    kept_runs = subtract([(off, off + n) for off, n in zero_runs], merged(out))
+    return [(a, b - a) for a, b in kept_runs]
 
 
 def _read_back(fd: int, target: str, repo: Repository, by_pack: dict[str, list[Blob]], work: Work,
