@@ -61,6 +61,9 @@ class SourceConfig(_Strict):
     path: str = Field(min_length=1)
     tags: list[str] = []
     direct_io: bool = True  # read with O_DIRECT (agent backup --no-direct-io: false)
+    all_blocks: bool = False  # store free space too (agent backup --all-blocks)
+    keep_pagefile: bool = False  # store NTFS pagefile.sys, hiberfil.sys, swapfile.sys (--keep-pagefile)
+    partitions: list[str] = []  # only these partitions (--partitions); empty: all
     pre: Optional[str] = None  # shell command run before the backup (e.g. take an LVM snapshot)
     post: Optional[str] = None  # run after it, also when it failed (e.g. remove the snapshot)
     hook_timeout_s: float = Field(600, gt=0)

@@ -31,6 +31,7 @@ class SourceReport:
     error: str | None = None      # one-line message, never a secret
     hint: str | None = None
     read_bytes: int = 0
+    skipped_free_bytes: int = 0  # free space, swap and left-out partitions: not read, stored as zeros
     new_bytes: int = 0
     uploaded_bytes: int = 0
     duration_s: float = 0.0

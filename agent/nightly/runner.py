@@ -94,7 +94,9 @@ def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener
         try:
             res = run_backup(repo, src.path, BackupOptions(tags=list(src.tags), host=opts.host,
                                                            deadline=opts.deadline, stop=opts.stop,
-                                                           lock_wait=opts.lock_wait, direct_io=src.direct_io),
+                                                           lock_wait=opts.lock_wait, direct_io=src.direct_io,
+                                                           all_blocks=src.all_blocks, keep_pagefile=src.keep_pagefile,
+                                                           partitions=list(src.partitions)),
                              listener)
         except Exception as exc:
             if not _reportable(exc):
@@ -103,6 +105,7 @@ def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener
         else:
             rep.status = "ok" if res.complete else "incomplete"
             rep.snapshot_id, rep.read_bytes, rep.new_bytes = res.snapshot_id, res.read_bytes, res.new_bytes
+            rep.skipped_free_bytes = res.skipped_free_bytes
             rep.uploaded_bytes, rep.duration_s, rep.warnings = res.uploaded_bytes, res.duration_s, list(res.warnings)
             if not res.complete:
                 rep.error = f"stopped early: {res.stopped}"
