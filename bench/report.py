@@ -132,16 +132,29 @@ def _sparse(steps: list[dict], tool: str, step: str) -> str:
 
 
 def _restore_table(steps: list[dict]) -> list[str]:
-    out = ["| restore | tool | wall s | allocated MB | source image allocated MB | sparse | verified byte for byte |",
-           "|---|---|---:|---:|---:|---|---|"]
+    out = ["| restore | tool | wall s | allocated MB | source image allocated MB | sparse | verified | how |",
+           "|---|---|---:|---:|---:|---|---|---|"]
     for step in RESTORES:
         for t in TOOLS:
             alloc = median(steps, t, step, "restored_alloc")
             src = median(steps, t, step, "original_alloc")
             out.append(f"| {step.replace('restore ', '')} | {LABEL[t]} | {_fmt(median(steps, t, step, 'wall_s'))} | "
                        f"{_fmt(alloc and alloc / 1e6, 0)} | {_fmt(src and src / 1e6, 0)} | "
-                       f"{_sparse(steps, t, step)} | {_yes(steps, t, step, 'verified')} |")
+                       f"{_sparse(steps, t, step)} | {_yes(steps, t, step, 'verified')} | {_how(steps, t, step)} |")
     return out
+
+
+def _how(steps: list[dict], tool: str, step: str) -> str:
+    """How the restores were verified: byte for byte, or (the agent's used-blocks snapshots, whose
+    free space is zeros) by the filesystems' checkers and every live file (bench.verify)."""
+    details = {str(s.get("verify_detail", "")) for s in steps if s["tool"] == tool and s["step"] == step}
+    if not details:
+        return "–"
+    if all(d in ("equal", "byte-identical") for d in details):
+        return "byte for byte"
+    if all(d.startswith("filesystems and files") for d in details):
+        return "fsck + every file"
+    return "; ".join(sorted(details))[:80]
 
 
 def targets(steps: list[dict], against: str = ANCHOR) -> list[tuple[str, str, str, bool | None]]:

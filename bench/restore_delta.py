@@ -6,7 +6,8 @@
 With --repo, that repository is copied into the work directory first (restores write lock objects,
 and the original stays untouched); otherwise day0..day3 are backed up into a new one. Every step
 runs with the page cache dropped, except the warm delta, which runs right after the restore it
-compares against (as when a restore is repeated). Each result is compared byte for byte with
+compares against (as when a restore is repeated). The days are backed up with --all-blocks, so each
+result is compared byte for byte with
 day3.img. --limit applies --limit-download to every restore (a network instead of the local disk).
 Results in bench/results/restore_delta.json.
 
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.repo:
         run_step([*AGENT, "init"], env=env, log_prefix=logs / "init")
         for day in ("day0", "day1", "day2", "day3"):
-            step(f"backup-{day}", "backup", str(args.images / f"{day}.img"), "--tag", day, "--json", drop=False)
+            step(f"backup-{day}", "backup", str(args.images / f"{day}.img"), "--tag", day, "--json", "--all-blocks",
+                 drop=False)
     snaps = json.loads(subprocess.run([*AGENT, "snapshots", "--json"], env=env, capture_output=True,
                                       check=True).stdout)
     by_tag = {t: s for s in snaps for t in s["tags"]}

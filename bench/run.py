@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import fetch, machine, report
 from bench.measure import allocated, run_step, tree_size
 from bench.tools import TOOLS, Restic018, Tool, freeze_agent
-from bench.verify import same_content, sparse_grade
+from bench.verify import sparse_grade, verify_restore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAYS = (0, 1, 2, 3)
@@ -158,7 +158,7 @@ class Bench:
                 res = run_step(cmd, env=tool.env(), cwd=cwd, log_prefix=logs / f"{name}-restore-day{day}")
                 verified, reason, alloc = False, "restore failed", 0
                 if res.rc == 0 and out.exists():
-                    verified, reason = same_content(str(src), str(out))
+                    verified, reason = verify_restore(str(src), str(out), whole=name != "agent")
                     alloc = allocated(out)
                 elif res.rc == 0:
                     reason = f"restored file not found at {out}"

@@ -57,6 +57,28 @@ def same_content(a: str, b: str) -> tuple[bool, str]:
         os.close(fb)
 
 
+def verify_restore(src: str, out: str, whole: bool) -> tuple[bool, str]:
+    """(ok, how it was verified). A restore of a tool that stores every byte (`whole`) must be
+    byte-identical. The agent stores only used blocks (free space restores as zeros), so its restore
+    is verified as docs/backup.md promises: byte-identical if it is, else every partition's
+    filesystem checker clean and every live file identical (tests.fscompare, the filesystems' own
+    tools)."""
+    same, reason = same_content(src, out)
+    if same:
+        return True, "byte-identical"
+    if whole:
+        return False, reason
+    from pathlib import Path
+
+    from tests.fscompare import compare
+
+    try:
+        checked = compare(Path(src), Path(out))
+    except AssertionError as exc:
+        return False, f"filesystem check failed: {exc}"
+    return True, "filesystems and files: " + "; ".join(checked)
+
+
 SPARSE_SLACK = 1.05  # "yes": allocates at most 5 % more than the source image it is compared with
 HOLES_BELOW = 0.9  # "partly": has holes at all (allocates under 90 % of the apparent size)
 
