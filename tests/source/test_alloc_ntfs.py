@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -239,6 +240,45 @@ def test_dirty_volume_is_read_whole(tmp_path: Path) -> None:
     run("ntfsresize", "-f", "-f", "-s", "48M", image)  # it schedules chkdsk: sets VOLUME_IS_DIRTY
     with pytest.raises(ReadWhole, match=r"volume is marked dirty \(run chkdsk\)"):
         scan(image)
+
+
+def restart_page(lsn: int, in_use: int, flags: int) -> bytes:
+    """A $LogFile restart page as Windows writes it (4 KiB, update sequence over 8 sectors): the
+    state ntfs-3g's tools cannot produce, since they empty the log."""
+    page = bytearray(4096)
+    page[0:0x1E] = b"RSTR" + struct.pack("<HHQIIHhh", 0x1E, 9, 0, 4096, 4096, 0x30, 1, 1)
+    page[0x30:0x40] = struct.pack("<QHHHH", lsn, 1, 0xFFFF, in_use, flags)
+    page[0x1E:0x20] = b"\x07\x00"  # the update sequence number; the saved sector ends are zeros
+    for end in range(512, 4097, 512):
+        page[end - 2 : end] = b"\x07\x00"
+    return bytes(page)
+
+
+def test_unclean_logfile_is_read_whole(tmp_path: Path) -> None:
+    image = mkntfs(tmp_path / "v.img", 32 * MiB)
+    put(image, "file", os.urandom(100_000), tmp_path)
+    runlist = run("ntfsinfo", "-v", "-i", "2", image).stdout.decode()
+    lcn = int(re.search(r"0x0\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+", runlist).group(1), 16)
+    clean = scan(image)  # mkntfs leaves the log empty (all 0xFF): clean
+    cases = [  # (first page, second page, refused)
+        (restart_page(10, 0, 0), restart_page(5, 0, 2), True),  # the newer one has a client, not clean
+        (restart_page(10, 0, 2), restart_page(11, 0, 0), True),
+        (restart_page(10, 0, 2), restart_page(5, 0, 0), False),  # the newer one is clean
+        (restart_page(10, 0xFFFF, 0), b"\xff" * 4096, False),  # no client in use
+        (b"CHKD" + restart_page(10, 0, 2)[4:], b"\xff" * 4096, True),
+        (bytes(4096), b"\xff" * 4096, True),  # not a log this reader knows
+    ]
+    for first, second, refused in cases:
+        copy = tmp_path / "c.img"
+        shutil.copyfile(image, copy)
+        with open(copy, "r+b") as f:
+            f.seek(lcn * CLUSTER)
+            f.write(first + second)
+        if refused:
+            with pytest.raises(ReadWhole, match="LogFile"):
+                scan(copy)
+        else:
+            assert scan(copy).free == clean.free
 
 
 def test_not_ntfs_and_truncated(tmp_path: Path) -> None:

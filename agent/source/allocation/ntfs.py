@@ -2,11 +2,12 @@
 
 The boot sector gives the geometry and where the MFT starts; MFT record 0 maps the rest of the MFT
 (it may be fragmented, and its runs may continue in extension records named by an attribute list),
-record 6 maps $Bitmap. Record 3 ($Volume) says whether Windows left the volume dirty, and the root
-directory's hiberfil.sys whether it is hibernated (Fast Startup): both mean the bitmap on disk may
-not be the truth. Unless asked to keep them, the clusters of pagefile.sys, hiberfil.sys and
-swapfile.sys count as free: Windows recreates their contents, and their MFT records stay, so the
-files still exist after a restore, full of zeros.
+record 6 maps $Bitmap. Record 3 ($Volume) says whether Windows left the volume dirty, $LogFile
+whether changes wait in the journal, and the root directory's hiberfil.sys whether Windows is
+hibernated (Fast Startup): each means the bitmap on disk may not be the truth. Unless asked to
+keep them, the clusters of pagefile.sys, hiberfil.sys and swapfile.sys count as free: Windows
+recreates their contents, and their MFT records stay, so the files still exist after a restore,
+full of zeros.
 
 Every record is fixed up and every offset, length and run is checked against the record and the
 volume before use; the boot sector, MFT, its mirror, $LogFile and $Bitmap must be marked in use.
@@ -28,7 +29,8 @@ _NONRESIDENT = struct.Struct("<QQH6xQQQ")  # lowest/highest VCN, runs offset, al
 _LIST_ENTRY = struct.Struct("<IHBBQQ")  # attribute list: type, length, name length/offset, VCN, record
 _INDEX_HDR = struct.Struct("<III")  # entries offset, index length, allocated size
 _ENTRY = struct.Struct("<QHHI")  # index entry: file reference, length, key length, flags
-_U16, _U64 = struct.Struct("<H"), struct.Struct("<Q")
+_RESTART_AREA = struct.Struct("<QHHHH")  # current LSN, clients, free list, in-use list, flags
+_U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
 
 _MFT, _MFTMIRR, _LOGFILE, _VOLUME, _ROOT, _BITMAP = 0, 1, 2, 3, 5, 6
 _ATTR_LIST, _FILE_NAME, _VOLUME_INFO, _DATA, _INDEX_ROOT, _INDEX_ALLOC = 0x20, 0x30, 0x70, 0x80, 0x90, 0xA0
@@ -37,6 +39,9 @@ _IN_USE = 0x0001
 _VOLUME_IS_DIRTY = 0x0001
 _ATTR_COMPRESSED, _ATTR_ENCRYPTED = 0x0001, 0x4000
 _ENTRY_LAST = 0x02
+_LOG_PAGE = 4096  # $LogFile restart pages, as every Windows since NT writes them
+_NO_CLIENT = 0xFFFF
+_RESTART_VOLUME_IS_CLEAN = 0x0002
 _FIXUP_SECTOR = 512  # update sequence arrays protect every 512 bytes, whatever the sector size
 _SWAP_FILES = ("pagefile.sys", "hiberfil.sys", "swapfile.sys")
 _HIBERNATED = (b"hibr", b"wake")
@@ -74,7 +79,8 @@ def free_space(read: Read, size: int, *, keep_pagefile: bool = False) -> Allocat
     free = free_runs(bitmap, geo.clusters, geo.cluster)
 
     # the structures this reader walked must be in use, or the bitmap is not to be trusted
-    logfile_runs, _ = mft.data_runs(_LOGFILE)
+    logfile_runs, logfile_size = mft.data_runs(_LOGFILE)
+    _check_logfile(read, geo, logfile_runs, logfile_size)
     vital = [(0, 1), *((lcn, lcn + n) for _, lcn, n in mft.runs), *bitmap_runs, *logfile_runs]
     mirror_runs, _ = mft.data_runs(_MFTMIRR)
     vital += mirror_runs
@@ -252,14 +258,39 @@ class _Mft:
         return out, data_size
 
 
-def _fixup(raw: bytes, magic: bytes, what: str) -> bytes:
+def _check_logfile(read: Read, geo: _Geometry, runs: list[tuple[int, int]], size: int) -> None:
+    """ReadWhole unless $LogFile says Windows finished with the volume: the newer of its two restart
+    pages must have no client in use or the clean flag (as ntfs-3g decides before mounting), or the
+    log must be empty (all 0xFF, as ntfs-3g and mkntfs leave it)."""
+    head = _read_runs(read, geo, runs, min(size, 2 * _LOG_PAGE))
+    if head[:4] == b"\xff\xff\xff\xff" and head.count(0xFF) == len(head):
+        return
+    newest: tuple[int, int, int] | None = None
+    for page in range(2):
+        raw = head[page * _LOG_PAGE : (page + 1) * _LOG_PAGE]
+        if raw[:4] == b"\xff\xff\xff\xff" and page:
+            continue
+        if raw[:4] != b"RSTR" or len(raw) < _LOG_PAGE or _U32.unpack_from(raw, 0x10)[0] != _LOG_PAGE:
+            raise ReadWhole("NTFS $LogFile is not in a state this reader knows (run chkdsk)")
+        fixed = _fixup(raw, b"RSTR", "$LogFile restart page", first_field=0x1E)
+        area = _U16.unpack_from(fixed, 0x18)[0]
+        if not 0x1E <= area <= _LOG_PAGE - 16:
+            raise ReadWhole("NTFS $LogFile restart page is damaged")
+        lsn, _, _, in_use, flags = _RESTART_AREA.unpack_from(fixed, area)
+        if newest is None or lsn > newest[0]:
+            newest = (lsn, in_use, flags)
+    if newest is not None and newest[1] != _NO_CLIENT and not newest[2] & _RESTART_VOLUME_IS_CLEAN:
+        raise ReadWhole("NTFS $LogFile has changes not yet applied (Windows did not shut down cleanly)")
+
+
+def _fixup(raw: bytes, magic: bytes, what: str, first_field: int = 0x28) -> bytes:
     """Undo the update sequence: the last two bytes of every 512 carry a check number, and the real
     bytes wait in the array; a mismatch is a torn write."""
     if len(raw) < 48 or raw[:4] != magic:
         raise ReadWhole(f"NTFS {what} is damaged (bad magic)")
     usa, count = _U16.unpack_from(raw, 4)[0], _U16.unpack_from(raw, 6)[0]
     sectors = len(raw) // _FIXUP_SECTOR
-    if count != sectors + 1 or usa < 0x28 or usa + 2 * count > _FIXUP_SECTOR - 2:
+    if count != sectors + 1 or usa < first_field or usa + 2 * count > _FIXUP_SECTOR - 2:
         raise ReadWhole(f"NTFS {what} is damaged (update sequence)")
     buf = bytearray(raw)
     check = raw[usa : usa + 2]
