@@ -277,7 +277,7 @@ def small_fs(tmp_path_factory) -> tuple[bytes, list[int]]:
     return image.read_bytes(), spots
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_damaged_metadata_is_read_whole_or_valid(small_fs: tuple[bytes, list[int]], data) -> None:
     clean, spots = small_fs
