@@ -89,7 +89,8 @@ def _chain(read: Read, vol: _Volume, first: int, what: str, length: int | None =
     """The clusters of a FAT chain from `first`: exactly enough for `length` bytes, or up to its
     end mark; a chain that leaves the heap, loops or ends early is damaged."""
     limit = min(vol.clusters, MAX_ROOT_BYTES // vol.cluster + 1) if length is None else -(-length // vol.cluster)
-    out, cluster = [], first
+    out: list[int] = []
+    cluster = first
     while True:
         if not 2 <= cluster < vol.clusters + 2 or len(out) >= limit:
             raise ReadWhole(f"{what} chain damaged")
