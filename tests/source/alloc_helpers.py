@@ -61,14 +61,33 @@ def assert_valid(got: Allocation, size: int) -> None:
         last = end
 
 
-def answer_or_read_whole(reader: Callable[[Read, int], Allocation], data: bytes) -> None:
+def damaged(base: bytes, flips: list[tuple[int, int]], cut: int | None) -> tuple[Read, int]:
+    """read() and size of `base` with bytes XORed at `flips` (offset, mask; 0 counts as 1) and cut
+    at `cut`, without copying a whole image for every example."""
+    size = len(base) if cut is None else min(cut, len(base))
+    patches: dict[int, int] = {}
+    for offset, mask in flips:
+        patches[offset] = patches.get(offset, 0) ^ (mask or 1)
+
+    def read(offset: int, length: int) -> bytes:
+        if offset < 0:
+            return b""
+        out = bytearray(base[offset:min(offset + length, size)])
+        for at, mask in patches.items():
+            if offset <= at < offset + len(out):
+                out[at - offset] ^= mask
+        return bytes(out)
+    return read, size
+
+
+def answer_or_read_whole(reader: Callable[[Read, int], Allocation], read: Read, size: int) -> None:
     """The property every reader keeps on damaged input: a valid answer or ReadWhole, nothing else."""
     try:
-        got = reader(file_read(data), len(data))
+        got = reader(read, size)
     except ReadWhole as exc:
         assert str(exc)
         return
-    assert_valid(got, len(data))
+    assert_valid(got, size)
 
 
 def filled_copy(image: Path, free: list[tuple[int, int]], byte: int, out: Path) -> Path:

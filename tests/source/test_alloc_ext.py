@@ -19,6 +19,7 @@ from tests.source.alloc_helpers import (
     answer,
     answer_or_read_whole,
     blank,
+    damaged,
     filled_copy,
     have,
     loop_device,
@@ -188,10 +189,7 @@ def damaged_bases(tmp_path_factory) -> list[bytes]:
                                               min_size=1, max_size=8),
        cut=st.none() | st.integers(0, 16 * MIB))
 def test_damaged_metadata_gives_an_answer_or_read_whole(damaged_bases, which, flips, cut):
-    data = bytearray(damaged_bases[which])
-    for offset, value in flips:
-        data[offset] ^= value or 1
-    answer_or_read_whole(ext.free_space, bytes(data[:cut]))
+    answer_or_read_whole(ext.free_space, *damaged(damaged_bases[which], flips, cut))
 
 
 def _patched(image: Path, offset: int, fmt: str, value: int) -> Path:
