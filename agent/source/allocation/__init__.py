@@ -10,16 +10,24 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-_MODULES = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "vfat": "fat", "exfat": "exfat", "swap": "swap",
-            "ntfs": "ntfs", "xfs": "xfs"}
+from agent.source.allocation.model import Allocation
+
+#: filesystem kind, as agent.source.filesystems names it -> module with its free_space
+MODULES = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "vfat": "fat", "exfat": "exfat", "swap": "swap",
+           "ntfs": "ntfs", "xfs": "xfs"}
 
 
-def reader_for(kind: str) -> Callable | None:
-    """The free-space reader for a filesystem kind (agent.source.filesystems' names); None if none."""
-    name = _MODULES.get(kind)
+def reader_for(kind: str) -> Callable[..., Allocation] | None:
+    """The free-space reader for a filesystem kind, or None when there is none (imported on use:
+    a reader not written yet just means that filesystem is read whole)."""
+    name = MODULES.get(kind)
     if name is None:
         return None
+    full = f"agent.source.allocation.{name}"
     try:
-        return importlib.import_module(f"{__name__}.{name}").free_space
-    except ModuleNotFoundError:
+        module = importlib.import_module(full)
+    except ModuleNotFoundError as exc:
+        if exc.name != full:
+            raise
         return None
+    return module.free_space
