@@ -106,6 +106,7 @@ def compare(original: Path, restored: Path, work: Path | None = None) -> list[st
     """Check every partition of `restored` against `original`; the lines say what was checked.
     AssertionError on any difference."""
     work = work or Path(tempfile.mkdtemp(prefix="fscmp-"))
+    work.mkdir(parents=True, exist_ok=True)
     size = original.stat().st_size
     with open(original, "rb") as f:
         table = read_partition_table(lambda off, n: os.pread(f.fileno(), n, off), size)
