@@ -7,7 +7,8 @@ With --repo, that repository is copied into the work directory first (restores w
 and the original stays untouched); otherwise day0..day3 are backed up into a new one. Every step
 runs with the page cache dropped, except the warm delta, which runs right after the restore it
 compares against (as when a restore is repeated). The days are backed up with --all-blocks, so each
-result is compared byte for byte with day3.img. --limit applies --limit-download to every restore (a network instead of the local disk).
+result is compared byte for byte with day3.img. --limit applies --limit-download to every restore
+(a network instead of the local disk).
 Results in bench/results/restore_delta.json.
 
 Steps: a full restore of day3 (the baseline); day2 restored to a file, then day3 onto it with
