@@ -26,7 +26,8 @@ MANUAL = (("profile", "Profile: where the time goes"),
           ("sweep", "Chunk size and compression sweep"),
           ("scale", "Scale: 64 GiB sparse image and 1M-chunk index"),
           ("browse", "Granular restore: ls, extract, one partition"),
-          ("status", "Fleet status"))
+          ("status", "Fleet status"),
+          ("unchanged", "Unchanged image files"))
 PLACEHOLDER = "_To be filled in by hand; kept verbatim when the benchmark regenerates this page._"
 
 
@@ -167,13 +168,13 @@ def targets(steps: list[dict], against: str = ANCHOR) -> list[tuple[str, str, st
     def add(name: str, val: float | None, limit: float, extra: bool = True) -> None:
         rows.append((name, "–" if val is None else f"{val:.2f}x", f"<= {limit}x",
                      None if val is None else (val <= limit and extra)))
-    add("day0 backup wall", r("backup day0", "wall_s"), 0.5)
+    add("day0 backup wall", r("backup day0", "wall_s"), 0.3)  # used blocks only (issue "read less")
     for d in (1, 2, 3):
         add(f"day{d} incremental wall", r(f"backup day{d}", "wall_s"), 0.4)
     for step in RESTORES:
         sparse = _sparse(steps, "agent", step) == "yes"
         add(f"{step} wall (and sparse: {'yes' if sparse else 'no'})", r(step, "wall_s"), 0.45, sparse)
-    add("repository after day3", r("backup day3", "repo_bytes"), 0.95)
+    add("repository after day3", r("backup day3", "repo_bytes"), 0.75)
     for step in STEPS:
         add(f"peak RSS, {step}", r(step, "peak_rss_kib"), 1.0)
     return rows
