@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from agent.source.allocation.bits import free_runs
 from agent.source.allocation.common import clip, exact, subtract
@@ -61,7 +62,10 @@ def _crc16(crc: int, data: bytes) -> int:
     return crc
 
 
-def _crc32c_raw():
+Crc = Callable[[int, bytes], int]
+
+
+def _crc32c_raw() -> Crc | None:
     """ext4's crc32c(seed, data) with no final inversion, or None when no crc32c library is
     installed (checksums are then not verified; the free counts still are)."""
     try:
@@ -263,7 +267,7 @@ def _metadata(sb: _Super, descs: list[bytes]) -> list[tuple[int, int]]:
     return out
 
 
-def _check_descriptor_checksums(sb: _Super, descs: list[bytes], crc, seed: int) -> None:
+def _check_descriptor_checksums(sb: _Super, descs: list[bytes], crc: Crc | None, seed: int) -> None:
     """Descriptors must verify where the filesystem checksums them: a flipped BLOCK_UNINIT flag
     would otherwise free a whole group of data."""
     if sb.ro_compat & RO_METADATA_CSUM:
