@@ -244,7 +244,7 @@ def _u32_pair(d: bytes, lo: int, hi: int, desc_size: int) -> int:
 def _metadata(sb: _Super, descs: list[bytes]) -> list[tuple[int, int]]:
     """(first block, count) of every block the filesystem's own structures occupy, the way
     e2fsprogs reserves them; bitmaps and inode tables must lie inside the filesystem."""
-    out = [(0, sb.first_data)] if sb.first_data else []
+    out = [(0, max(sb.first_data, -(-2048 // sb.block_size)))]  # boot block and superblock, whatever the fields say
     if sb.incompat & INCOMPAT_META_BG:
         old_blocks, per_meta = sb.first_meta_bg, _per_block(sb)
     else:
