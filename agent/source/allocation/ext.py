@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from agent.source.allocation.bits import free_runs
 from agent.source.allocation.common import clip, exact, subtract
@@ -61,7 +62,10 @@ def _crc16(crc: int, data: bytes) -> int:
     return crc
 
 
-def _crc32c_raw():
+Crc = Callable[[int, bytes], int]
+
+
+def _crc32c_raw() -> Crc | None:
     """ext4's crc32c(seed, data) with no final inversion, or None when no crc32c library is
     installed (checksums are then not verified; the free counts still are)."""
     try:
@@ -240,7 +244,7 @@ def _u32_pair(d: bytes, lo: int, hi: int, desc_size: int) -> int:
 def _metadata(sb: _Super, descs: list[bytes]) -> list[tuple[int, int]]:
     """(first block, count) of every block the filesystem's own structures occupy, the way
     e2fsprogs reserves them; bitmaps and inode tables must lie inside the filesystem."""
-    out = [(0, sb.first_data)] if sb.first_data else []
+    out = [(0, max(sb.first_data, -(-2048 // sb.block_size)))]  # boot block and superblock, whatever the fields say
     if sb.incompat & INCOMPAT_META_BG:
         old_blocks, per_meta = sb.first_meta_bg, _per_block(sb)
     else:
@@ -263,7 +267,7 @@ def _metadata(sb: _Super, descs: list[bytes]) -> list[tuple[int, int]]:
     return out
 
 
-def _check_descriptor_checksums(sb: _Super, descs: list[bytes], crc, seed: int) -> None:
+def _check_descriptor_checksums(sb: _Super, descs: list[bytes], crc: Crc | None, seed: int) -> None:
     """Descriptors must verify where the filesystem checksums them: a flipped BLOCK_UNINIT flag
     would otherwise free a whole group of data."""
     if sb.ro_compat & RO_METADATA_CSUM:
