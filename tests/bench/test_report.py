@@ -1,5 +1,6 @@
 """The generated benchmark page: a column per tool, targets against restic 0.18 (restore limit
-0.45x, day0 backup 0.3x), restores said to be verified the way they were, and result files from before restic 0.18 joined still read as restic 0.14."""
+0.45x, day0 backup 0.3x), restores said to be verified the way they were, and result files
+from before restic 0.18 joined still read as restic 0.14."""
 
 from __future__ import annotations
 
