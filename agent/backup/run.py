@@ -178,7 +178,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                                  f"({resumed[-1][1].reason}): the {kept / (1 << 20):.1f} MiB they uploaded "
                                  "are reused"))
             parent_snap = earlier[-1] if earlier else None
-            if not opts.force_read and not resumed:
+            if not opts.force_read and not resumed and _stop_reason(opts, deadline_mono) is None:
                 same = reusable_parent(repo, index, src, parent_snap, plan)
                 if same is not None:
                     lock.ensure_valid()

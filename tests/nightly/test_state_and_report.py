@@ -39,8 +39,8 @@ def test_to_dict_is_json_ready():
     assert d["status"] == "failure" and d["exit_code"] == 1
     assert d["sources"][1] == {"name": "data-disk", "path": "/dev/sdb", "status": "failed", "snapshot_id": None,
                                "error": "wrong passphrase: no key of this repository opens with it",
-                               "hint": "check AGENT_PASSPHRASE_FILE", "read_bytes": 0, "new_bytes": 0,
-                               "uploaded_bytes": 0, "duration_s": 2.0, "warnings": [], "verify": None}
+                               "hint": "check AGENT_PASSPHRASE_FILE", "read_bytes": 0, "skipped_free_bytes": 0,
+                               "new_bytes": 0, "uploaded_bytes": 0, "duration_s": 2.0, "warnings": [], "verify": None}
 
 
 def test_state_round_trip_is_atomic(tmp_path):
