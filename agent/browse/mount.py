@@ -74,7 +74,8 @@ class SnapshotTree:
         return s.image
 
     def _partitions(self, s: _Snap) -> dict[str, tuple[int, int]]:
-        return {f"part{p['number']}": (int(p["start"]), int(p["size"])) for p in s.snap.partitions}
+        return {f"part{p['number']}": (int(p["start"]), int(p["size"])) for p in s.snap.partitions
+                if s.snap.holds(p)}  # a partition left out (`backup --partitions`) is not shown
 
     def _fs(self, s: _Snap, part: str) -> Filesystem | None:
         if part not in s.filesystems:

@@ -111,6 +111,11 @@ class Snapshot:
             "unchanged_from": (self.reading or {}).get("unchanged_from"),
         }
 
+    def holds(self, part: dict) -> bool:
+        """False for a partition left out of this snapshot (`backup --partitions`)."""
+        start = int(part.get("start", 0))
+        return not any(lo <= start < hi for lo, hi in self.not_backed_up)
+
     @property
     def not_backed_up(self) -> list[tuple[int, int]]:
         """Image ranges of partitions left out (`backup --partitions`): not in this snapshot."""
@@ -209,10 +214,8 @@ def pick_partition(snap: Snapshot, spec: str) -> dict:
                                               .casefold())]
     if len(found) == 1:
         part = found[0]
-        start = int(part.get("start", 0))
-        if any(lo <= start < hi for lo, hi in snap.not_backed_up):
-            kept = ", ".join(f"p{p.get('number')}" for p in parts
-                             if not any(lo <= int(p.get("start", 0)) < hi for lo, hi in snap.not_backed_up))
+        if not snap.holds(part):
+            kept = ", ".join(f"p{p.get('number')}" for p in parts if snap.holds(p))
             raise UsageError(f"partition {part.get('number')} was not backed up in snapshot {snap.id[:8]} "
                              f"(it holds {kept or 'no partition'} only: `backup --partitions`)",
                              hint="pick a snapshot that holds it (`agent snapshots` shows what each read)")

@@ -18,7 +18,7 @@ from agent.source.allocation.model import Allocation, ReadWhole
 from agent.source.bytefields import Image
 from agent.source.filesystems import with_filesystem
 from agent.source.partition_model import Partition, PartitionTable
-from agent.source.skipmap import SkipMap, merged
+from agent.source.skipmap import SkipMap, merged, subtract
 
 Read = Callable[[int, int], bytes]
 
@@ -162,5 +162,21 @@ def plan_reading(read: Read, size: int, table: PartitionTable | None, *, all_blo
         entry.free_bytes = alloc.free_bytes
         entry.excluded = [{"name": name, "bytes": n} for name, n in alloc.excluded]
         skip.extend((p.start + lo, p.start + min(hi, p.size)) for lo, hi in alloc.free if lo < p.size)
-    return ReadingPlan("all" if all_blocks else "used", readings, SkipMap(merged(skip + left_out)),
-                       merged(left_out), list(only or []), keep_pagefile)
+    # where partitions overlap (a damaged or hand-made table), one's free space may be another's
+    # data: nothing there is skipped
+    shared = _overlaps(parts)
+    return ReadingPlan("all" if all_blocks else "used", readings,
+                       SkipMap(subtract(merged(skip + left_out), shared)), subtract(merged(left_out), shared),
+                       list(only or []), keep_pagefile)
+
+
+def _overlaps(parts: list[Partition]) -> list[tuple[int, int]]:
+    """Byte ranges that lie in more than one partition."""
+    spans = sorted((p.start, p.start + p.size) for p in parts)
+    out = []
+    reach = 0
+    for start, end in spans:
+        if start < reach:
+            out.append((start, min(end, reach)))
+        reach = max(reach, end)
+    return merged(out)

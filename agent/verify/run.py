@@ -46,8 +46,10 @@ def _targets(repo: Repository, snap: Snapshot, index) -> list[PartitionCheck]:
     """One pending check per recorded partition, or for the whole image when it has no table."""
     if snap.partitions:
         return [PartitionCheck(number=int(p["number"]), label=p.get("fs_label") or p.get("name") or None,
-                               filesystem=p.get("filesystem"), start=int(p["start"]), size=int(p["size"]),
-                               status=NOT_CHECKED) for p in snap.partitions]
+                               filesystem=None if not snap.holds(p) else p.get("filesystem"), start=int(p["start"]),
+                               size=int(p["size"]), status=NOT_CHECKED,
+                               reason=None if snap.holds(p) else "not backed up (backup --partitions)")
+                for p in snap.partitions]
     from agent.browse.image import SnapshotImage
     from agent.source.bytefields import Image
     from agent.source.filesystems import with_filesystem
