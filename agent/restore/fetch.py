@@ -23,7 +23,7 @@ from agent.repo.snapshots import Snapshot
 from agent.repo.writer import adopt_orphan_packs
 
 _GAP = 256 << 10  # read across gaps smaller than this rather than issue another request
-_MAX_READ = 4 << 20  # per request; three in flight bound a restore's memory (8 MiB x 4 held 30 MB more, no faster)
+MAX_READ = 4 << 20  # per request; three in flight bound a restore's memory (8 MiB x 4 held 30 MB more, no faster)
 
 
 @dataclass
@@ -57,7 +57,7 @@ def ranges(blobs: list[Blob]) -> list[list[Blob]]:
         if out:
             last = out[-1]
             start, end = last[0].offset, last[-1].offset + last[-1].length
-            if b.offset - end <= _GAP and b.offset + b.length - start <= _MAX_READ:
+            if b.offset - end <= _GAP and b.offset + b.length - start <= MAX_READ:
                 last.append(b)
                 continue
         out.append([b])

@@ -10,7 +10,7 @@ from pathlib import Path
 class RestoreOptions:
     force: bool = False
     ignore_errors: bool = False
-    workers: int = 3  # ranged reads in flight: enough to keep two cores decompressing while one waits
+    workers: int = 0  # ranged reads in flight; 0: as the round trips need (agent.restore.window)
     lock_wait: float = 1800.0
     sync: bool = False  # fsync an image file at the end; block devices are always flushed
     #: restore only image bytes [start, start + length) (one partition), to offset 0 of the target
@@ -38,6 +38,7 @@ class RestoreResult:
     duration_s: float
     damaged: list[tuple[int, int]] = field(default_factory=list)
     reused_bytes: int = 0  # --delta: target bytes that were already right
+    reads_in_flight: int = 0  # the most ranged reads kept in flight (agent.restore.window)
     seeded: list[tuple[str, int]] = field(default_factory=list)  # (seed, image bytes it supplied)
     resumed_bytes: int = 0  # written by an interrupted run of the same restore, skipped
     verified_bytes: int = 0  # read back and checked at the end (--delta / --seed)

@@ -21,11 +21,12 @@ from agent.progress import Advanced, Finished, Listener, Started, Warning, ignor
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.restore.delta import copy_chunks
-from agent.restore.fetch import Blob, clip, plan_reads, ranges, read_group
+from agent.restore.fetch import MAX_READ, Blob, clip, plan_reads, ranges, read_group
 from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
 from agent.restore.target import TargetFull, punch, pwrite_all, remove_partial, write_error, zero_device
+from agent.restore.window import LOCAL, Window, in_order
 from agent.source.skipmap import merged, subtract
 
 
@@ -71,7 +72,16 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     damaged = list(plan.missing)
     written = 0
 
+    reads = Window.for_backend(repo.capabilities.max_connections, MAX_READ, opts.workers)
+
     def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+        t0, c0 = time.monotonic(), time.thread_time()
+        try:
+            return _fetch(pack_id, group)
+        finally:
+            reads.observe(time.monotonic() - t0, time.thread_time() - c0)
+
+    def _fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         bad: list[tuple[int, int]] = []
         done: list[tuple[int, int]] = []
         for b, raw, _ in read_group(repo, pack_id, group, opts.ignore_errors):
@@ -99,9 +109,9 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
 
     try:
         try:
-            pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="restore")
+            pool = ThreadPoolExecutor(reads.limit, thread_name_prefix="restore")
             try:
-                for copied in [pool.submit(copy, items) for items in work.copies]:
+                for copied in in_order(pool, copy, [(items,) for items in work.copies], lambda: LOCAL):
                     n, done, stale = copied.result()
                     written += n
                     record(done)
@@ -109,8 +119,8 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                     for cid in stale:  # the seed changed since it was scanned: fetch instead
                         b = work.copied.pop(cid)
                         by_pack[b.pack].append(b)
-                jobs = [pool.submit(fetch, p, g) for p, blist in by_pack.items() for g in ranges(blist)]
-                for fut in jobs:
+                groups = [(p, g) for p, blist in by_pack.items() for g in ranges(blist)]
+                for fut in in_order(pool, fetch, groups, lambda: reads.size):
                     n, bad, done_ranges = fut.result()
                     written += n
                     damaged.extend(bad)
@@ -155,7 +165,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     return RestoreResult(snapshot_id=snap.id, target=target, size=size, written_bytes=written,
                          zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged),
                          reused_bytes=work.reused_bytes, seeded=work.seeded, resumed_bytes=work.resumed_bytes,
-                         verified_bytes=verified)
+                         verified_bytes=verified, reads_in_flight=reads.peak)
 
 
 def _leave_out(zero_runs: list[tuple[int, int]], snap: Snapshot, window: tuple[int, int], kind: str, target: str,

@@ -9,6 +9,10 @@ connection. Faults are chosen by a regex on "METHOD /path?query" and used up aft
         ... point the SDK at proxy.url ...
         proxy.log  # [(request line, "pass" | fault kind), ...]
 
+Besides faults, `rate` caps the bytes per second relayed in each direction (shared by every
+connection, like one link), and the proxy counts the requests it holds at once (`in_flight`,
+`max_in_flight`), so a test can see how many requests a client keeps in flight.
+
 Kinds: "status" answers with a canned response without forwarding; "reset" drops the client
 connection with a TCP RST before forwarding; "delay" sleeps, then forwards; "cut_response"
 forwards, relays half of the response, then resets; "lose_response" forwards (the server acts
@@ -100,6 +104,50 @@ class FaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
+        self.rate = 0.0  # bytes per second per direction; 0: no cap
+        self._next_free = {"up": 0.0, "down": 0.0}  # when each direction's link is free again (loop time)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.spans: list[tuple[str, float, float]] = []  # (request line, start, end) of relayed requests
+
+    def most_at_once(self, pattern: str = "") -> int:
+        """The most requests matching `pattern` that the proxy held at the same time."""
+        with self._lock:
+            spans = [(a, b) for line, a, b in self.spans if re.search(pattern, line)]
+        events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+        most = now = 0
+        for _, step in events:
+            now += step
+            most = max(most, now)
+        return most
+
+    def reset_counts(self) -> None:
+        """Start counting requests in flight afresh."""
+        with self._lock:
+            self.max_in_flight = self.in_flight
+
+    async def _paced(self, writer: asyncio.StreamWriter, data: bytes, direction: str) -> None:
+        """Write `data`, no faster than `rate` together with the other connections' traffic that way."""
+        if not self.rate:
+            writer.write(data)
+            await writer.drain()
+            return
+        loop = asyncio.get_running_loop()
+        step = 64 << 10
+        for pos in range(0, len(data), step):
+            piece = data[pos:pos + step]
+            start = max(loop.time(), self._next_free[direction])
+            self._next_free[direction] = start + len(piece) / self.rate
+            wait = self._next_free[direction] - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(piece)
+            await writer.drain()
+
+    def _count(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     @property
     def url(self) -> str:
@@ -113,6 +161,7 @@ class FaultProxy:
         with self._lock:
             self._plan.clear()
             self.log.clear()
+            self.spans.clear()
 
     def requests(self, pattern: str = "") -> list[tuple[str, str]]:
         """Logged (request line, outcome) pairs whose request line matches `pattern`."""
@@ -132,6 +181,7 @@ class FaultProxy:
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         up_r = up_w = None
+        counted = False
         try:
             while True:
                 try:
@@ -143,6 +193,9 @@ class FaultProxy:
                     await client_w.drain()
                     head = re.sub(rb"(?im)^expect:[^\r\n]*\r\n", b"", head)
                 body = await _read_body(client_r, headers)
+                self._count(1)
+                counted = True
+                started = asyncio.get_running_loop().time()
                 fault = self._pick(request_line)
                 kind = fault.kind if fault else "pass"
                 if kind == "reset":
@@ -154,13 +207,14 @@ class FaultProxy:
                         f"HTTP/1.1 {fault.status} Injected\r\nContent-Length: {len(fault.body)}\r\n"
                         f"Content-Type: {fault.content_type}\r\n{extra}\r\n".encode() + fault.body)
                     await client_w.drain()
+                    self._count(-1)
+                    counted = False
                     continue
                 if kind == "delay":
                     await asyncio.sleep(fault.seconds)
                 if up_w is None:
                     up_r, up_w = await asyncio.open_connection(*self.upstream, limit=1 << 20)
-                up_w.write(head + body)
-                await up_w.drain()
+                await self._paced(up_w, head + body, "up")
                 while True:  # skip interim 1xx answers
                     resp_head, status_line, resp_headers = await _read_head(up_r)
                     code = int(status_line.split()[1])
@@ -182,13 +236,18 @@ class FaultProxy:
                     await client_w.drain()
                     _reset(client_w)
                     return
-                client_w.write(resp_head + resp_body)
-                await client_w.drain()
+                await self._paced(client_w, resp_head + resp_body, "down")
+                self._count(-1)
+                counted = False
+                with self._lock:
+                    self.spans.append((request_line, started, asyncio.get_running_loop().time()))
                 if resp_headers.get("connection", "").lower() == "close":
                     return
         except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            if counted:
+                self._count(-1)
             for writer in (client_w, up_w):
                 if writer is not None and not writer.is_closing():
                     writer.close()
