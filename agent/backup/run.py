@@ -160,6 +160,7 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
         table = _partition_table(src)
         plan = _plan(src, table, opts, listener)
         with repo.lock(exclusive=False, command="backup", wait=opts.lock_wait) as lock:
+            repo.prefetch_listings("index", "damage", "packs", "snapshots", "runs")
             bad_segments: list[tuple[str, str]] = []
             index = repo.load_index(bad_segments)
             for name, problem in bad_segments:  # its packs are re-indexed from their headers just below

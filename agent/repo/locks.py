@@ -94,8 +94,8 @@ class Lock:
 
     def _conflict(self) -> LockInfo | None:
         now = datetime.now(UTC)
-        for other in list_locks(self._backend, self._env):
-            if other.id == self.id or other.is_stale(now):
+        for other in list_locks(self._backend, self._env, skip=self.id):
+            if other.is_stale(now):
                 continue
             if self.exclusive or other.exclusive:
                 return other
@@ -166,12 +166,16 @@ class Lock:
         self.release()
 
 
-def list_locks(backend: Backend, env: Envelope, unreadable: list[str] | None = None) -> list[LockInfo]:
-    """Every readable lock record; the ids of unreadable ones (damaged, e.g. zero-filled by a NAS
-    that lost power) go to `unreadable`: they block no one, and `remove_stale` deletes them."""
+def list_locks(backend: Backend, env: Envelope, unreadable: list[str] | None = None,
+               skip: str = "") -> list[LockInfo]:
+    """Every readable lock record but `skip` (the caller's own: not fetched, a round trip saved);
+    the ids of unreadable ones (damaged, e.g. zero-filled by a NAS that lost power) go to
+    `unreadable`: they block no one, and `remove_stale` deletes them."""
     out = []
     for info in backend.list(layout.LOCKS):
         lock_id = layout.name_of(info.key)
+        if lock_id == skip:
+            continue
         try:
             raw = env.open_object(_KIND, backend.get(info.key), f"lock {lock_id[:8]}")
             d = json.loads(raw)

@@ -11,7 +11,7 @@ import hmac
 import secrets
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pyfastcdc
 
@@ -57,6 +57,7 @@ class Repository:
         self.cache = cache if cache is not None else ObjectCache.for_repo(self.id)
         #: keyed BLAKE3 of a chunk's plaintext: its name in the repository (thread-safe)
         self.chunk_id = self._envelope.chunk_id
+        self._listings: dict[str, Future] = {}  # prefix -> listing under way (prefetch_listings)
 
     def __repr__(self) -> str:  # never print key material, even in a traceback
         return f"Repository({self.id[:8]} at {self.location})"
@@ -260,7 +261,7 @@ class Repository:
 
     def list_packs(self) -> dict[str, int]:
         try:
-            return {layout.name_of(i.key): i.size for i in self._backend.list(layout.DATA)}
+            return {layout.name_of(i.key): i.size for i in self._listed(layout.DATA)}
         except BackendError as exc:
             raise storage_error(exc, "cannot list packs") from None
 
@@ -323,10 +324,30 @@ class Repository:
         with translated(f"cannot delete pack {pack_id[:16]}"):
             self._backend.delete(layout.pack(pack_id))
 
+    def prefetch_listings(self, *kinds: str) -> None:
+        """Start listing these ("index", "damage", "packs", "snapshots", "runs") all at once in the
+        background. A backup asks for them one after another, and over a long round trip each
+        listing was a round trip of waiting. The next list of each prefix takes the result; a
+        failure surfaces there, as it would have."""
+        prefixes = {"index": layout.INDEX, "damage": layout.DAMAGE, "packs": layout.DATA,
+                    "snapshots": layout.SNAPSHOTS, "runs": layout.RUNS}
+        todo = [prefixes[k] for k in kinds if prefixes[k] not in self._listings]
+        if not todo:
+            return
+        pool = ThreadPoolExecutor(len(todo), thread_name_prefix="listing")
+        for prefix in todo:
+            self._listings[prefix] = pool.submit(lambda p: list(self._backend.list(p)), prefix)
+        pool.shutdown(wait=False)
+
+    def _listed(self, prefix: str) -> Iterable:
+        """The backend's listing of `prefix`: the prefetched one if it is under way, else a new one."""
+        pending = self._listings.pop(prefix, None)
+        return pending.result() if pending is not None else self._backend.list(prefix)
+
     # ---- index -----------------------------------------------------------------------------
     def list_index_segments(self) -> list[str]:
         with translated("cannot list the index"):
-            return [layout.name_of(i.key) for i in self._backend.list(layout.INDEX)]
+            return [layout.name_of(i.key) for i in self._listed(layout.INDEX)]
 
     def _get_cached(self, kind: str, key: str, name: str) -> bytes:
         data = self.cache.get(kind, name)
@@ -416,7 +437,7 @@ class Repository:
         and reported in `damaged`; its findings come back with the next `check --read-data`.
         """
         with translated("cannot list damage records"):
-            names = [layout.name_of(i.key) for i in self._backend.list(layout.DAMAGE)]
+            names = [layout.name_of(i.key) for i in self._listed(layout.DAMAGE)]
         found = []
         for name in names:
             try:
@@ -480,7 +501,7 @@ class Repository:
         added to it, so one bad manifest does not stop the restore of the others.
         """
         try:
-            names = [layout.name_of(i.key) for i in self._backend.list(layout.SNAPSHOTS)]
+            names = [layout.name_of(i.key) for i in self._listed(layout.SNAPSHOTS)]
         except BackendError as exc:
             raise storage_error(exc, "cannot list snapshots") from None
         out = []
@@ -523,7 +544,7 @@ class Repository:
         `damaged`: it can protect nothing it cannot name, and it must not stop every backup.
         """
         try:
-            names = [layout.name_of(i.key) for i in self._backend.list(layout.RUNS)]
+            names = [layout.name_of(i.key) for i in self._listed(layout.RUNS)]
             out = []
             for name in names:
                 try:

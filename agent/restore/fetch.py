@@ -78,6 +78,7 @@ def plan_reads(repo: Repository, snap: Snapshot, ignore_errors: bool, window: tu
     anything is called missing. A second adoption finds nothing new, so each fallback below plans
     again at most once."""
     bad_segments: list[tuple[str, str]] = []
+    repo.prefetch_listings("index", "damage")
     index = repo.load_index(bad_segments)
     for name, problem in bad_segments:
         listener(Warning(f"index segment {name[:16]} is damaged and ignored ({problem}); reading pack headers "
