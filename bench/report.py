@@ -251,10 +251,14 @@ def render(results: dict, old: str, chart: str, source: str = "bench/results/lat
         "- Before every step: `sync` and `echo 3 > /proc/sys/vm/drop_caches`. User+sys CPU and peak RSS are the",
         "  tool process's own wait4 rusage, taken through GNU `time` (a child spawned straight from Python would",
         "  report the harness's own peak RSS as its floor). `cat` is the floor: reading the image once.",
-        "- Settings: agent defaults (zstd 2, 256 KiB average chunks, Argon2id key, 16 MiB packs); "
-        "restic defaults (repository v2,",
+        "- Settings: agent defaults (zstd 2, 256 KiB average chunks, Argon2id key, 16 MiB packs, used blocks "
+        "only: free space",
+        "  is neither read nor stored, [backup.md](backup.md#used-blocks-only)); restic defaults (repository v2,",
         "  compression auto) for both restics, each with its own repository and cache; borg",
         "  `init --encryption=repokey-blake2`, `create --compression zstd,3`, `extract --sparse`.",
+        "- Restores are verified byte for byte against the night's image, except the agent's, whose free space",
+        "  restores as zeros: each partition's filesystem checker must be clean and every live file identical",
+        "  (`bench/verify.py` with `tests/fscompare.py`, which read the filesystems with their own tools).",
         "- restic 0.18 (the anchor of the targets) is Debian trixie's package, a static Go binary that runs on",
         "  bookworm. `bench/fetch.py` fetches it at bench time with `apt-get download` under a private apt",
         "  configuration: its sources are this machine's own apt sources, read at run time, with the suite",
