@@ -13,6 +13,7 @@ import secrets
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -124,14 +125,17 @@ class Lock:
         if time.monotonic() - self.refreshed > STALE_AFTER.total_seconds() - 60:
             raise RepositoryLocked("this run's lock was not refreshed in time (suspended or cut off from the "
                                    "storage); stopping without writing a snapshot. Run the backup again.")
+        # both questions at once: over a long round trip, one after the other doubled the wait
+        with ThreadPoolExecutor(2, thread_name_prefix="lock-check") as pool:
+            config, mine = pool.submit(self._confirm, layout.CONFIG), pool.submit(self._confirm, layout.lock(self.id))
         try:
-            self._confirm(layout.CONFIG)
+            config.result()
         except NotFound:
             raise RepositoryNotFound(f"the repository at {self._backend.location} disappeared while this run "
                                      "worked (its config is gone); no snapshot was written",
                                      hint="check the storage: was the bucket or directory emptied or moved?") from None
         try:
-            self._confirm(layout.lock(self.id))
+            mine.result()
         except NotFound:
             self.lost = True
         if self.lost:

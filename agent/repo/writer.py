@@ -61,6 +61,7 @@ class BlobWriter:
         self._packs = {BlobType.DATA: PackBuilder(), BlobType.META: PackBuilder()}
         self._unindexed: list[IndexedPack] = []
         self._since_checkpoint = 0
+        self._index_job: Future | None = None  # the index segment being written (checkpoint)
         self._stopping = False
         self.stored_bytes = self.uploaded_bytes = 0  # stored: packs and index segments
         self.uploaded_packs: list[str] = []
@@ -115,14 +116,27 @@ class BlobWriter:
             self._complete_upload()
         self.checkpoint()
 
-    def checkpoint(self) -> None:
-        """Index what is uploaded, so an interrupted run's work is reused by the next one."""
+    def checkpoint(self, wait: bool = True) -> None:
+        """Index what is uploaded, so an interrupted run's work is reused by the next one. Without
+        `wait` the segment is written in the upload pool, beside the data uploads, so a long round
+        trip does not stall reading and cutting; the next checkpoint waits for it first (one at a
+        time, in order, and its failure is raised there)."""
+        self._wait_index()
         if self._unindexed:
-            self._before_index()
-            _, size = self._repo.write_index_segment(self._unindexed)
-            self.stored_bytes += size
-            self._unindexed = []
+            batch, self._unindexed = self._unindexed, []
+            self._index_job = self._upload_pool.submit(self._write_index, batch)
+            if wait:
+                self._wait_index()
         self._since_checkpoint = 0
+
+    def _write_index(self, batch: list) -> int:
+        self._before_index()
+        return self._repo.write_index_segment(batch)[1]
+
+    def _wait_index(self) -> None:
+        job, self._index_job = self._index_job, None
+        if job is not None:
+            self.stored_bytes += job.result()
 
     def stop_early(self) -> None:
         """At a deadline: uploads already running finish and are indexed; queued work is dropped.
@@ -193,7 +207,7 @@ class BlobWriter:
         self._on_upload()
         self._since_checkpoint += size
         if self._since_checkpoint >= self._checkpoint_bytes:
-            self.checkpoint()
+            self.checkpoint(wait=False)
 
     def _cancel_queued(self) -> None:
         self._stopping = True
