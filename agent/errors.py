@@ -9,6 +9,9 @@ EXIT_SOURCE_CHANGED = 4
 #: exit status of `agent verify --fsck` when every chunk is sound but a filesystem's own checker
 #: found the filesystem damaged: the disk was already inconsistent when it was backed up
 EXIT_FILESYSTEM_DAMAGED = 5
+#: exit status of `agent backup` when it saved a snapshot of a suspicious night: new data far above the
+#: source's usual and mostly incompressible (docs/suspicious-nights.md)
+EXIT_SUSPICIOUS = 7
 
 
 class AgentError(Exception):

@@ -20,6 +20,7 @@ Modules:
     blocks      reading extents into blocks and cutting them
     guided_cut  parent-guided cutting of incremental backups
     buffers     the bounded pool of page-aligned read buffers
+    suspicion   whether a night's new data is far above the usual and incompressible (ransomware)
 
 Memory is bounded by the buffer pool, the hash and seal queues and the packs in flight, not by
 the disk size; docs/backup.md and docs/benchmarks.md give the numbers.

@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from agent.backup.suspicion import Thresholds
+
 
 @dataclass
 class BackupOptions:
@@ -26,6 +28,7 @@ class BackupOptions:
     keep_pagefile: bool = False  # store NTFS pagefile.sys, hiberfil.sys, swapfile.sys
     partitions: list[str] = field(default_factory=list)  # back up only these (numbers, labels, GPT names)
     force_read: bool = False  # read an image file even when it is unchanged since the parent snapshot
+    suspicion: Thresholds = field(default_factory=Thresholds)  # when a night is flagged suspicious
 
 
 @dataclass
@@ -49,6 +52,8 @@ class BackupResult:
     skipped_free_bytes: int = 0  # free space, swap and left-out partitions: not read, stored as zeros
     unchanged_from: str | None = None  # the parent snapshot whose chunk list an unchanged image file reused
     reading: dict = field(default_factory=dict)  # the reading plan as recorded (agent.source.reading)
+    suspicious: dict | None = None  # the snapshot's suspicion note (agent.backup.suspicion), when flagged
+    protected_id: str | None = None  # then: the snapshot before it, kept from `forget` until acknowledged
 
     @property
     def complete(self) -> bool:

@@ -14,6 +14,7 @@ from agent.backup.guided_cut import GuidedCutter, ParentChunks
 from agent.backup.options import BackupOptions, BackupResult
 from agent.backup.pipeline import Pipeline
 from agent.backup.reader import BUFFERS_PER_STRETCH, StretchReader, split
+from agent.backup.suspicion import KEPT_NIGHTS, evaluate, recent_nights
 from agent.backup.unchanged import file_state, reusable_parent
 from agent.errors import CorruptObject, SourceError
 from agent.progress import Finished, Listener, Started, Warning, ignore
@@ -83,8 +84,9 @@ def _run_record(host: str, src: Source, started: datetime, pipe: Pipeline, reaso
 
 
 def _result(snap_id: str | None, src: Source, pipe: Pipeline, t0: float, recovered: int, stopped: str | None,
-            resumed: int, plan: ReadingPlan, source_changed: bool = False) -> BackupResult:
-    return BackupResult(
+            resumed: int, plan: ReadingPlan, source_changed: bool = False, suspicious: dict | None = None,
+            protected_id: str | None = None) -> BackupResult:
+    return BackupResult(suspicious=suspicious, protected_id=protected_id if suspicious else None,
         snapshot_id=snap_id, source=src.path, source_bytes=src.size, read_bytes=pipe.read_bytes,
         zero_bytes=pipe.zero_bytes, new_bytes=pipe.new_bytes, stored_bytes=pipe.writer.stored_bytes,
         chunks=pipe.chunks, new_chunks=pipe.new_chunks, duration_s=round(time.monotonic() - t0, 3),
@@ -107,13 +109,15 @@ def _reuse(repo: Repository, parent: Snapshot, src: Source, opts: BackupOptions,
     """A snapshot of an unchanged image file: the parent's chunk list, nothing read or uploaded."""
     reading = dict(parent.reading or {"mode": "all"})
     reading["unchanged_from"] = parent.id
+    nights = (recent_nights([parent]) + [0])[-KEPT_NIGHTS:]  # a night without change is a night of the history
     snap = Snapshot(
         time=(opts.time or started).astimezone(UTC), host=host, source=_snapshot_source(src), size=src.size,
         digest=parent.digest, chunk_list=list(parent.chunk_list), tags=sorted(set(opts.tags)), parent=parent.id,
         partition_table=parent.partition_table,
         stats={"source_bytes": src.size, "read_bytes": 0, "zero_bytes": 0, "new_bytes": 0, "stored_bytes": 0,
                "chunks": 0, "new_chunks": 0, "duration_s": round(time.monotonic() - t0, 3), "resumed_runs": [],
-               "skipped_free_bytes": parent.stats.get("skipped_free_bytes", 0)},
+               "skipped_free_bytes": parent.stats.get("skipped_free_bytes", 0), "new_stored_bytes": 0,
+               "recent_nights": nights},
         agent_version=__version__, reading=reading)
     snap_id = repo.save_snapshot(snap)
     return BackupResult(snapshot_id=snap_id, source=src.path, source_bytes=src.size, read_bytes=0, zero_bytes=0,
@@ -246,9 +250,16 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 "new_bytes": pipe.new_bytes, "stored_bytes": pipe.writer.stored_bytes, "chunks": pipe.chunks,
                 "new_chunks": pipe.new_chunks, "duration_s": round(time.monotonic() - t0, 3),
                 "resumed_runs": [name for name, _ in resumed], "skipped_free_bytes": plan.skip.total,
+                "new_stored_bytes": pipe.writer.new_data_sealed,
             }
+            when = (opts.time or started).astimezone(UTC)
+            before = [s for s in earlier if s.time < when]
+            nights = recent_nights(before)
+            suspicious = evaluate(nights, pipe.new_bytes, pipe.writer.new_data_raw, pipe.writer.new_data_sealed,
+                                  opts.suspicion)
+            stats["recent_nights"] = (nights + [pipe.new_bytes])[-KEPT_NIGHTS:] if before else []
             snap = Snapshot(
-                time=(opts.time or started).astimezone(UTC),
+                time=when,
                 host=host,
                 source=_snapshot_source(src),
                 size=src.size,
@@ -261,8 +272,10 @@ def run_backup(repo: Repository, path: str, opts: BackupOptions | None = None,
                 agent_version=__version__,
                 changed_during_backup=changed,
                 reading=plan.to_dict(),
+                suspicious=suspicious,
             )
             lock.ensure_valid()
             snap_id = repo.save_snapshot(snap)
     listener(Finished("backup"))
-    return _result(snap_id, src, pipe, t0, len(adopted), None, len(resumed), plan, changed)
+    return _result(snap_id, src, pipe, t0, len(adopted), None, len(resumed), plan, changed, suspicious,
+                   before[-1].id if before else None)

@@ -42,6 +42,17 @@ def backup(
                                 "/boot, EFI system and BIOS boot partitions."),
     force_read: bool = typer.Option(False, "--force-read", help="Read an image file even when it is unchanged "
                                     "since the last snapshot (device, inode, size and times)."),
+    suspicious_factor: Optional[float] = typer.Option(None, "--suspicious-factor", min=1.0, help="Flag the night "
+                                                      "suspicious when its new data is above this many times the "
+                                                      "source's usual (default 5) ..."),
+    suspicious_min_new: Optional[str] = typer.Option(None, "--suspicious-min-new", help="... and above this much "
+                                                     "(default 256MiB) ..."),
+    suspicious_min_ratio: Optional[float] = typer.Option(None, "--suspicious-min-ratio", min=0.0, max=1.0,
+                                                         help="... and at least this share of it is left after "
+                                                         "compression (default 0.6): mostly incompressible."),
+    suspicious_min_history: Optional[int] = typer.Option(None, "--suspicious-min-history", min=1,
+                                                         help="Earlier nights needed before a night is judged "
+                                                         "(default 3)."),
 ) -> None:
     """Back up SOURCE; only chunks the repository lacks are uploaded, and only blocks in use are read."""
     from agent.cli.stopping import graceful_stop
@@ -57,7 +68,9 @@ def backup(
         opts = BackupOptions(tags=list(tag), host=host or (app.config_file and app.config_file.host) or None,
                              time=when, lock_wait=lock_wait, deadline=deadline, stop=stop,
                              direct_io=direct_io, all_blocks=all_blocks, keep_pagefile=keep_pagefile,
-                             partitions=chosen, force_read=force_read)
+                             partitions=chosen, force_read=force_read,
+                             suspicion=_thresholds(app, source, suspicious_factor, suspicious_min_new,
+                                                   suspicious_min_ratio, suspicious_min_history))
         res = run_backup(repo, source, opts, listener)
     report_backup(app, res)
     if not res.complete:
@@ -66,6 +79,25 @@ def backup(
         from agent.errors import EXIT_SOURCE_CHANGED
 
         raise typer.Exit(EXIT_SOURCE_CHANGED)
+    if res.suspicious:
+        from agent.errors import EXIT_SUSPICIOUS
+
+        raise typer.Exit(EXIT_SUSPICIOUS)
+
+
+def _thresholds(app: AppContext, source: str, factor: float | None, min_new: str | None, min_ratio: float | None,
+                min_history: int | None):
+    """The flags over the config file's thresholds for this source (its `[[sources]]` entry by path, else
+    `[suspicion]`) over the defaults."""
+    from agent.backup.suspicion import Thresholds
+
+    cfg = app.config_file
+    base = Thresholds()
+    if cfg is not None:
+        match = [s for s in cfg.sources if s.path == source]
+        base = cfg.thresholds_for(match[0]) if match else cfg.suspicion.thresholds()
+    return base.override(factor=factor, min_ratio=min_ratio, min_history=min_history,
+                         min_new_bytes=units.parse_size(min_new) if min_new is not None else None)
 
 
 def _what_to_read(app: AppContext, source: str | None, partitions: str | None,
@@ -97,7 +129,7 @@ def backup_summary(res) -> dict:
         "new_chunks": res.new_chunks, "duration_s": res.duration_s, "recovered_packs": res.recovered_packs,
         "resumed_runs": res.resumed, "warnings": res.warnings, "changed_during_backup": res.source_changed,
         "skipped_free_bytes": res.skipped_free_bytes, "unchanged_from": res.unchanged_from,
-        "reading": res.reading,
+        "reading": res.reading, "suspicious": res.suspicious, "protected_snapshot": res.protected_id,
     }
 
 
@@ -128,6 +160,13 @@ def report_backup(app: AppContext, res) -> None:
     app.out.print(f"  new {units.size(res.new_bytes)} in {res.new_chunks} of {res.chunks} chunks, uploaded "
                   f"{units.size(res.uploaded_bytes)} after compression and encryption (dedup {ratio})")
     app.out.print(f"  {units.duration(res.duration_s)}, {units.rate(res.read_bytes + res.zero_bytes, res.duration_s)}")
+    if res.suspicious:
+        from agent.backup.suspicion import describe
+
+        kept = f"snapshot {res.protected_id[:8]} (the last before it)" if res.protected_id else "it"
+        app.warn(f"SUSPICIOUS night for {res.source}: {describe(res.suspicious)}. Possible ransomware or mass "
+                 f"encryption: look at the source. {kept} is kept from forget until `agent ack "
+                 f"{res.snapshot_id[:8]}`")
     if res.recovered_packs or res.resumed:
         app.out.print(f"  resumed: reused {res.recovered_packs} pack(s) left unindexed and the uploads of "
                       f"{res.resumed} earlier incomplete run(s)")

@@ -38,7 +38,7 @@ def forget(
     """Forget snapshots that no --keep rule keeps (grouped per host and source)."""
     from agent.errors import UsageError
     from agent.maintenance.forget import forget as do_forget
-    from agent.maintenance.forget import plan_forget
+    from agent.maintenance.forget import plan_forget, protected_in
     from agent.maintenance.retention import Policy, parse_duration
     from agent.repo.snapshots import filter_snapshots
 
@@ -54,7 +54,8 @@ def forget(
                     yearly=keep_yearly, tags=list(keep_tag), **dur)
     with app.repository() as repo:
         snaps = filter_snapshots(repo.list_snapshots(), host=host, source=source)
-        plan = plan_forget(snaps, policy, group_by=groups, allow_empty=allow_empty)
+        plan = plan_forget(snaps, policy, group_by=groups, allow_empty=allow_empty,
+                           protected=protected_in(repo, snaps))
         if not app.settings.json:
             _print_plan(app, plan, policy, dry_run)
         if not dry_run:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from agent.cli import ack as ack_cmd
 from agent.cli import backup as backup_cmd
 from agent.cli import browse as browse_cmd
 from agent.cli import check as check_cmd
@@ -101,7 +102,8 @@ def _load_config_file(explicit: Optional[str]):
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, browse_cmd, check_cmd, forget_cmd, prune_cmd,
-               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd, verify_cmd, status_cmd, copy_cmd):
+               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd, verify_cmd, status_cmd, copy_cmd,
+               ack_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
 app.add_typer(repair_cmd.app, name="repair")

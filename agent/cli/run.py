@@ -62,6 +62,10 @@ def run(
                       f"{units.size(rep.uploaded_bytes)}, {units.duration(rep.duration_s)}")
         for w in rep.warnings:
             app.out.print(f"  warning: {w}")
+        from agent.nightly.notify import suspicious_lines
+
+        for line in suspicious_lines(rep):
+            app.out.print(line, markup=False)
         if rep.error:
             app.out.print(f"  {rep.error}")
         if rep.hint and rep.status != "ok":

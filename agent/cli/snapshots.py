@@ -25,6 +25,22 @@ def reading_note(reading: dict | None) -> str:
     return "used blocks" if reading.get("mode") == "used" else "all blocks"
 
 
+def suspicion_notes(snaps, repo) -> dict[str, str]:
+    """snapshot id -> "SUSPICIOUS ..." or "kept: before suspicious ...": what `agent ack` is about."""
+    from agent.maintenance.protection import acknowledged_ids, suspects
+
+    out: dict[str, str] = {}
+    for sus in suspects(snaps, acknowledged_ids(repo) if any(s.suspicious for s in snaps) else set()):
+        short = sus.snapshot.id[:8]
+        if sus.acknowledged:
+            out[sus.snapshot.id] = "suspicious, acknowledged"
+            continue
+        out[sus.snapshot.id] = f"SUSPICIOUS, not acknowledged (agent ack {short})"
+        if sus.before is not None:
+            out.setdefault(sus.before.id, f"kept: last before suspicious {short}")
+    return out
+
+
 def snapshots(
     ctx: typer.Context,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -46,26 +62,30 @@ def snapshots(
         damaged: list[str] = []
         runs = [(name, r) for name, r in repo.list_runs(damaged) if (host is None or r.host == host)
                 and (source is None or r.source == source)] if all_runs else []
+        notes = suspicion_notes(snaps, repo)
     for name, problem in damaged_snaps:
         app.warn(f"snapshot {name[:8]} is not listed: {problem}; `agent check` reports it")
     for name in damaged:
         app.warn(f"run record {name[:8]} is damaged and not listed; `agent prune` removes it")
     if app.settings.json:
-        found = [s.summary() | ({"status": "complete"} if all_runs else {}) for s in snaps]
+        found = [s.summary() | {"note": notes.get(s.id)} | ({"status": "complete"} if all_runs else {})
+                 for s in snaps]
         app.emit_json(found + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])
         return
     rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags),
-             reading_note(s.reading), "complete", CHANGED if s.changed_during_backup else "") for s in snaps]
+             reading_note(s.reading), "complete",
+             "; ".join(n for n in (CHANGED if s.changed_during_backup else "", notes.get(s.id, "")) if n))
+            for s in snaps]
     rows += [(datetime.fromisoformat(r.started), name, r.host, r.source, r.source_bytes, r.uploaded_bytes, "", "",
               f"{r.status}: {r.reason}", "") for name, r in runs]
-    notes = any(s.changed_during_backup for s in snaps)  # the column only when a snapshot needs it
+    with_notes = any(row[-1] for row in rows)  # the column only when a snapshot needs it
     table = Table(box=None, header_style="bold")
     for col in (("id", "time", "host", "source", "size", "new data", "tags", "read")
-                + (("status",) if all_runs else ()) + (("note",) if notes else ())):
+                + (("status",) if all_runs else ()) + (("note",) if with_notes else ())):
         table.add_column(col, justify="right" if col in ("size", "new data") else "left")
     for when, ident, h, src, size, new, tags, read, status, note in sorted(rows, key=lambda row: row[0]):
         table.add_row(ident[:8], when.astimezone().strftime("%Y-%m-%d %H:%M:%S"), h, src, units.size(size),
-                      units.size(new), tags, read, *((status,) if all_runs else ()), *((note,) if notes else ()))
+                      units.size(new), tags, read, *((status,) if all_runs else ()), *((note,) if with_notes else ()))
     app.out.print(table)
     app.info(f"{len(snaps)} snapshot(s)" + (f", {len(runs)} run(s) without a snapshot (not restorable)"
                                             if runs else ""))

@@ -3,6 +3,7 @@ what is left can be restored.
 
     forget     a retention policy decides which snapshots go; their manifests are removed
     retention  the policy (keep-last/hourly/daily/weekly/monthly/yearly/within) and its decisions
+    protection what forget keeps for unacknowledged suspicious nights, and `agent ack`
     prune      delete unused packs, repack partly used ones, supersede the index (crash-safe order)
     usage      which indexed chunks live snapshots use (shared by prune and stats)
     check      structure always; with --read-data, authenticate every blob and name the snapshots

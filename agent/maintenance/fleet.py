@@ -59,7 +59,9 @@ class SourceStatus:
     nights: list[Night] = field(default_factory=list)  # oldest first, at most NIGHTS
     new_bytes_trend: float | None = None  # newest night's new data / median of the earlier ones
     verified: str | None = None  # when its newest snapshot last verified clean, where this machine recorded it
-    flags: list[str] = field(default_factory=list)  # "stale", "failed", "incomplete", "never succeeded"
+    flags: list[str] = field(default_factory=list)  # "stale", "failed", "incomplete", "never succeeded", "suspicious"
+    #: ids of its suspicious snapshots not acknowledged yet (`agent ack`; agent.maintenance.protection)
+    suspicious: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -183,17 +185,31 @@ def read_fleet(repo, now: datetime | None = None, *, policy: StalePolicy = Stale
         locks_f = pool.submit(repo.list_locks)
         packs_f = pool.submit(repo.list_packs)
         damage_f = pool.submit(repo.load_damage)
+        acks_f = pool.submit(repo.list_acks, [])
         snaps = repo.list_snapshots(damaged_snaps)
         runs = [r for _, r in runs_f.result()]
         locks, packs = locks_f.result(), packs_f.result()
         record, _ = damage_f.result()
+        acked = {ack.snapshot for _, ack in acks_f.result()}
     status = summarize_fleet(snaps, runs, locks, now or datetime.now(UTC), policy=policy, repository=repository,
                              repository_bytes=sum(packs.values()), verified=verified)
+    flag_suspicious(status, snaps, acked)
     status.damaged = [f"snapshot {name[:8]}: {problem}" for name, problem in damaged_snaps]
     status.damaged += [f"run record {name[:8]} is damaged" for name in damaged_runs]
     if record:
         _flag_damage(status, snaps, record)
     return status
+
+
+def flag_suspicious(status: FleetStatus, snaps: list[Snapshot], acked: set[str]) -> None:
+    """Sources with a suspicious night nobody acknowledged: flagged until `agent ack`."""
+    from agent.maintenance.protection import suspects
+
+    waiting = [s.snapshot for s in suspects(snaps, acked) if not s.acknowledged]
+    for src in status.sources:
+        src.suspicious = [s.id for s in waiting if (s.host, s.source_path) == (src.host, src.source)]
+        if src.suspicious:
+            src.flags.append("suspicious")
 
 
 def _flag_damage(status: FleetStatus, snaps: list[Snapshot], record) -> None:

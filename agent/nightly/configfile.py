@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from agent.config.bandwidth import RateSchedule
 from agent.config.settings import parse_percent, read_user_file
 from agent.config.times import next_clock_time, parse_run_duration
+from agent.config.units import parse_size
 from agent.errors import AgentError, UsageError
 from agent.maintenance.retention import parse_duration
 from agent.nightly.metrics import MetricsConfig
@@ -50,10 +51,31 @@ RetentionSpan = Annotated[str, _parsed_by(parse_duration)]
 PingUrl = Annotated[str, AfterValidator(_http_url)]
 Share = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share"))]
 PositiveShare = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share", allow_zero=False))]
+Size = Annotated[str, _parsed_by(parse_size)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SuspicionConfig(_Strict):
+    """When a night counts as suspicious (agent.backup.suspicion; docs/suspicious-nights.md). Unset
+    fields take the defaults, or in a source's own table the global `[suspicion]` values."""
+
+    enabled: Optional[bool] = None
+    factor: Optional[float] = Field(default=None, gt=1)          # new data above this many times the usual
+    min_new: Optional[Size] = None                       # and above this much, e.g. "256MiB"
+    min_ratio: Optional[float] = Field(default=None, ge=0, le=1)  # stored/raw of the new data at least this
+    min_history: Optional[int] = Field(default=None, ge=1)       # earlier nights needed before judging
+    history: Optional[int] = Field(default=None, ge=1, le=62)    # nights the usual is the median of
+
+    def thresholds(self, base=None):
+        """These values over `base` (agent.backup.suspicion.Thresholds; default: its defaults)."""
+        from agent.backup.suspicion import Thresholds
+
+        return (base or Thresholds()).override(
+            enabled=self.enabled, factor=self.factor, min_ratio=self.min_ratio, min_history=self.min_history,
+            history=self.history, min_new_bytes=parse_size(self.min_new) if self.min_new is not None else None)
 
 
 class SourceConfig(_Strict):
@@ -69,6 +91,7 @@ class SourceConfig(_Strict):
     hook_timeout_s: float = Field(600, gt=0)
     #: healthchecks.io-style check: GET URL/start before the backup, URL on success, URL/fail with the reason
     healthcheck: Optional[PingUrl] = Field(None, repr=False)
+    suspicion: SuspicionConfig = SuspicionConfig()  # this source's thresholds over the global [suspicion]
 
 
 class LimitsConfig(_Strict):
@@ -169,6 +192,7 @@ class Config(_Strict):
     notify: NotifyConfig = NotifyConfig()
     metrics: MetricsConfig = MetricsConfig()
     status: StatusConfig = StatusConfig()
+    suspicion: SuspicionConfig = SuspicionConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
@@ -186,7 +210,16 @@ class Config(_Strict):
         copies = [c.name for c in self.copies]
         if len(set(copies)) != len(copies):
             raise ValueError("copy names must be unique")
+        for src in self.sources:
+            t = self.thresholds_for(src)
+            if t.min_history > t.history:
+                raise ValueError(f"suspicion of source {src.name}: min_history ({t.min_history}) is more than "
+                                 f"history ({t.history}), so no night would ever be judged")
         return self
+
+    def thresholds_for(self, src: SourceConfig):
+        """The source's suspicion thresholds: its own table over `[suspicion]` over the defaults."""
+        return src.suspicion.thresholds(self.suspicion.thresholds())
 
     def secrets(self) -> list[str]:
         """What in this file is secret (so the file must not be readable by others)."""

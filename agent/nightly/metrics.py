@@ -38,6 +38,10 @@ _HELP = {
     "agent_source_new_bytes": "Bytes of new (not yet stored) data found in the source in the last run.",
     "agent_source_uploaded_bytes": "Bytes uploaded for the source in the last run (compressed, encrypted).",
     "agent_source_duration_seconds": "Duration of the source's backup in the last run.",
+    "agent_source_suspicious": "1 if the source's snapshot of the last run was flagged suspicious (new data far "
+                               "above usual and mostly incompressible), else 0.",
+    "agent_source_suspicious_unacknowledged": "Suspicious snapshots of the source not acknowledged yet "
+                                              "(`agent ack`); each keeps the snapshot before it from forget.",
     "agent_verify_status": "1 if the last verify of the source's newest snapshot found it sound, else 0.",
     "agent_verify_timestamp_seconds": "When the source's newest snapshot was last verified (Unix time).",
     "agent_verify_last_success_timestamp_seconds": "When a verify of the source last found it sound (Unix time).",
@@ -86,6 +90,8 @@ def _run_registry(report: RunReport, previous: str | None):
             ("agent_source_new_bytes", lab, s.new_bytes),
             ("agent_source_uploaded_bytes", lab, s.uploaded_bytes),
             ("agent_source_duration_seconds", lab, s.duration_s),
+            ("agent_source_suspicious", lab, 1 if s.suspicious else 0),
+            ("agent_source_suspicious_unacknowledged", lab, s.suspicious_unacknowledged),
         ]
         samples += _verify_samples(s, finished, old)
     for c in report.copies:

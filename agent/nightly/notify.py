@@ -250,6 +250,7 @@ def render_text(report: RunReport) -> str:
                          f" in {duration(s.duration_s)}")
         lines += [f"  error: {s.error}"] if s.error else []
         lines += [f"  hint: {s.hint}"] if s.hint else []
+        lines += suspicious_lines(s)
         lines += [f"  warning: {w}" for w in s.warnings]
         if s.verify is not None:
             lines += verify_lines(s.verify)
@@ -259,6 +260,18 @@ def render_text(report: RunReport) -> str:
         lines += ["", f"repository: {size(report.repository_bytes)} stored, "
                       f"{report.snapshot_count if report.snapshot_count is not None else '?'} snapshots"]
     return "\n".join(lines) + "\n"
+
+
+def suspicious_lines(s) -> list[str]:
+    """A suspicious night (agent.nightly.report.SourceReport.suspicious): what was measured, what is kept."""
+    if not s.suspicious:
+        return [f"  {s.suspicious_unacknowledged} earlier suspicious night(s) not acknowledged yet (agent ack)"] \
+            if s.suspicious_unacknowledged else []
+    kept = s.suspicious.get("protected_snapshot")
+    return [f"  SUSPICIOUS: {s.suspicious.get('message')}",
+            "  possible ransomware or mass encryption: look at the source before trusting tonight's snapshot; "
+            + (f"snapshot {kept[:8]} (the last before it) " if kept else "it ") + "is kept from forget until "
+            f"`agent ack {(s.snapshot_id or '')[:8]}`"]
 
 
 def verify_lines(v) -> list[str]:

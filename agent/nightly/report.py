@@ -37,6 +37,10 @@ class SourceReport:
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     verify: VerifyReport | None = None  # None: not due in this run
+    #: tonight's snapshot was flagged suspicious (agent.backup.suspicion): its note, a "message" for people
+    #: and the "protected_snapshot" kept from forget until `agent ack`; None when not flagged
+    suspicious: dict | None = None
+    suspicious_unacknowledged: int = 0  # the source's flagged nights (tonight's included) not acknowledged yet
 
 
 @dataclass
@@ -73,11 +77,13 @@ class RunReport:
     @property
     def status(self) -> str:
         """"failure" if a source failed, a verify found damage or could not run, or the run had errors;
-        "warning" if a source is incomplete or skipped or anything warned; else "success"."""
+        "warning" if a source is incomplete or skipped, its night was suspicious, or anything warned; else
+        "success"."""
         if self.errors or any(s.status == "failed" or (s.verify and s.verify.status != "clean")
                               for s in self.sources) or any(c.status == "failed" for c in self.copies):
             return "failure"
-        if any(s.status != "ok" or s.warnings for s in self.sources) or any(c.status != "ok" for c in self.copies):
+        if any(s.status != "ok" or s.warnings or s.suspicious for s in self.sources) \
+                or any(c.status != "ok" for c in self.copies):
             return "warning"
         return "success"
 
@@ -129,6 +135,9 @@ def summarize(report: RunReport) -> str:
         c = sum(1 for x in report.copies if x.status == st)
         if c:
             parts.append(f"{c} of {len(report.copies)} cop{'ies' if len(report.copies) != 1 else 'y'} {st}")
+    suspicious = sum(1 for s in report.sources if s.suspicious)
+    if suspicious:
+        parts.append(f"{suspicious} suspicious night{'s' if suspicious != 1 else ''} (agent ack)")
     if report.errors:
         parts.append(f"{len(report.errors)} run error{'s' if len(report.errors) != 1 else ''}")
     warnings = sum(len(s.warnings) for s in report.sources)

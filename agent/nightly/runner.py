@@ -81,8 +81,9 @@ def _failure(exc: BaseException) -> tuple[str, str | None]:
 
 
 def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener,
-                   hide: tuple[str, ...] = ()) -> SourceReport:
+                   hide: tuple[str, ...] = (), suspicion=None) -> SourceReport:
     from agent.backup.run import BackupOptions, run_backup
+    from agent.backup.suspicion import Thresholds, describe
 
     hooks = HookConfig(pre=src.pre, post=src.post, timeout_s=src.hook_timeout_s)
     rep = SourceReport(name=src.name, path=src.path, status="failed")
@@ -96,7 +97,8 @@ def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener
                                                            deadline=opts.deadline, stop=opts.stop,
                                                            lock_wait=opts.lock_wait, direct_io=src.direct_io,
                                                            all_blocks=src.all_blocks, keep_pagefile=src.keep_pagefile,
-                                                           partitions=list(src.partitions)),
+                                                           partitions=list(src.partitions),
+                                                           suspicion=suspicion or Thresholds()),
                              listener)
         except Exception as exc:
             if not _reportable(exc):
@@ -107,6 +109,9 @@ def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener
             rep.snapshot_id, rep.read_bytes, rep.new_bytes = res.snapshot_id, res.read_bytes, res.new_bytes
             rep.skipped_free_bytes = res.skipped_free_bytes
             rep.uploaded_bytes, rep.duration_s, rep.warnings = res.uploaded_bytes, res.duration_s, list(res.warnings)
+            if res.suspicious is not None:
+                rep.suspicious = {**res.suspicious, "message": describe(res.suspicious),
+                                  "protected_snapshot": res.protected_id}
             if not res.complete:
                 rep.error = f"stopped early: {res.stopped}"
                 rep.hint = "the next run resumes from what was uploaded; widen the window or raise the limit"
@@ -117,7 +122,7 @@ def _backup_source(repo, src: SourceConfig, opts: RunOptions, listener: Listener
 
 
 def _maintenance(repo, cfg: Config, host: str, opts: RunOptions, errors: list[str]) -> None:
-    from agent.maintenance.forget import forget, plan_forget
+    from agent.maintenance.forget import forget, plan_forget, protected_in
     from agent.maintenance.prune import run_prune
     from agent.repo.snapshots import filter_snapshots
 
@@ -126,7 +131,7 @@ def _maintenance(repo, cfg: Config, host: str, opts: RunOptions, errors: list[st
     try:
         paths = {s.path for s in cfg.sources}
         snaps = [s for s in filter_snapshots(repo.list_snapshots(), host=host) if s.source_path in paths]
-        plan = plan_forget(snaps, retention.policy(), group_by=("host", "source"))
+        plan = plan_forget(snaps, retention.policy(), group_by=("host", "source"), protected=protected_in(repo, snaps))
         if plan.remove:
             with repo.lock(exclusive=False, command="forget", wait=opts.lock_wait):
                 forget(repo, plan)
@@ -136,6 +141,22 @@ def _maintenance(repo, cfg: Config, host: str, opts: RunOptions, errors: list[st
     except AgentError as exc:
         message, hint = _failure(exc)
         errors.append(f"retention: {message}" + (f" ({hint})" if hint else ""))
+
+
+def _count_unacknowledged(repo, cfg: Config, host: str, report: RunReport) -> None:
+    """Per source, its suspicious nights still waiting for `agent ack` (they keep snapshots from forget)."""
+    from agent.maintenance.protection import acknowledged_ids, suspects
+    from agent.repo.snapshots import filter_snapshots
+
+    try:
+        found = suspects(filter_snapshots(repo.list_snapshots([]), host=host), acknowledged_ids(repo))
+    except AgentError as exc:
+        message, _ = _failure(exc)
+        report.errors.append(f"suspicious nights: {message}")
+        return
+    for src, rep in zip(cfg.sources, report.sources):
+        rep.suspicious_unacknowledged = sum(1 for s in found if s.snapshot.source_path == src.path
+                                            and not s.acknowledged)
 
 
 def _check(repo, share: float, errors: list[str]) -> None:
@@ -213,10 +234,11 @@ def run_configured(cfg: Config, open_repo: OpenRepo, repository_label: str, opts
                 else:
                     _ping(src, "start", "", report)
                     with progress(src) as listener:
-                        rep = _backup_source(repo, src, opts, listener, tuple(cfg.env))
+                        rep = _backup_source(repo, src, opts, listener, tuple(cfg.env), cfg.thresholds_for(src))
                 report.sources.append(rep)
                 _ping_outcome(src, rep, report)
                 on_source(rep)
+            _count_unacknowledged(repo, cfg, host, report)
             complete = all(r.status == "ok" for r in report.sources)
             if cfg.retention is not None and complete and not _window_over(opts):
                 _maintenance(repo, cfg, host, opts, report.errors)

@@ -15,6 +15,7 @@ part of the agent that imports `backends` and `crypto`.
     snapshots   snapshot manifests, filters and point-in-time lookup
     runs        records of runs that ended without a snapshot
     damage      records of damage check proved, so backups stop deduplicating against it
+    acks        acknowledgements of suspicious nights, which end the protection of the snapshot before
     locks       shared and exclusive locks with refresh and staleness
     cache       local cache of index segments and manifests (always rebuildable)
     probe       `agent doctor`'s live check of a storage target

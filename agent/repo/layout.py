@@ -10,6 +10,7 @@ SNAPSHOTS = "snapshots/"
 LOCKS = "locks/"
 RUNS = "runs/"
 DAMAGE = "damage/"
+ACKS = "acks/"
 
 
 def key_file(key_id: str) -> str:
@@ -34,6 +35,10 @@ def run(run_id: str) -> str:
 
 def damage(record_id: str) -> str:
     return f"{DAMAGE}{record_id}"
+
+
+def ack(ack_id: str) -> str:
+    return f"{ACKS}{ack_id}"
 
 
 def lock(lock_id: str) -> str:

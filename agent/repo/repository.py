@@ -17,6 +17,7 @@ import pyfastcdc
 
 from agent.errors import CorruptObject, UsageError
 from agent.repo import layout
+from agent.repo.acks import Acknowledgement
 from agent.repo.cache import ObjectCache
 from agent.repo.chunker import make_chunker
 from agent.repo.chunklist import ChunkListWriter, Extent, decode_group, extents, records
@@ -43,6 +44,7 @@ _SNAPSHOT_KIND = b"snapshot"
 _RUN_KIND = b"run"
 _METADATA_FETCHES = 8  # index segments or manifests fetched at once on a cold cache
 _DAMAGE_KIND = b"damage"
+_ACK_KIND = b"ack"
 
 
 class Repository:
@@ -564,6 +566,40 @@ class Repository:
     def delete_run(self, name: str) -> None:
         with translated("cannot delete a run record"):
             self._backend.delete(layout.run(name))
+
+    # ---- acknowledgements of suspicious nights ---------------------------------------------
+    def save_ack(self, ack: Acknowledgement) -> str:
+        """Store an acknowledgement (agent.repo.acks), sealed: only a holder of the key can write one."""
+        sealed = self._envelope.seal_object(_ACK_KIND, ack.to_json())
+        name = object_id(sealed)
+        self._put(layout.ack(name), sealed, "cannot store the acknowledgement")
+        return name
+
+    def list_acks(self, damaged: list[tuple[str, str]] | None = None) -> list[tuple[str, Acknowledgement]]:
+        """(name, acknowledgement) of every one that authenticates. One that does not is left out (its
+        night stays protected) and (name, what is wrong) added to `damaged`."""
+        with translated("cannot list acknowledgements"):
+            names = [layout.name_of(i.key) for i in self._backend.list(layout.ACKS)]
+        out = []
+        for name in names:
+            try:
+                sealed = self._backend.get(layout.ack(name))
+            except NotFound:
+                continue
+            except BackendError as exc:
+                raise storage_error(exc, f"cannot read acknowledgement {name[:8]}") from None
+            try:
+                if object_id(sealed) != name:
+                    raise CorruptObject(f"acknowledgement {name[:8]} does not match its name (damaged or truncated)")
+                plain = self._envelope.open_object(_ACK_KIND, sealed, f"acknowledgement {name[:8]}")
+                try:
+                    out.append((name, Acknowledgement.from_json(plain)))
+                except ValueError:
+                    raise CorruptObject(f"acknowledgement {name[:8]} is malformed") from None
+            except CorruptObject as exc:
+                if damaged is not None:
+                    damaged.append((name, str(exc)))
+        return sorted(out, key=lambda a: a[1].time)
 
     # ---- blobs -----------------------------------------------------------------------------
     def open_blob(self, btype: BlobType, cid: bytes, sealed: bytes | memoryview, raw_length: int) -> bytes:

@@ -34,6 +34,9 @@ class Snapshot:
     #: (everything was read). "not_backed_up": [[start, end], ...] of partitions left out; "unchanged_from":
     #: the parent whose chunk list an unchanged image file reused
     reading: dict | None = None
+    #: set when the backup found this night's new data far above the source's usual and mostly
+    #: incompressible (agent.backup.suspicion): what was measured and the thresholds it was measured against
+    suspicious: dict | None = None
     id: str = ""  # set when stored or loaded
 
     @property
@@ -67,6 +70,8 @@ class Snapshot:
             doc["changed_during_backup"] = True
         if self.reading is not None:
             doc["reading"] = self.reading
+        if self.suspicious is not None:  # optional, as for the fields above
+            doc["suspicious"] = self.suspicious
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -85,7 +90,7 @@ class Snapshot:
                 parent=d.get("parent"), partition_table=d.get("partition_table"), stats=dict(d.get("stats") or {}),
                 agent_version=str(d.get("agent_version", "")), repaired=_repaired(d.get("repaired")),
                 changed_during_backup=d.get("changed_during_backup") is True, reading=_reading(d.get("reading")),
-                id=snapshot_id,
+                suspicious=_suspicious(d.get("suspicious")), id=snapshot_id,
             ))
         # OverflowError: Infinity, or a time that leaves the calendar in UTC; RecursionError: nesting
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
@@ -109,6 +114,7 @@ class Snapshot:
             "changed_during_backup": self.changed_during_backup,
             "read": (self.reading or {}).get("mode", "all"),
             "unchanged_from": (self.reading or {}).get("unchanged_from"),
+            "suspicious": self.suspicious,
         }
 
     def holds(self, part: dict) -> bool:
@@ -127,12 +133,14 @@ def _checked(snap: Snapshot) -> Snapshot:
     still never crash on one). ValueError otherwise."""
     stats = snap.stats
     runs = stats.get("resumed_runs", [])
+    nights = stats.get("recent_nights", [])
     if not (snap.size >= 0 and all(isinstance(x, str) and _HEX_ID.fullmatch(x) for x in snap.chunk_list)
             and all(isinstance(t, str) for t in snap.tags) and isinstance(snap.source.get("path", ""), str)
             and (snap.parent is None or isinstance(snap.parent, str))
             and (snap.partition_table is None or isinstance(snap.partition_table, dict))
-            and all(isinstance(stats.get(k, 0), int) for k in ("new_bytes", "stored_bytes"))
-            and isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
+            and all(isinstance(stats.get(k, 0), int) for k in ("new_bytes", "stored_bytes", "new_stored_bytes"))
+            and isinstance(runs, list) and all(isinstance(r, str) for r in runs)
+            and isinstance(nights, list) and all(type(n) is int for n in nights)):
         raise ValueError("malformed manifest")
     return snap
 
@@ -147,6 +155,16 @@ def _reading(value: object) -> dict | None:
             and all(isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r)
                     for r in value.get("not_backed_up", []))):
         raise ValueError("malformed reading record")
+    return value
+
+
+def _suspicious(value: object) -> dict | None:
+    """The suspicion note: the numbers code and listings read must be numbers."""
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and all(type(value.get(k)) is int for k in ("new_bytes", "usual_bytes", "nights"))
+            and all(type(value.get(k)) in (int, float) for k in ("stored_ratio", "factor"))):
+        raise ValueError("malformed suspicion note")
     return value
 
 

@@ -64,6 +64,9 @@ class BlobWriter:
         self._index_job: Future | None = None  # the index segment being written (checkpoint)
         self._stopping = False
         self.stored_bytes = self.uploaded_bytes = 0  # stored: packs and index segments
+        #: raw and sealed (compressed, encrypted) sizes of the new data blobs packed so far: how compressible
+        #: this run's new data is, which a suspicious night (mostly incompressible) is judged by
+        self.new_data_raw = self.new_data_sealed = 0
         self.uploaded_packs: list[str] = []
 
     # ---- what the engine calls ------------------------------------------------------------------
@@ -172,7 +175,11 @@ class BlobWriter:
             btype, cid, raw_len, fut = self._seal_q.popleft()
             self._seal_bytes -= raw_len
             pack = self._packs[btype]
-            pack.add(btype, cid, fut.result(), raw_len)
+            sealed = fut.result()
+            if btype == BlobType.DATA:
+                self.new_data_raw += raw_len
+                self.new_data_sealed += len(sealed)
+            pack.add(btype, cid, sealed, raw_len)
             if len(pack) >= self._repo.params.pack_size:
                 self._flush_pack(btype)
 

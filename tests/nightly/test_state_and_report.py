@@ -31,6 +31,9 @@ def test_summaries():
     assert summarize(report()) == "SUCCESS on web1: nothing to back up"
     assert summarize(report(ok_source(warnings=["w"]))) == "WARNING on web1: 1 warning"
     assert summarize(failing_report()) == "FAILURE on web1: 1 of 2 sources failed, 1 run error"
+    flagged = report(ok_source(), SourceReport("b", "/dev/b", "ok", suspicious={"message": "new data 9 GiB"}))
+    assert (flagged.status, flagged.exit_code) == ("warning", 3)
+    assert summarize(flagged) == "WARNING on web1: 1 suspicious night (agent ack)"
 
 
 def test_to_dict_is_json_ready():
@@ -40,7 +43,8 @@ def test_to_dict_is_json_ready():
     assert d["sources"][1] == {"name": "data-disk", "path": "/dev/sdb", "status": "failed", "snapshot_id": None,
                                "error": "wrong passphrase: no key of this repository opens with it",
                                "hint": "check AGENT_PASSPHRASE_FILE", "read_bytes": 0, "skipped_free_bytes": 0,
-                               "new_bytes": 0, "uploaded_bytes": 0, "duration_s": 2.0, "warnings": [], "verify": None}
+                               "new_bytes": 0, "uploaded_bytes": 0, "duration_s": 2.0, "warnings": [], "verify": None,
+                               "suspicious": None, "suspicious_unacknowledged": 0}
 
 
 def test_state_round_trip_is_atomic(tmp_path):

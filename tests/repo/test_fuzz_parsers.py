@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 
 from agent.errors import CorruptObject, RepositoryLocked, RepositoryNotFound, UnsupportedFormat, WrongPassphrase
 from agent.repo import layout
+from agent.repo.acks import Acknowledgement
 from agent.repo.cache import ObjectCache
 from agent.repo.chunklist import DATA, RECORD, ZERO, Extent
 from agent.repo.damage import DamageRecord
@@ -866,6 +867,46 @@ def test_damage_record_after_authentication(world, data):
     sealed = world.seal_object(DAMAGE_KIND, plain)
     with world.stored(layout.damage(object_id(sealed)), sealed):
         _damage_outcome(world, object_id(sealed))
+
+
+# ---- acknowledgements of suspicious nights -------------------------------------------------------
+
+ACK_KIND = b"ack"
+
+
+def _valid_ack() -> Acknowledgement:
+    return Acknowledgement("ab" * 32, "2024-05-02T01:00:00+00:00", "host", "admin", "looked at it")
+
+
+def _acks_outcome(world: World, name: str) -> None:
+    """Repository.list_acks: an ack is read with string fields, or reported damaged (never raised)."""
+    damaged: list[tuple[str, str]] = []
+    acks = world.repo.list_acks(damaged)
+    assert len(acks) + len(damaged) == 1
+    event("ack reported damaged" if damaged else "ack read")
+    for n, ack in acks:
+        assert n == name and _is_hex_id(ack.snapshot)
+        assert all(isinstance(getattr(ack, f), str) for f in ("time", "host", "user", "note"))
+
+
+@FUZZ
+@given(data=st.data())
+def test_ack_as_stored(world, data):
+    valid = world.valid("ack", lambda: world.seal_object(ACK_KIND, _valid_ack().to_json()))
+    raw = data.draw(stored_bytes(valid), label="acknowledgement")
+    name = object_id(raw) if data.draw(st.booleans(), label="named by content") else os.urandom(32).hex()
+    with world.stored(layout.ack(name), raw):
+        _acks_outcome(world, name)
+
+
+@FUZZ
+@given(data=st.data())
+def test_ack_after_authentication(world, data):
+    """acks.Acknowledgement.from_json via Repository.list_acks."""
+    plain = data.draw(documents(json.loads(_valid_ack().to_json())), label="acknowledgement plaintext")
+    sealed = world.seal_object(ACK_KIND, plain)
+    with world.stored(layout.ack(object_id(sealed)), sealed):
+        _acks_outcome(world, object_id(sealed))
 
 
 # ---- locks ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from agent.errors import AgentError, CorruptObject, StorageError
+from agent.repo.acks import Acknowledgement
 from agent.repo.cache import ObjectCache
 from agent.repo.envelope import BlobType
 from agent.repo.format import RepoParams
@@ -78,6 +79,8 @@ def _calls(repo: Repository, pack, snap, run):
                                                     started="2024-05-02T00:00:00+00:00", stopped="x")),
         "list_runs": lambda: repo.list_runs(),
         "delete_run": lambda: repo.delete_run(run),
+        "save_ack": lambda: repo.save_ack(Acknowledgement(snap.id, "2024-05-02T00:00:00+00:00", "h", "u")),
+        "list_acks": lambda: repo.list_acks(),
         "list_leftovers": lambda: repo.list_leftovers(0),
         "remove_leftover": lambda: repo.remove_leftover(
             Leftover("temporary file", "data/.tmp-x.0123", 1, 7200.0, "data/.tmp-x.0123")),
@@ -97,6 +100,7 @@ METHODS = sorted([
     "read_pack", "read_pack_range", "read_pack_header", "read_pack_entries", "delete_pack", "store_pack",
     "list_index_segments", "load_index", "write_index_segment", "delete_index_segment", "save_snapshot",
     "list_snapshots", "delete_snapshot", "save_run", "list_runs", "delete_run", "list_leftovers", "remove_leftover",
+    "save_ack", "list_acks",
 ])
 
 
