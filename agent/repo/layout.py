@@ -10,6 +10,7 @@ SNAPSHOTS = "snapshots/"
 LOCKS = "locks/"
 RUNS = "runs/"
 DAMAGE = "damage/"
+RETENTION = "retention/"  # written by maintenance only: the backup principal may not (terraform/)
 
 
 def key_file(key_id: str) -> str:
@@ -34,6 +35,10 @@ def run(run_id: str) -> str:
 
 def damage(record_id: str) -> str:
     return f"{DAMAGE}{record_id}"
+
+
+def retention(record_id: str) -> str:
+    return f"{RETENTION}{record_id}"
 
 
 def lock(lock_id: str) -> str:
