@@ -207,13 +207,16 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
             kept_lost = [(index.pack_ids[i], index.pack_sizes[i], lost_by_pack[index.pack_ids[i]])
                          for i in sorted(recorded) if lost_by_pack[index.pack_ids[i]]]
             repo.write_index_plain(encode_segment_rows(index, keep_rows, new_packs + kept_lost, segments))
-            for name in segments:
-                if layout.index_segment(name) in locked:
-                    res.held_segments += 1
-                    res.held_until = max(res.held_until, locked[layout.index_segment(name)].isoformat())
-                else:
-                    repo.delete_index_segment(name)
+            replaced = segments
             res.segments_replaced = len(segments)
+        else:  # what an earlier prune replaced but left under Object Lock
+            replaced = sorted(index.superseded)
+        for name in replaced:
+            if layout.index_segment(name) in locked:
+                res.held_segments += 1
+                res.held_until = max(res.held_until, locked[layout.index_segment(name)].isoformat())
+            else:
+                repo.delete_index_segment(name)
         # 3. only now delete packs nothing refers to
         for i in sorted(gone):
             if index.pack_ids[i] in stored:

@@ -161,11 +161,16 @@ class Account:
         return ([v for v in reply.get("Versions", []) if v["Key"] == key],
                 [m for m in reply.get("DeleteMarkers", []) if m["Key"] == key])
 
-    def requests(self, method: str, query: str) -> list[str]:
-        """Lines of the server's request log for `method` requests whose query has `query` (e.g.
-        "retention"): what the server saw, whichever client sent it."""
-        pattern = re.compile(rf'"{method} /[^ ?]*\?(?:[^ ]*&)?{re.escape(query)}(?:[=&][^ ]*)? HTTP')
-        return [line for line in self.log.read_text(errors="replace").splitlines() if pattern.search(line)]
+    def requests(self, method: str, query: str | None = None, *, path: str = "") -> list[tuple[str, int]]:
+        """(path, status) of the `method` requests in the server's request log, whichever client
+        sent them: those whose query has `query` (e.g. "retention"), whose path contains `path`."""
+        line = re.compile(r'"([A-Z]+) (/[^ ?]*)(?:\?([^ ]*))? HTTP/[0-9.]+" (\d{3})')
+        out = []
+        for m in line.finditer(self.log.read_text(errors="replace")):
+            params = {p.split("=", 1)[0] for p in (m.group(3) or "").split("&")}
+            if m.group(1) == method and path in m.group(2) and (query is None or query in params):
+                out.append((m.group(2), int(m.group(4))))
+        return out
 
     def stop(self) -> None:
         self.server.stop()
