@@ -12,7 +12,7 @@ import enum
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import BinaryIO, Iterator, Sequence
 
 from backends.errors import InvalidKey, InvalidRange, Unsupported
@@ -32,6 +32,18 @@ class ObjectInfo:
     size: int
     mtime: datetime | None = None
     etag: str | None = None
+
+
+@dataclass(frozen=True)
+class LockPolicy:
+    """The retention the storage gives every new object version (S3 Object Lock's default rule).
+
+    What an object was last given is then known without asking for it: its upload time plus
+    `period`, unless the agent extended it since (agent.repo.holds keeps that record).
+    """
+
+    mode: str  # GOVERNANCE or COMPLIANCE
+    period: timedelta
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,16 @@ class Backend(abc.ABC):
         """Remove one leftover that `list_leftovers` returned; one already gone is fine. Never
         removes an object: a leftover that does not name one of this backend's remains is refused."""
         raise Unsupported(f"{self.location} leaves no leftovers to remove ({leftover.kind} {leftover.name!r})")
+
+    def lock_policy(self) -> LockPolicy | None:
+        """The default retention of new objects, None when the storage gives none (no Object Lock,
+        or a bucket without a default rule). Backends without object retention return None."""
+        return None
+
+    def extend_retention(self, key: str, mode: str, until: datetime) -> None:
+        """Keep the current version of `key` until `until` (timezone-aware), in `mode`. Only ever
+        lengthens: the storage refuses to shorten retention without a bypass right nobody gets."""
+        raise Unsupported(f"{self.location} has no object retention to extend")
 
     def close(self) -> None:
         """Release connections; the default has nothing to release."""

@@ -16,12 +16,15 @@ Choices, and why:
   really gone (a plain delete would only add a delete marker); a version under retention stops
   it with `ObjectLocked` while the newest version is still the current object.
 - Credentials come only from the AWS chain (environment, profile, instance role), never a URL.
+- Object Lock retention is extended with PutObjectRetention on the current version (one request
+  per object; agent.maintenance.hold decides which objects and how rarely). The bucket's default
+  rule says what every new version got, so nothing asks S3 per object what its retention is.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Iterator, Sequence
 from urllib.parse import SplitResult
 
@@ -46,6 +49,7 @@ from backends.base import (
     Backend,
     Capabilities,
     Leftover,
+    LockPolicy,
     ObjectInfo,
     PutMode,
     check_range,
@@ -418,6 +422,38 @@ class S3Backend(Backend):
             error = self._translate(exc, leftover.name)
             if not isinstance(error, NotFound):  # NoSuchUpload: gone already
                 raise error from exc
+
+    # -- Object Lock retention -------------------------------------------------------------------
+
+    def lock_policy(self) -> LockPolicy | None:
+        try:
+            reply = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+                return None
+            raise self._translate(exc, None) from exc
+        except BotoCoreError as exc:
+            raise self._translate(exc, None) from exc
+        config = reply.get("ObjectLockConfiguration", {})
+        rule = config.get("Rule", {}).get("DefaultRetention")
+        if config.get("ObjectLockEnabled") != "Enabled" or not rule:
+            return None
+        days = int(rule.get("Days") or 0) + 365 * int(rule.get("Years") or 0)  # S3 counts a year as 365 days
+        return LockPolicy(rule["Mode"], timedelta(days=days)) if days > 0 else None
+
+    def extend_retention(self, key, mode, until) -> None:
+        if until.tzinfo is None:
+            raise ValueError("until must be timezone-aware")
+        if mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise BackendError(f"retention mode must be GOVERNANCE or COMPLIANCE, not {mode!r}")
+        try:  # never with BypassGovernanceRetention: S3 then refuses any date earlier than the current one
+            self._client.put_object_retention(Bucket=self.bucket, Key=self._name(key),
+                                              Retention={"Mode": mode, "RetainUntilDate": until})
+        except (ClientError, BotoCoreError) as exc:
+            error = self._translate(exc, key)
+            if isinstance(error, ObjectLocked):  # "not authorized to perform s3:PutObjectRetention"
+                error = PermissionDenied(str(error))
+            raise error from exc
 
     # -- deletes ------------------------------------------------------------------------------
 

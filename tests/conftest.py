@@ -19,6 +19,7 @@ AGENT = [sys.executable, "-m", "agent"]
 pytest_plugins = [
     "tests.servers.moto", "tests.servers.fakegcs", "tests.servers.sshd", "tests.servers.smbd",
     "tests.servers.gdrive_fake", "tests.servers.dropbox_fake", "tests.servers.onedrive_fake",
+    "tests.terraform.aws",
 ]
 
 

@@ -23,6 +23,7 @@ from agent.cli import mount as mount_cmd
 from agent.cli import prune as prune_cmd
 from agent.cli import repair as repair_cmd
 from agent.cli import restore as restore_cmd
+from agent.cli import retain as retain_cmd
 from agent.cli import run as run_cmd
 from agent.cli import schedule as schedule_cmd
 from agent.cli import snapshots as snapshots_cmd
@@ -102,8 +103,8 @@ def _load_config_file(explicit: Optional[str]):
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, browse_cmd, check_cmd, forget_cmd, prune_cmd,
-               stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd, verify_cmd, status_cmd, copy_cmd,
-               ack_cmd):
+               retain_cmd, stats_cmd, unlock_cmd, doctor_cmd, login_cmd, run_cmd, mount_cmd, verify_cmd, status_cmd,
+               copy_cmd, ack_cmd):
     module.register(app)
 app.add_typer(key_cmd.app, name="key")
 app.add_typer(repair_cmd.app, name="repair")

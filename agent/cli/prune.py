@@ -25,16 +25,20 @@ def prune(
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for running backups to finish."),
     unfinished: bool = typer.Option(False, "--unfinished", help="Also drop the records of unfinished backup runs, "
                                     "so their uploads are deleted unless a snapshot uses them."),
+    time: Optional[str] = typer.Option(None, "--time", help="Compare Object Lock retention with this time instead "
+                                       "of the clock (tests, rehearsals)."),
 ) -> None:
     """Remove unreferenced data (after `agent forget`), leftovers of interrupted writes and stale locks."""
     from agent.config.settings import parse_percent
+    from agent.config.times import parse_instant
     from agent.maintenance.prune import run_prune
 
     app: AppContext = app_context(ctx, json_output)
     unused = parse_percent(max_unused, "--max-unused")
+    now = parse_instant(time) if time else None
     with app.repository() as repo, app.progress("prune") as listener:
         res = run_prune(repo, max_unused=unused, max_repack=units.parse_size(max_repack) if max_repack else None,
-                        dry_run=dry_run, lock_wait=lock_wait, unfinished=unfinished, listener=listener)
+                        dry_run=dry_run, lock_wait=lock_wait, unfinished=unfinished, now=now, listener=listener)
         ops = app.accounting.snapshot().operations if app.accounting else {}
     if app.settings.json:
         app.emit_json({**res.to_dict(), "requests": dict(ops)})
@@ -57,6 +61,10 @@ def print_prune(app: AppContext, res) -> None:
         verb = "would remove" if res.dry_run else "removed"
         app.out.print(f"{verb} {res.leftovers} leftover(s) of interrupted writes ({units.size(res.leftover_bytes)}) "
                       f"and {res.stale_locks} stale lock(s)")
+    if res.held_packs or res.held_segments or res.held_bytes:
+        app.out.print(f"waiting for Object Lock retention to lapse (the last on {res.held_until}): "
+                      f"{res.held_packs} unused pack(s) and {units.size(res.held_bytes)} unused in packs still in "
+                      f"use, {res.held_segments} replaced index segment(s); a prune after that date removes them")
     if res.runs_dropped:
         app.out.print(f"{'would drop' if res.dry_run else 'dropped'} {res.runs_dropped} record(s) of unfinished "
                       "backup runs: their uploads are no longer kept for a resume")

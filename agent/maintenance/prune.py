@@ -5,7 +5,9 @@ writing a snapshot, so a prune never runs while a backup could still reference w
 (docs/retention.md). Crash safety: new packs, then the new index that supersedes the old segments,
 then deletions; an interruption at any point leaves a repository that checks clean, and the next
 prune finishes the job. Leftovers of interrupted writes and stale locks go at the end
-(agent.maintenance.leftovers).
+(agent.maintenance.leftovers). Under S3 Object Lock, packs and index segments whose retention has
+not lapsed are neither deleted nor repacked (agent.maintenance.locked): they wait, indexed, for a
+prune after that date.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from datetime import UTC, datetime, timedelta
 
 from agent.errors import CorruptObject
 from agent.maintenance import leftovers
+from agent.maintenance.locked import locked_objects
 from agent.maintenance.usage import mark_used
 from agent.progress import Listener, Warning, ignore
+from agent.repo import layout
 from agent.repo.damage import DamageRecord
 from agent.repo.envelope import BlobType
 from agent.repo.index import encode_segment_rows
@@ -49,6 +53,10 @@ class PruneResult:
     leftover_bytes: int = 0
     stale_locks: int = 0  # locks of runs that are gone, removed (or to remove)
     runs_dropped: int = 0  # records of unfinished runs dropped on request (`--unfinished`)
+    held_packs: int = 0  # unused packs left alone: their Object Lock retention has not lapsed
+    held_bytes: int = 0
+    held_segments: int = 0  # superseded index segments left alone for the same reason
+    held_until: str = ""  # when the last of them lapses (ISO 8601)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -57,9 +65,11 @@ class PruneResult:
 
 
 def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | None = None, dry_run: bool = False,
-              lock_wait: float = 0.0, unfinished: bool = False, listener: Listener = ignore) -> PruneResult:
+              lock_wait: float = 0.0, unfinished: bool = False, now: datetime | None = None,
+              listener: Listener = ignore) -> PruneResult:
     """`unfinished` also drops the records of unfinished backup runs, so their uploads go like any
-    other unused data instead of waiting RUN_RECORD_DAYS for a run that may never come."""
+    other unused data instead of waiting RUN_RECORD_DAYS for a run that may never come. `now` is
+    the time Object Lock retention is compared with (tests; by default the clock's)."""
     res = PruneResult(dry_run=dry_run)
     with repo.lock(exclusive=True, command="prune", wait=lock_wait):
         debris = leftovers.find(repo, LEFTOVER_MIN_AGE)
@@ -117,6 +127,19 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         recorded = {i for i, p in enumerate(index.pack_ids) if p in damage.packs and p in stored}
         dead = [i for i in range(npacks) if live_bytes[i] == 0 and i not in recorded]
         partial = [i for i in range(npacks) if 0 < live_bytes[i] < all_bytes[i] and i not in recorded]
+        locked = locked_objects(repo, now or datetime.now(UTC), res.warnings)
+        # unused packs wait for their retention to lapse. A partly used pack stays locked as long as
+        # `agent retain` extends it, so it is repacked anyway where a delete only hides the current
+        # version behind a marker (its locked version lapses later); only where deletes remove every
+        # version (object_lock=1) would the delete fail, and there it waits too
+        waits = dead + partial if repo.capabilities.object_lock else dead
+        held = {i for i in waits if layout.pack(index.pack_ids[i]) in locked}
+        if held:  # never try to delete what the storage keeps anyway; a later prune will
+            dead = [i for i in dead if i not in held]
+            partial = [i for i in partial if i not in held]
+            res.held_packs = sum(1 for i in held if live_bytes[i] == 0)
+            res.held_bytes = sum(sizes[i] - live_bytes[i] for i in held)
+            res.held_until = max(locked[layout.pack(index.pack_ids[i])] for i in held).isoformat()
         unused_total = sum(all_bytes) - sum(live_bytes)
         res.unused_before = unused_total
         remaining_unused = sum(all_bytes[i] - live_bytes[i] for i in partial)
@@ -174,7 +197,8 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         # 2. one index for everything that stays, superseding every old segment
         gone = set(dead) | repack_set
         keep_rows = [r for r, p in enumerate(pack_col) if p not in gone]
-        if gone or adopted or len(segments) > 1:
+        current = [name for name in segments if name not in index.superseded]
+        if gone or adopted or len(current) > 1:
             # the copies load_index left out of kept damaged packs are written again: the record, not
             # the index, is what keeps them from use
             lost_by_pack: dict[str, list[PackEntry]] = defaultdict(list)
@@ -183,9 +207,16 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
             kept_lost = [(index.pack_ids[i], index.pack_sizes[i], lost_by_pack[index.pack_ids[i]])
                          for i in sorted(recorded) if lost_by_pack[index.pack_ids[i]]]
             repo.write_index_plain(encode_segment_rows(index, keep_rows, new_packs + kept_lost, segments))
-            for name in segments:
-                repo.delete_index_segment(name)
+            replaced = segments
             res.segments_replaced = len(segments)
+        else:  # what an earlier prune replaced but left under Object Lock
+            replaced = sorted(index.superseded)
+        for name in replaced:
+            if layout.index_segment(name) in locked:
+                res.held_segments += 1
+                res.held_until = max(res.held_until, locked[layout.index_segment(name)].isoformat())
+            else:
+                repo.delete_index_segment(name)
         # 3. only now delete packs nothing refers to
         for i in sorted(gone):
             if index.pack_ids[i] in stored:

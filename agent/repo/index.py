@@ -75,6 +75,9 @@ class ChunkIndex:
         #: the damage records' verdict per pack (None: every blob; else the damaged blob ids), so that
         #: packs indexed later (writer.adopt_orphan_packs) are filtered the same way
         self.damaged: dict[str, frozenset[bytes] | None] = {}
+        #: stored segments a newer one supersedes: kept only until prune deletes them (or, under
+        #: Object Lock, until their retention lapses), never read
+        self.superseded: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._keys) + len(self._delta)

@@ -11,6 +11,7 @@ LOCKS = "locks/"
 RUNS = "runs/"
 DAMAGE = "damage/"
 ACKS = "acks/"
+RETENTION = "retention/"  # written by maintenance only: the backup principal may not (terraform/)
 
 
 def key_file(key_id: str) -> str:
@@ -39,6 +40,10 @@ def damage(record_id: str) -> str:
 
 def ack(ack_id: str) -> str:
     return f"{ACKS}{ack_id}"
+
+
+def retention(record_id: str) -> str:
+    return f"{RETENTION}{record_id}"
 
 
 def lock(lock_id: str) -> str:

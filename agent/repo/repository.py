@@ -24,6 +24,7 @@ from agent.repo.chunklist import ChunkListWriter, Extent, decode_group, extents,
 from agent.repo.damage import DamageRecord
 from agent.repo.envelope import BlobType, Envelope
 from agent.repo.format import RepoParams, open_config
+from agent.repo.holds import HoldRecord
 from agent.repo.index import ChunkIndex, decode_segment, drop_damaged, encode_segment, load_segments_into
 from agent.repo.keyring import Unlocked, create, damaged_keys, key_meta, unlock
 from agent.repo.locks import Lock, LockInfo, list_locks, remove_stale
@@ -31,7 +32,7 @@ from agent.repo.packs import PackBuilder, PackEntry, SpooledPack, header_locatio
 from agent.repo.runs import RunRecord
 from agent.repo.snapshots import Snapshot
 from agent.repo.storage import storage_error, translated
-from backends.base import Backend, Capabilities, Leftover, PutMode
+from backends.base import Backend, Capabilities, Leftover, LockPolicy, ObjectInfo, PutMode
 from backends.errors import AlreadyExists, BackendError, NotFound, PermissionDenied
 from crypto import keys as keyfiles
 from crypto.errors import KeyFileDamaged, UnsupportedSuite
@@ -45,6 +46,9 @@ _RUN_KIND = b"run"
 _METADATA_FETCHES = 8  # index segments or manifests fetched at once on a cold cache
 _DAMAGE_KIND = b"damage"
 _ACK_KIND = b"ack"
+_HOLDS_KIND = b"holds"
+#: what Object Lock retention protects for live snapshots: everything but locks, runs, damage and holds
+_HELD_PREFIXES = (layout.CONFIG, layout.KEYS, layout.INDEX, layout.SNAPSHOTS, layout.DATA)
 
 
 class Repository:
@@ -414,6 +418,7 @@ class Repository:
                 index.lost.update(lost)
             segments.append((packs, etab))
         load_segments_into(index, segments)
+        index.superseded = superseded & set(names)
         self.cache.prune("index", set(names))
         return index
 
@@ -484,6 +489,59 @@ class Repository:
             except BackendError:
                 kept.append(old)
         return kept
+
+    # ---- Object Lock retention (agent.repo.holds) ----------------------------------------------
+    def lock_policy(self) -> LockPolicy | None:
+        """The storage's default retention for new objects; None without Object Lock."""
+        with translated("cannot read the bucket's Object Lock configuration"):
+            return self._backend.lock_policy()
+
+    def stored_objects(self) -> list[ObjectInfo]:
+        """Every object retention should protect (config, keys, index, snapshots, packs), with the
+        upload time and ETag the listing gives: enough to know each one's retention without asking."""
+        with translated("cannot list the repository's objects"):
+            return [info for prefix in _HELD_PREFIXES for info in self._backend.list(prefix)
+                    if prefix != layout.CONFIG or info.key == layout.CONFIG]
+
+    def extend_retention(self, key: str, mode: str, until) -> None:
+        with translated(f"cannot extend the retention of {key}"):
+            self._backend.extend_retention(key, mode, until)
+
+    def load_holds(self) -> tuple[HoldRecord, list[str]]:
+        """The newest readable retention record and the names of all of them. Lenient: without a
+        record every object counts as holding only its default retention, which costs extensions
+        made again, never an object left unprotected."""
+        with translated("cannot list retention records"):
+            names = [layout.name_of(i.key) for i in self._backend.list(layout.RETENTION)]
+        found = []
+        for name in names:
+            try:
+                sealed = self._backend.get(layout.retention(name))
+            except NotFound:
+                continue
+            except BackendError as exc:
+                raise storage_error(exc, f"cannot read retention record {name[:8]}") from None
+            try:
+                if object_id(sealed) != name:
+                    continue
+                found.append(HoldRecord.from_json(
+                    self._envelope.open_object(_HOLDS_KIND, sealed, f"retention record {name[:8]}")))
+            except (CorruptObject, ValueError):
+                continue
+        return max(found, key=lambda r: r.time, default=HoldRecord()), names
+
+    def save_holds(self, record: HoldRecord, replaces: list[str]) -> None:
+        """Store `record`, then delete the records it replaces (a failed delete leaves an older
+        record, which loses to this one by time)."""
+        sealed = self._envelope.seal_object(_HOLDS_KIND, record.to_json())
+        name = object_id(sealed)
+        self._put(layout.retention(name), sealed, "cannot store the retention record")
+        for old in replaces:
+            if old != name:
+                try:
+                    self._backend.delete(layout.retention(old))
+                except BackendError:
+                    pass
 
     # ---- snapshots -------------------------------------------------------------------------
     def save_snapshot(self, snap: Snapshot) -> str:

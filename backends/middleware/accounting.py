@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
-from backends.base import Backend, Leftover, ObjectInfo, PutMode
+from backends.base import Backend, Leftover, LockPolicy, ObjectInfo, PutMode
 from backends.middleware.wrapper import Middleware
 
 OPERATIONS = ("put", "get", "head", "list", "delete")
@@ -124,6 +124,14 @@ class AccountingBackend(Middleware):
 
     def remove_leftover(self, leftover: Leftover) -> None:
         self._count("delete", lambda: self.inner.remove_leftover(leftover))
+
+    def lock_policy(self) -> LockPolicy | None:
+        return self._count("head", lambda: self.inner.lock_policy())
+
+    def extend_retention(self, key, mode, until) -> None:
+        """Its own kind: S3 bills it as a write (PutObjectRetention), and its count is what
+        docs/ransomware.md bounds per night."""
+        self._count("retention", lambda: self.inner.extend_retention(key, mode, until))
 
     def _count(self, kind: str, call: Callable[[], T]) -> T:
         self.accounting.operation(kind)

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Callable, Iterator, Sequence
 
-from backends.base import Backend, Capabilities, Leftover, ObjectInfo, PutMode
+from backends.base import Backend, Capabilities, Leftover, LockPolicy, ObjectInfo, PutMode
 from backends.middleware.wrapper import Middleware
 
 #: listing entries fetched per connection slot; the caller consumes them without holding one
@@ -54,6 +54,14 @@ class ConnectionLimitBackend(Middleware):
     def delete(self, key) -> None:
         with self._slots:
             self.inner.delete(key)
+
+    def lock_policy(self) -> LockPolicy | None:
+        with self._slots:
+            return self.inner.lock_policy()
+
+    def extend_retention(self, key, mode, until) -> None:
+        with self._slots:
+            self.inner.extend_retention(key, mode, until)
 
     def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
         with self._slots:

@@ -21,5 +21,9 @@ class ReadOnlyBackend(Middleware):
         validate_key(key)
         raise PermissionDenied(f"repository opened read-only: refusing to delete {key!r}")
 
+    def extend_retention(self, key, mode, until) -> None:
+        validate_key(key)
+        raise PermissionDenied(f"repository opened read-only: refusing to extend the retention of {key!r}")
+
     def remove_leftover(self, leftover) -> None:
         raise PermissionDenied(f"repository opened read-only: refusing to remove {leftover.kind} {leftover.name!r}")

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from backends.base import Backend, Leftover, ObjectInfo, PutMode, read_spool
+from backends.base import Backend, Leftover, LockPolicy, ObjectInfo, PutMode, read_spool
 from backends.errors import AlreadyExists, NotFound, TransientError
 from backends.middleware.wrapper import Middleware
 
@@ -129,6 +129,12 @@ class RetryBackend(Middleware):
 
     def delete(self, key) -> None:
         self._call("delete", key, lambda _: self.inner.delete(key))
+
+    def lock_policy(self) -> LockPolicy | None:
+        return self._call("lock policy", "", lambda _: self.inner.lock_policy())
+
+    def extend_retention(self, key, mode, until) -> None:
+        self._call("extend retention", key, lambda _: self.inner.extend_retention(key, mode, until))
 
     def list_leftovers(self, older_than: float) -> Sequence[Leftover]:
         return self._call("list leftovers", "", lambda _: self.inner.list_leftovers(older_than))

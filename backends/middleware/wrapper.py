@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
-from backends.base import Backend, Capabilities, Leftover, ObjectInfo, PutMode
+from backends.base import Backend, Capabilities, Leftover, LockPolicy, ObjectInfo, PutMode
 
 
 class Middleware(Backend):
@@ -48,6 +48,12 @@ class Middleware(Backend):
 
     def remove_leftover(self, leftover: Leftover) -> None:
         self.inner.remove_leftover(leftover)
+
+    def lock_policy(self) -> LockPolicy | None:
+        return self.inner.lock_policy()
+
+    def extend_retention(self, key, mode, until) -> None:
+        self.inner.extend_retention(key, mode, until)
 
     def close(self) -> None:
         self.inner.close()

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -32,9 +33,16 @@ def _moto_server_binary() -> str:
     return binary
 
 
-def start_moto(env: dict[str, str] | None = None) -> ServerProcess:
-    """A private moto_server (for tests that flip global switches such as IAM checking)."""
-    return ServerProcess([_moto_server_binary(), "-H", "127.0.0.1", "-p", "{port}"], env=env)
+def start_moto(env: dict[str, str] | None = None, *, lock_actions: bool = False,
+               log_path: Path | None = None) -> ServerProcess:
+    """A private moto_server (for tests that flip global switches such as IAM checking).
+
+    `lock_actions` authorizes Object Lock requests under AWS's action names
+    (tests/servers/moto_lock_actions.py); `log_path` keeps its request log, one line per request.
+    """
+    binary = _moto_server_binary()
+    argv = [sys.executable, "-m", "tests.servers.moto_lock_actions"] if lock_actions else [binary]
+    return ServerProcess(argv + ["-H", "127.0.0.1", "-p", "{port}"], env=env, log_path=log_path)
 
 
 def moto_api(endpoint: str, path: str, body: bytes = b"") -> None:

@@ -6,6 +6,8 @@ PID with the children) live in tests/servers/daemon.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.servers.daemon import free_port, spawn, stop, wait_port
 
 
@@ -14,11 +16,12 @@ class ServerProcess:
 
     host = "127.0.0.1"
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None, *, timeout: float = 15.0) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, *, timeout: float = 15.0,
+                 log_path: Path | None = None) -> None:
         self.port = free_port()
-        self.proc = spawn([a.replace("{port}", str(self.port)) for a in argv], env=env)
+        self.proc = spawn([a.replace("{port}", str(self.port)) for a in argv], log_path=log_path, env=env)
         try:
-            wait_port(self.port, self.proc, timeout=timeout)
+            wait_port(self.port, self.proc, log_path, timeout=timeout)
         except BaseException:
             stop(self.proc, hard=True)
             raise

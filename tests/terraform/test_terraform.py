@@ -22,7 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,10 +30,19 @@ import pytest
 hcl2 = pytest.importorskip("hcl2", reason="pip install python-hcl2")
 
 from agent.repo import layout  # noqa: E402
+from tests.terraform.aws import (  # noqa: E402
+    PREFIX,
+    error_code,
+    load_tf,
+    policy_names,
+    render_policy,
+    substitute,
+    tf_module,
+    tf_named,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "terraform"
-AWS_MODULE = TERRAFORM / "modules" / "aws-s3-target"
 GCS_MODULE = TERRAFORM / "modules" / "gcs-target"
 TF_FILES = sorted(TERRAFORM.rglob("*.tf"))
 CHECKOV_VERSION = "3.3.30"
@@ -41,27 +50,7 @@ CHECKOV_VENV = Path(os.environ.get("AGENT_CHECKOV_VENV", Path(__file__).resolve(
 
 # every top-level key prefix of the repository format except locks/
 NON_LOCK_KEYS = [layout.CONFIG, layout.KEYS, layout.DATA, layout.INDEX, layout.SNAPSHOTS, layout.RUNS,
-                 layout.DAMAGE]
-
-
-def _load(path: Path) -> dict:
-    opts = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
-    with open(path) as f:
-        return hcl2.load(f, serialization_options=opts)
-
-
-def _module(path: Path) -> dict[str, list]:
-    """All top-level blocks of a directory's .tf files, by block type."""
-    out: dict[str, list] = {}
-    for tf in sorted(path.glob("*.tf")):
-        for kind, blocks in _load(tf).items():
-            out.setdefault(kind, []).extend(blocks)
-    return out
-
-
-def _named(blocks: list[dict], kind: str) -> dict[str, dict]:
-    """{'name': body} of e.g. data "aws_iam_policy_document" "name" blocks."""
-    return {name: body for b in blocks if kind in b for name, body in b[kind].items()}
+                 layout.DAMAGE, layout.RETENTION]
 
 
 # ---- parsing and references ---------------------------------------------------------------------
@@ -76,7 +65,7 @@ def test_the_expected_modules_and_examples_exist():
 
 @pytest.mark.parametrize("path", TF_FILES, ids=lambda p: str(p.relative_to(TERRAFORM)))
 def test_tf_file_parses(path):
-    doc = _load(path)
+    doc = load_tf(path)
     assert doc, f"{path} parsed to nothing"
     assert set(doc) <= {"terraform", "provider", "variable", "locals", "resource", "data", "module", "output"}
 
@@ -84,7 +73,7 @@ def test_tf_file_parses(path):
 @pytest.mark.parametrize("directory", sorted({p.parent for p in TF_FILES}), ids=lambda p: str(p.relative_to(TERRAFORM)))
 def test_references_resolve(directory):
     text = "\n".join(p.read_text() for p in directory.glob("*.tf"))
-    mod = _module(directory)
+    mod = tf_module(directory)
     variables = {name for b in mod.get("variable", []) for name in b}
     locals_ = {name for b in mod.get("locals", []) for name in b}
     used_vars = set(re.findall(r"\bvar\.([A-Za-z0-9_]+)", text))
@@ -95,7 +84,7 @@ def test_references_resolve(directory):
     for block in mod.get("module", []):
         for name, args in block.items():
             source = (directory / args["source"]).resolve()
-            target = _module(source)
+            target = tf_module(source)
             declared = {n: body for b in target.get("variable", []) for n, body in b.items()}
             given = set(args) - {"source", "providers", "depends_on", "count", "for_each"}
             assert given <= set(declared), f"module {name}: unknown arguments {sorted(given - set(declared))}"
@@ -198,49 +187,11 @@ def test_checkov_passes_with_justified_skips(tmp_path):
             assert (check, where) in passed, f"{check} did not pass on {where}"
 
 
-# ---- rendering the AWS policies -----------------------------------------------------------------
-
-_INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
-
-
-def _substitute(value: str, names: dict[str, str]) -> str:
-    def one(m: re.Match) -> str:
-        expr = m.group(1).strip()
-        if expr not in names:
-            raise AssertionError(f"cannot render {value!r}: unknown expression {expr!r}")
-        return names[expr]
-
-    return _INTERPOLATION.sub(one, value)
-
-
-def render_policy(module: dict, name: str, names: dict[str, str]) -> dict:
-    """IAM JSON of data "aws_iam_policy_document" NAME, as the provider would build it."""
-    doc = _named(module["data"], "aws_iam_policy_document")[name]
-    statements = []
-    for st in doc["statement"]:
-        unsupported = set(st) - {"sid", "effect", "actions", "resources", "condition"}
-        assert not unsupported, f"{name}.{st.get('sid')}: the renderer does not handle {sorted(unsupported)}"
-        out = {"Sid": st["sid"], "Effect": st.get("effect", "Allow"), "Action": list(st["actions"]),
-               "Resource": [_substitute(r, names) for r in st["resources"]]}
-        for cond in st.get("condition", []):
-            out.setdefault("Condition", {}).setdefault(cond["test"], {})[cond["variable"]] = [
-                _substitute(v, names) for v in cond["values"]]
-        statements.append(out)
-    return {"Version": "2012-10-17", "Statement": statements}
-
-
-@pytest.fixture(scope="module")
-def aws_module() -> dict:
-    return _module(AWS_MODULE)
-
-
-def _names(bucket: str, prefix: str) -> dict[str, str]:
-    return {"aws_s3_bucket.this.arn": f"arn:aws:s3:::{bucket}", "local.key_prefix": prefix}
-
+# ---- the AWS policies ---------------------------------------------------------------------------
 
 def test_policy_documents_match_the_repository_layout(aws_module):
-    backup = render_policy(aws_module, "backup", _names("b", "repo/"))
-    maintenance = render_policy(aws_module, "maintenance", _names("b", "repo/"))
+    backup = render_policy(aws_module, "backup", policy_names("b", "repo/"))
+    maintenance = render_policy(aws_module, "maintenance", policy_names("b", "repo/"))
     by_sid = {s["Sid"]: s for s in backup["Statement"]}
     # the backup principal may delete under locks/ and nowhere else in the layout
     assert by_sid["DeleteOwnLockRecords"]["Resource"] == [f"arn:aws:s3:::b/repo/{layout.LOCKS}*"]
@@ -252,16 +203,24 @@ def test_policy_documents_match_the_repository_layout(aws_module):
     history = set(by_sid["DenyHistoryAndBucketChanges"]["Action"])
     assert {"s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention",
             "s3:PutBucket*", "s3:PutLifecycleConfiguration"} <= history
-    # the maintenance principal can delete, but cannot bypass or change retention either
+    # only maintenance writes the retention record (a forged one could postpone extensions)
+    assert by_sid["DenyWritingRetentionRecords"]["Resource"] == [f"arn:aws:s3:::b/repo/{layout.RETENTION}*"]
+    assert by_sid["DenyWritingRetentionRecords"]["Action"] == ["s3:PutObject"]
+    # the maintenance principal can delete and extend retention, but cannot bypass or shorten it
     m_sid = {s["Sid"]: s for s in maintenance["Statement"]}
     assert "s3:DeleteObject" in m_sid["ReadWriteDeleteRepositoryObjects"]["Action"]
-    assert history - {"s3:DeleteObjectVersion"} == set(m_sid["DenyRetentionAndBucketChanges"]["Action"])
+    assert "s3:PutObjectRetention" in m_sid["ExtendRetention"]["Action"]
+    assert history - {"s3:DeleteObjectVersion", "s3:PutObjectRetention"} == set(
+        m_sid["DenyRetentionAndBucketChanges"]["Action"])
     # the bucket policy repeats the backup principal's denies (a broader identity policy cannot undo them)
-    bucket_policy = {s["sid"]: s for s in _named(aws_module["data"], "aws_iam_policy_document")["bucket"]["statement"]}
+    documents = tf_named(aws_module["data"], "aws_iam_policy_document")
+    bucket_policy = {s["sid"]: s for s in documents["bucket"]["statement"]}
     assert set(bucket_policy["DenyBackupPrincipalHistoryChanges"]["actions"]) == history
-    backup_hcl = {s["sid"]: s for s in _named(aws_module["data"], "aws_iam_policy_document")["backup"]["statement"]}
+    backup_hcl = {s["sid"]: s for s in documents["backup"]["statement"]}
     assert bucket_policy["DenyBackupPrincipalDeleteOutsideLocks"]["resources"] == \
         backup_hcl["DenyDeleteOutsideLocks"]["resources"]
+    assert bucket_policy["DenyBackupPrincipalWritingRetentionRecords"]["resources"] == \
+        backup_hcl["DenyWritingRetentionRecords"]["resources"]
     tls = bucket_policy["DenyInsecureTransport"]
     assert tls["effect"] == "Deny" and tls["condition"][0]["variable"] == "aws:SecureTransport"
     assert tls["condition"][0]["values"] == ["false"]
@@ -270,7 +229,7 @@ def test_policy_documents_match_the_repository_layout(aws_module):
 def test_both_principals_may_find_and_abort_unfinished_uploads(aws_module):
     """check (backup credential) and prune (maintenance) look for uploads killed backups left."""
     for name in ("backup", "maintenance"):
-        policy = render_policy(aws_module, name, _names("b", "repo/"))
+        policy = render_policy(aws_module, name, policy_names("b", "repo/"))
         allowed = {(action, resource) for s in policy["Statement"] if s["Effect"] == "Allow"
                    for action in s["Action"] for resource in s["Resource"]}
         # S3 has no prefix condition for listing uploads: the bucket holds one repository
@@ -280,16 +239,16 @@ def test_both_principals_may_find_and_abort_unfinished_uploads(aws_module):
 
 
 def test_a_lifecycle_rule_aborts_unfinished_uploads_nobody_prunes(aws_module):
-    lifecycle = _named(aws_module["resource"], "aws_s3_bucket_lifecycle_configuration")["this"]
+    lifecycle = tf_named(aws_module["resource"], "aws_s3_bucket_lifecycle_configuration")["this"]
     [rule] = [r for r in lifecycle["rule"] if "abort_incomplete_multipart_upload" in r]
     assert rule["status"] == "Enabled" and rule["filter"] == [{}]  # the whole bucket
     days = "${var.abort_incomplete_multipart_days}"
     assert rule["abort_incomplete_multipart_upload"] == [{"days_after_initiation": days}]
-    gcs = _module(GCS_MODULE)
+    gcs = tf_module(GCS_MODULE)
     for module in (aws_module, gcs):
         declared = {n: body for b in module["variable"] for n, body in b.items()}
         assert declared["abort_incomplete_multipart_days"]["default"] == 7
-    bucket = _named(gcs["resource"], "google_storage_bucket")["this"]
+    bucket = tf_named(gcs["resource"], "google_storage_bucket")["this"]
     abort = {"action": [{"type": "AbortIncompleteMultipartUpload"}], "condition": [{"age": days}]}
     assert abort in bucket["lifecycle_rule"]
 
@@ -297,98 +256,7 @@ def test_a_lifecycle_rule_aborts_unfinished_uploads_nobody_prunes(aws_module):
 # ---- the split of rights, through the real CLI against moto with IAM enforcement -------------
 
 boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
-from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
-
-from tests.servers.moto import moto_api, start_moto  # noqa: E402
-
-PREFIX = "repo"
-ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-
-
-class Account:
-    """moto_server with IAM enforcement on, a bucket shaped like the module's, and three users."""
-
-    def __init__(self, aws_module: dict, tmp: Path) -> None:
-        self.server = start_moto()
-        try:
-            self._setup(aws_module, tmp)
-        except BaseException:
-            self.server.stop()
-            raise
-
-    def _setup(self, aws_module: dict, tmp: Path) -> None:
-        self.endpoint = self.server.url
-        self.bucket = f"agent-tf-{uuid.uuid4().hex[:12]}"
-        setup = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                      region_name="us-east-1")
-        s3 = setup.client("s3", endpoint_url=self.endpoint, config=Config(s3={"addressing_style": "path"}))
-        # the example's bucket: Object Lock (which turns versioning on), GOVERNANCE default retention
-        s3.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
-        s3.put_object_lock_configuration(Bucket=self.bucket, ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
-        iam = setup.client("iam", endpoint_url=self.endpoint)
-        names = _names(self.bucket, f"{PREFIX}/")
-        self.policies = {"backup": render_policy(aws_module, "backup", names),
-                         "maintenance": render_policy(aws_module, "maintenance", names),
-                         "admin": ADMIN_POLICY}
-        lines = []
-        for who, doc in self.policies.items():
-            iam.create_user(UserName=f"agent-{who}")
-            arn = iam.create_policy(PolicyName=f"agent-{who}", PolicyDocument=json.dumps(doc))["Policy"]["Arn"]
-            iam.attach_user_policy(UserName=f"agent-{who}", PolicyArn=arn)
-            key = iam.create_access_key(UserName=f"agent-{who}")["AccessKey"]
-            lines += [f"[agent-{who}]", f"aws_access_key_id = {key['AccessKeyId']}",
-                      f"aws_secret_access_key = {key['SecretAccessKey']}", ""]
-        self.aws_dir = tmp / "aws"
-        self.aws_dir.mkdir()
-        (self.aws_dir / "credentials").write_text("\n".join(lines))
-        (self.aws_dir / "config").write_text("[default]\nregion = us-east-1\n")
-        moto_api(self.endpoint, "/moto-api/reset-auth", b"0")  # from now on every request is checked
-        self.url = f"s3://{self.bucket}/{PREFIX}?endpoint={self.endpoint}&region=us-east-1"
-        self._clients: dict[str, object] = {}
-
-    def env(self, profile: str) -> dict[str, str]:
-        return {"AWS_SHARED_CREDENTIALS_FILE": str(self.aws_dir / "credentials"),
-                "AWS_CONFIG_FILE": str(self.aws_dir / "config"), "AWS_PROFILE": f"agent-{profile}",
-                "AWS_EC2_METADATA_DISABLED": "true"}
-
-    def client(self, profile: str):
-        if profile not in self._clients:
-            session = boto3.session.Session(profile_name=f"agent-{profile}")
-            self._clients[profile] = session.client("s3", endpoint_url=self.endpoint, config=Config(
-                s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}))
-        return self._clients[profile]
-
-    def object_keys(self, under: str = "") -> list[str]:
-        pages = self.client("admin").get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"{PREFIX}/{under}")
-        return [o["Key"] for p in pages for o in p.get("Contents", ())]
-
-    def versions(self, key: str) -> tuple[list[dict], list[dict]]:
-        reply = self.client("admin").list_object_versions(Bucket=self.bucket, Prefix=key)
-        return ([v for v in reply.get("Versions", []) if v["Key"] == key],
-                [m for m in reply.get("DeleteMarkers", []) if m["Key"] == key])
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-@pytest.fixture
-def account(aws_module, tmp_path, monkeypatch):
-    for var in [k for k in os.environ if k.startswith("AWS_")]:
-        monkeypatch.delenv(var)  # only the credentials file below counts, in this process and the CLI's
-    acc = Account(aws_module, tmp_path)
-    for var, value in acc.env("admin").items():
-        monkeypatch.setenv(var, value)
-    try:
-        yield acc
-    finally:
-        acc.stop()
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
 
 
 def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(account, cli, tmp_path):
@@ -423,12 +291,16 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
     s3 = account.client("backup")
     # a check under the backup credential may write a damage record (there is no damage here to find)
     s3.put_object(Bucket=account.bucket, Key=f"{PREFIX}/{layout.damage('0' * 64)}", Body=b"record")
-    stored = {prefix: account.object_keys(prefix) for prefix in NON_LOCK_KEYS}
+    # nor a retention record, which only `agent retain` (maintenance) writes
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=account.bucket, Key=f"{PREFIX}/{layout.retention('0' * 64)}", Body=b"forged")
+    assert error_code(err.value) == "AccessDenied", err.value
+    stored = {prefix: account.object_keys(prefix) for prefix in NON_LOCK_KEYS if prefix != layout.RETENTION}
     assert all(stored.values()), stored
     for prefix, keys in stored.items():
         with pytest.raises(ClientError) as err:
             s3.delete_object(Bucket=account.bucket, Key=keys[0])
-        assert _code(err.value) == "AccessDenied", (prefix, err.value)
+        assert error_code(err.value) == "AccessDenied", (prefix, err.value)
     batch = s3.delete_objects(Bucket=account.bucket, Delete={"Objects": [{"Key": k} for k in stored[layout.DATA]]})
     assert [e["Code"] for e in batch.get("Errors", [])] == ["AccessDenied"] * len(stored[layout.DATA])
     snap_key = f"{PREFIX}/{layout.snapshot(first['snapshot_id'])}"
@@ -442,8 +314,8 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
                  lambda: s3.delete_bucket(Bucket=account.bucket)):
         with pytest.raises(ClientError) as err:
             call()
-        assert _code(err.value) == "AccessDenied", err.value
-    assert {p: account.object_keys(p) for p in NON_LOCK_KEYS} == stored  # nothing was deleted
+        assert error_code(err.value) == "AccessDenied", err.value
+    assert {p: account.object_keys(p) for p in stored} == stored  # nothing was deleted
 
     # ... and through the CLI: forgetting a snapshot and removing a key file are refused
     refused = cli("forget", "--keep-last", "1", env=backup, check=False)
@@ -461,8 +333,13 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
     # the maintenance credential forgets and prunes ...
     plan = cli("forget", "--keep-last", "1", "--json", env=maint).json()
     assert plan["remove"] == [first["snapshot_id"]]
-    pruned = cli("prune", "--json", env=maint).json()
-    assert pruned["packs_deleted"] >= 1
+    # ... but prune leaves what is still under Object Lock (1 day here), and says until when
+    held = cli("prune", "--json", env=maint).json()
+    assert held["packs_deleted"] == 0 and held["held_packs"] >= 1 and held["held_until"], held
+    assert not held["warnings"], held["warnings"]  # it could read the bucket's Object Lock rule
+    after = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    pruned = cli("prune", "--json", "--time", after, env=maint).json()  # once the retention has lapsed
+    assert pruned["packs_deleted"] == held["held_packs"] and pruned["held_packs"] == 0
     assert not [w for w in pruned["warnings"] if "not looked for" in w]  # it may list unfinished uploads
     cli("key", "remove", spare[0][:8], env=maint)
     assert [s["id"] for s in cli("snapshots", "--json", env=backup).json()] == [second["snapshot_id"]]
@@ -508,12 +385,12 @@ def test_backend_multipart_upload_needs_no_more_than_the_backup_policy(account):
 # ---- GCS: the backup account's delete condition ------------------------------------------------
 
 def test_gcs_backup_account_may_delete_only_lock_records():
-    mod = _module(GCS_MODULE)
-    members = _named(mod["resource"], "google_storage_bucket_iam_member")
+    mod = tf_module(GCS_MODULE)
+    members = tf_named(mod["resource"], "google_storage_bucket_iam_member")
     roles = {name: body["role"] for name, body in members.items()}
     assert roles["backup_viewer"] == "roles/storage.objectViewer"
     assert roles["backup_creator"] == "roles/storage.objectCreator"
-    custom = _named(mod["resource"], "google_project_iam_custom_role")["lock_delete"]
+    custom = tf_named(mod["resource"], "google_project_iam_custom_role")["lock_delete"]
     assert custom["permissions"] == ["storage.objects.delete"]
     assert roles["backup_lock_delete"] == "${google_project_iam_custom_role.lock_delete.name}"
     backup_bindings = [n for n, b in members.items() if "backup" in b["member"]]
@@ -526,7 +403,7 @@ def test_gcs_backup_account_may_delete_only_lock_records():
     m = re.fullmatch(r'resource\.name\.startsWith\("(.*)"\)', condition)
     assert m, condition
     names = {"local.locks_resource_prefix": locals_["locks_resource_prefix"]}
-    start = _substitute(_substitute(m.group(1), names), {"google_storage_bucket.this.name": "bkt",
+    start = substitute(substitute(m.group(1), names), {"google_storage_bucket.this.name": "bkt",
                                                          "local.key_prefix": "repo/"})
 
     def may_delete(key: str) -> bool:

@@ -1,7 +1,9 @@
 # Two principals with a split of rights:
 # - backup: reads and writes the repository, deletes only its own lock records under locks/, and
 #   cannot delete anything else, delete versions, bypass or change retention, or reconfigure the bucket;
-# - maintenance (prune, key removal): may also delete, but still cannot bypass or change retention.
+# - maintenance (prune, key removal, agent retain): may also delete, and extend Object Lock retention
+#   (PutObjectRetention without BypassGovernanceRetention can only lengthen it), but cannot bypass or
+#   shorten retention.
 # The statements are plain HCL lists (no dynamic blocks), so tests/terraform renders them from this
 # file and runs the real CLI under them against an S3 server with IAM enforcement.
 
@@ -67,7 +69,16 @@ data "aws_iam_policy_document" "backup" {
       "${aws_s3_bucket.this.arn}/${local.key_prefix}snapshots/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}runs/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}damage/*",
+      "${aws_s3_bucket.this.arn}/${local.key_prefix}retention/*",
     ]
+  }
+
+  # the retention record says what agent retain extended; a forged one could postpone extensions
+  statement {
+    sid       = "DenyWritingRetentionRecords"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}retention/*"]
   }
 
   statement {
@@ -122,12 +133,28 @@ data "aws_iam_policy_document" "maintenance" {
     resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}*"]
   }
 
+  # agent retain: extend the retention of what live snapshots use (lengthen only: see the deny below),
+  # after reading the bucket's default rule
+  statement {
+    sid       = "ExtendRetention"
+    effect    = "Allow"
+    actions   = ["s3:PutObjectRetention", "s3:GetObjectRetention"]
+    resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}*"]
+  }
+
+  statement {
+    sid       = "ReadObjectLockConfiguration"
+    effect    = "Allow"
+    actions   = ["s3:GetBucketObjectLockConfiguration"]
+    resources = [aws_s3_bucket.this.arn]
+  }
+
+  # without BypassGovernanceRetention, PutObjectRetention cannot shorten (and COMPLIANCE never can)
   statement {
     sid    = "DenyRetentionAndBucketChanges"
     effect = "Deny"
     actions = [
       "s3:BypassGovernanceRetention",
-      "s3:PutObjectRetention",
       "s3:PutObjectLegalHold",
       "s3:PutBucket*",
       "s3:PutLifecycleConfiguration",
