@@ -24,6 +24,9 @@ from agent.repo.writer import adopt_orphan_packs
 
 _GAP = 256 << 10  # read across gaps smaller than this rather than issue another request
 MAX_READ = 4 << 20  # per request; three in flight bound a restore's memory (8 MiB x 4 held 30 MB more, no faster)
+#: per request from object storage: every request costs a round trip (and the server's per-request
+#: work), so a whole 16 MiB pack is one read there; the read window keeps the memory bounded
+REMOTE_READ = 16 << 20
 
 
 @dataclass
@@ -50,14 +53,15 @@ class ReadPlan:
         return [(p, g) for p, blist in self.by_pack.items() for g in ranges(blist)]
 
 
-def ranges(blobs: list[Blob]) -> list[list[Blob]]:
+def ranges(blobs: list[Blob], max_read: int = MAX_READ) -> list[list[Blob]]:
+    """Blobs of one pack grouped into ranged reads of up to `max_read` bytes, across small gaps."""
     blobs.sort(key=lambda b: b.offset)
     out: list[list[Blob]] = []
     for b in blobs:
         if out:
             last = out[-1]
             start, end = last[0].offset, last[-1].offset + last[-1].length
-            if b.offset - end <= _GAP and b.offset + b.length - start <= MAX_READ:
+            if b.offset - end <= _GAP and b.offset + b.length - start <= max_read:
                 last.append(b)
                 continue
         out.append([b])

@@ -21,7 +21,7 @@ from agent.progress import Advanced, Finished, Listener, Started, Warning, ignor
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.restore.delta import copy_chunks
-from agent.restore.fetch import MAX_READ, Blob, clip, plan_reads, ranges, read_group
+from agent.restore.fetch import MAX_READ, REMOTE_READ, Blob, clip, plan_reads, ranges, read_group
 from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
@@ -72,7 +72,9 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     damaged = list(plan.missing)
     written = 0
 
-    reads = Window.for_backend(repo.capabilities.max_connections, MAX_READ, opts.workers)
+    remote = repo.capabilities.max_connections > 2  # object storage or a network share, not a local disk
+    max_read = REMOTE_READ if remote else MAX_READ
+    reads = Window.for_backend(repo.capabilities.max_connections, max_read, opts.workers)
 
     def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         t0, c0 = time.monotonic(), time.thread_time()
@@ -119,7 +121,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                     for cid in stale:  # the seed changed since it was scanned: fetch instead
                         b = work.copied.pop(cid)
                         by_pack[b.pack].append(b)
-                groups = [(p, g) for p, blist in by_pack.items() for g in ranges(blist)]
+                groups = [(p, g) for p, blist in by_pack.items() for g in ranges(blist, max_read)]
                 for fut in in_order(pool, fetch, groups, lambda: reads.size):
                     n, bad, done_ranges = fut.result()
                     written += n

@@ -29,10 +29,14 @@ def test_long_round_trips_open_the_window_and_a_local_repository_keeps_three():
     w = Window.for_backend(16, 4 * MIB)
     for _ in range(20):
         w.observe(0.160, 0.010)  # 150 ms waiting, 10 ms decoding
-    assert w.size == w.limit == 12
+    assert w.size == w.limit == 16  # the connection limit
     for _ in range(60):
         w.observe(0.012, 0.010)  # the round trip is gone: the window closes again
-    assert w.size == LOCAL and w.peak == 12
+    assert w.size == LOCAL and w.peak == 16
+    whole_packs = Window.for_backend(16, 16 * MIB)
+    for _ in range(20):
+        whole_packs.observe(0.300, 0.040)
+    assert whole_packs.size == MEMORY // (16 * MIB) == 6  # the memory budget
     local = Window.for_backend(2, 4 * MIB)
     for _ in range(20):
         local.observe(1.0, 0.001)
