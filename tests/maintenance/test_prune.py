@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Cli
+
 
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -70,11 +72,30 @@ def test_forget_refuses_to_empty_a_source(cli, tmp_path):
     assert len(cli("snapshots", "--json").json()) == 2
 
 
-@pytest.mark.parametrize("backup_delay", [0.0, 0.2, 0.6])
-def test_backup_during_prune_loses_nothing(cli, tmp_path, backup_delay):
+@pytest.fixture(scope="module")
+def six_nights_forgotten(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """Six nights in 1 MiB packs, then `forget --keep-last 2`: the state each prune test starts
+    from, built once (six backups) and copied per test, repository and cache alike, so every test
+    starts from exactly what its own init + backups + forget left before."""
+    root = tmp_path_factory.mktemp("six-nights")
+    cli = Cli(root)
     cli("init", "--pack-size", "1")
-    copies = _nights(cli, tmp_path, 6)
+    copies = _nights(cli, root, 6)
     cli("forget", "--keep-last", "2")
+    return root, copies
+
+
+def _start_from(cli, template: tuple[Path, dict[str, Path]]) -> dict[str, Path]:
+    root, copies = template
+    shutil.copytree(root / "repo", cli.repo)
+    if (root / "cache").exists():
+        shutil.copytree(root / "cache", cli.tmp / "cache")
+    return dict(copies)  # the day images stay in the template (read only); the dict is the test's own
+
+
+@pytest.mark.parametrize("backup_delay", [0.0, 0.2, 0.6])
+def test_backup_during_prune_loses_nothing(cli, tmp_path, backup_delay, six_nights_forgotten):
+    copies = _start_from(cli, six_nights_forgotten)
     new = tmp_path / "other.img"
     rng = random.Random(99)
     new.write_bytes(rng.randbytes(6 << 20) + copies[next(iter(copies))].read_bytes()[: 6 << 20])
@@ -92,10 +113,8 @@ def test_backup_during_prune_loses_nothing(cli, tmp_path, backup_delay):
 
 
 @pytest.mark.parametrize("kill_after", [0.3, 0.6, 0.9, 1.3])
-def test_prune_killed_anywhere_is_finished_by_the_next(cli, tmp_path, kill_after):
-    cli("init", "--pack-size", "1")
-    copies = _nights(cli, tmp_path, 6)
-    cli("forget", "--keep-last", "2")
+def test_prune_killed_anywhere_is_finished_by_the_next(cli, tmp_path, kill_after, six_nights_forgotten):
+    copies = _start_from(cli, six_nights_forgotten)
     proc = cli.popen("prune", "--max-unused", "0%")
     time.sleep(kill_after)
     proc.kill()

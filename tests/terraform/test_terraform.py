@@ -4,8 +4,9 @@
   resolves (what `terraform validate` would catch first).
 - checkov runs on all of terraform/ (modules and examples) with no failed check; every skipped
   check carries its reason in the .tf file. checkov pins many packages, so it lives in its own
-  venv: tests/terraform/.venv-checkov (git-ignored; created on first use, ~70 s; override the
-  place with AGENT_CHECKOV_VENV, or point AGENT_CHECKOV at an installed checkov binary).
+  venv in the user's cache, ~/.cache/agent-tests/checkov-VERSION (created on first use, ~70 s, and
+  shared by every clone on the machine, so a fresh CI clone does not install it again; override
+  the place with AGENT_CHECKOV_VENV, or point AGENT_CHECKOV at an installed checkov binary).
 - The backup and maintenance policies are rendered from the aws_iam_policy_document blocks of
   terraform/modules/aws-s3-target/iam.tf, created as IAM users in a private moto_server with IAM
   enforcement on, and the real CLI runs under them (one AWS_PROFILE per command, as docs/terraform.md
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -46,7 +48,8 @@ TERRAFORM = ROOT / "terraform"
 GCS_MODULE = TERRAFORM / "modules" / "gcs-target"
 TF_FILES = sorted(TERRAFORM.rglob("*.tf"))
 CHECKOV_VERSION = "3.3.30"
-CHECKOV_VENV = Path(os.environ.get("AGENT_CHECKOV_VENV", Path(__file__).resolve().parent / ".venv-checkov"))
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+CHECKOV_VENV = Path(os.environ.get("AGENT_CHECKOV_VENV", _CACHE / "agent-tests" / f"checkov-{CHECKOV_VERSION}"))
 
 # every top-level key prefix of the repository format except locks/
 NON_LOCK_KEYS = [layout.CONFIG, layout.KEYS, layout.DATA, layout.INDEX, layout.SNAPSHOTS, layout.RUNS,
@@ -105,6 +108,16 @@ def _checkov() -> str:
     marker = CHECKOV_VENV / f".installed-{CHECKOV_VERSION}"
     if marker.exists() and exe.exists():
         return str(exe)
+    # another clone's test run (another worktree, CI) may be installing into the same shared venv
+    CHECKOV_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(CHECKOV_VENV.parent / f".{CHECKOV_VENV.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists() and exe.exists():
+            return str(exe)
+        return _install_checkov(exe, marker)
+
+
+def _install_checkov(exe: Path, marker: Path) -> str:
     if CHECKOV_VENV.exists():
         if not (CHECKOV_VENV / "pyvenv.cfg").exists() and any(CHECKOV_VENV.iterdir()):
             pytest.skip(f"{CHECKOV_VENV} exists and is not a venv; refusing to replace it with checkov's")

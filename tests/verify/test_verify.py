@@ -21,9 +21,12 @@ def _fuse_usable() -> bool:
 
 
 def _leftovers(tmp: Path, cache: Path) -> list[str]:
-    """Mounts, mount directories and temporary partition files a verify might have left behind."""
-    mounts = [line for line in Path("/proc/self/mounts").read_text().splitlines() if "agent-verify-" in line]
-    tmpdirs = [p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("agent-verify-*")]
+    """Mounts, mount directories and temporary partition files a verify might have left behind in
+    `tmp` (the agent's TMPDIR; private to the test, so a verify that another test or another run on
+    the machine has under way at the same time is not mistaken for a leftover)."""
+    mounts = [line for line in Path("/proc/self/mounts").read_text().splitlines()
+              if f"{tmp}/agent-verify-" in line]
+    tmpdirs = [p.name for p in tmp.glob("agent-verify-*")]
     files = [p.name for p in cache.rglob("verify-*")] if cache.exists() else []
     return mounts + tmpdirs + files
 
@@ -39,7 +42,10 @@ def test_a_healthy_snapshot_reports_every_filesystem_clean(cli, tmp_path, health
     disk, parts = healthy
     cli("init")
     snap = cli("backup", str(disk), "--json").json()["snapshot_id"]
-    before = _leftovers(tmp_path, tmp_path / "cache")
+    tmpdir = tmp_path / "tmpdir"  # where the verify's mkdtemp() makes its mount directories
+    tmpdir.mkdir()
+    cli.env["TMPDIR"] = str(tmpdir)
+    before = _leftovers(tmpdir, tmp_path / "cache")
 
     modes = [("--no-fuse", "temporary file")] + ([(None, "fuse")] if _fuse_usable() else [])
     for flag, via in modes:
@@ -55,7 +61,7 @@ def test_a_healthy_snapshot_reports_every_filesystem_clean(cli, tmp_path, health
             assert got["output"], got  # the checker's last lines
         raw = by_number[parts[-1].number]
         assert raw["status"] == "not checked" and raw["reason"] == "no filesystem recognised", raw
-        assert _leftovers(tmp_path, tmp_path / "cache") == before, via
+        assert _leftovers(tmpdir, tmp_path / "cache") == before, via
 
     text = cli("verify", "latest", "--fsck")
     assert "0 damaged range(s)" in text.out
