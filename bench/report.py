@@ -27,7 +27,9 @@ MANUAL = (("profile", "Profile: where the time goes"),
           ("scale", "Scale: 64 GiB sparse image and 1M-chunk index"),
           ("browse", "Granular restore: ls, extract, one partition"),
           ("status", "Fleet status"),
-          ("unchanged", "Unchanged image files"))
+          ("unchanged", "Unchanged image files"),
+          ("cloud", "Cloud paths: round trips and a capped link"),
+          ("copy", "Off-site copies"))
 PLACEHOLDER = "_To be filled in by hand; kept verbatim when the benchmark regenerates this page._"
 
 
