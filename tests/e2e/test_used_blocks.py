@@ -150,6 +150,8 @@ def test_deleted_data_is_not_stored_and_every_file_restores(cli, disk, tmp_path)
     cli("init")
     res = cli("backup", str(disk), "--json").json()
     deleted = 4 * DELETED + 15 * MIB  # four filesystems' deleted files, and the swap partition's old bytes
+    print(f"stored {res['stored_bytes']} of {deleted} deleted bytes ({res['stored_bytes'] / deleted:.1%}), read "
+          f"{res['read_bytes']}, skipped {res['skipped_free_bytes']}")
     assert res["stored_bytes"] < 0.25 * deleted, res
     reading = {p["filesystem"]: p for p in res["reading"]["partitions"]}
     assert {fs: reading[fs]["read"] for fs in reading} == {"ext4": "used", "vfat": "used", "ntfs": "used",
@@ -159,6 +161,7 @@ def test_deleted_data_is_not_stored_and_every_file_restores(cli, disk, tmp_path)
     assert listed.count("[used blocks]") == 4 and "[swap header]" in listed
     cli("restore", "latest", "--to", str(tmp_path / "restored.img"))
     checked = compare(disk, tmp_path / "restored.img", tmp_path / "cmp")
+    print("\n".join(checked))
     assert len(checked) == 5, checked
     assert sum("checker clean" in line for line in checked) == 4 and "UUID" in checked[4], checked
 
@@ -187,6 +190,7 @@ def test_ntfs_pagefile_is_free_space_unless_kept(cli, tmp_path):
         subprocess.run(["umount", str(mnt)], check=True)
     cli("init")
     res = cli("backup", str(img), "--json").json()
+    print(f"pagefile {page} bytes: stored {res['stored_bytes']} ({res['stored_bytes'] / page:.1%})")
     assert res["stored_bytes"] < 0.10 * page, res
     assert res["reading"]["partitions"][0]["excluded"] == [{"name": "pagefile.sys", "bytes": page}]
     kept = cli("backup", str(img), "--keep-pagefile", "--json").json()
