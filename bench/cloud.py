@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from bench.verify import verify_restore
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = [sys.executable, "-m", "agent"]
+SERVER_PIDS: dict[int, int] = {}  # storage server port -> its pid, for the CPU it uses (filled by main)
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
 
@@ -37,16 +39,28 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "RESTIC_"))}, **extra}
 
 
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _step(rec: dict, name: str, proxy, cmd: list[str], env: dict[str, str], logs: Path) -> dict:
+    """One timed step; also the CPU the harness's side took meanwhile (the proxy, in this process,
+    and the storage server), which shares the machine's cores with the tool."""
     proxy.clear()
     proxy.reset_counts()
+    server_pid = SERVER_PIDS.get(proxy.upstream[1])
+    before = (time.process_time(), _cpu_of(server_pid) if server_pid else 0.0)
     res = run_step(cmd, env=env, cwd=ROOT, log_prefix=logs / name)
+    harness = time.process_time() - before[0] + ((_cpu_of(server_pid) - before[1]) if server_pid else 0.0)
     requests = proxy.requests()
     out = {"rc": res.rc, "wall_s": res.wall_s, "cpu_s": res.cpu_s, "peak_rss_kib": res.peak_rss_kib,
-           "requests": len(requests), "most_in_flight": proxy.max_in_flight}
+           "requests": len(requests), "most_in_flight": proxy.max_in_flight, "server_proxy_cpu_s": round(harness, 2)}
     rec[name] = out
-    print(f"    {name:28} rc={res.rc} wall {res.wall_s:7.1f} s  rss {res.peak_rss_kib // 1024:5} MiB  "
-          f"requests {len(requests):5}  in flight {proxy.max_in_flight:3}", flush=True)
+    print(f"    {name:28} rc={res.rc} wall {res.wall_s:7.1f} s  cpu {res.cpu_s:5.1f} s  "
+          f"server+proxy cpu {harness:5.1f} s  rss {res.peak_rss_kib // 1024:5} MiB  requests {len(requests):5}  "
+          f"in flight {proxy.max_in_flight:3}", flush=True)
     return out
 
 
@@ -113,6 +127,7 @@ def main() -> None:
     gcs = None
     try:
         port = int(server.url.rsplit(":", 1)[1])
+        SERVER_PIDS[port] = server.proc.pid
         s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
         for n, (delay_ms, cap) in enumerate(settings):
@@ -138,6 +153,7 @@ def main() -> None:
             if not args.no_gcs and not cap:
                 gcs = gcs or _start_gcs()
                 if gcs is not None:
+                    SERVER_PIDS[int(gcs.url.rsplit(":", 1)[1])] = gcs.proc.pid
                     with FaultProxy(int(gcs.url.rsplit(":", 1)[1])) as proxy:
                         if delay_ms:
                             proxy.add(Fault("delay", seconds=delay_ms / 1000, times=10**9))

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from agent.source.allocation.model import Allocation, ReadWhole
 from agent.source.allocation.ntfs import free_space
+from tests.source.alloc_helpers import assert_valid, filled_copy
 
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 pytestmark = pytest.mark.skipif(
@@ -58,22 +59,6 @@ def scan(path: Path, **kw) -> Allocation:
     return alloc
 
 
-def assert_valid(alloc: Allocation, size: int) -> None:
-    end = 0
-    for lo, hi in alloc.free:
-        assert end <= lo < hi <= size
-        end = hi
-
-
-def fill_free(src: Path, dst: Path, free: list[tuple[int, int]], byte: int) -> None:
-    shutil.copyfile(src, dst)
-    with open(dst, "r+b") as f:
-        for lo, hi in free:
-            f.seek(lo)
-            for pos in range(lo, hi, 4 * MiB):
-                f.write(bytes([byte]) * min(4 * MiB, hi - pos))
-
-
 def ntfsinfo_free_clusters(image: Path) -> int:
     out = run("ntfsinfo", "-m", image).stdout.decode()
     return int(re.search(r"Free Clusters:\s+(\d+)", out).group(1))
@@ -83,7 +68,7 @@ def assert_survives(image: Path, alloc: Allocation, files: dict[str, bytes], tmp
     """Zeros, then 0xAA junk, over every free range: ntfsfix -n is clean and every file reads back."""
     for byte in (0x00, 0xAA):
         copy = tmp / f"filled-{byte:02x}.img"
-        fill_free(image, copy, alloc.free, byte)
+        filled_copy(image, alloc.free, byte, copy)
         fix = run("ntfsfix", "-n", copy, check=False)
         assert fix.returncode == 0, fix.stdout.decode() + fix.stderr.decode()
         for name, data in files.items():
@@ -215,7 +200,7 @@ def test_pagefile_counts_as_free_unless_kept(tmp_path: Path) -> None:
     assert covered(kept) == 0
     assert_survives(image, alloc, files, tmp_path)
     zeroed = tmp_path / "zeroed.img"
-    fill_free(image, zeroed, alloc.free, 0)
+    filled_copy(image, alloc.free, 0, zeroed)
     listing = run("ntfsls", "-l", zeroed).stdout.decode()
     assert re.search(rf"\b{len(page)}\b.*pagefile\.sys", listing), listing
     assert run("ntfscat", zeroed, "/pagefile.sys").stdout == bytes(len(page))

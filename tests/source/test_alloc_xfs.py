@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from agent.source.allocation.model import Allocation, ReadWhole
 from agent.source.allocation.xfs import free_space
+from tests.source.alloc_helpers import assert_valid, filled_copy
 
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 pytestmark = pytest.mark.skipif(
@@ -79,22 +80,6 @@ def scan(path: Path) -> Allocation:
     return alloc
 
 
-def assert_valid(alloc: Allocation, size: int) -> None:
-    end = 0
-    for lo, hi in alloc.free:
-        assert end <= lo < hi <= size
-        end = hi
-
-
-def fill_free(src: Path, dst: Path, free: list[tuple[int, int]], byte: int) -> None:
-    shutil.copyfile(src, dst)
-    with open(dst, "r+b") as f:
-        for lo, hi in free:
-            f.seek(lo)
-            for pos in range(lo, hi, 4 * MiB):
-                f.write(bytes([byte]) * min(4 * MiB, hi - pos))
-
-
 def db(image: Path, *cmds: str) -> str:
     args = [a for c in cmds for a in ("-c", c)]
     return run("xfs_db", "-r", *args, image).stdout.decode()
@@ -144,7 +129,7 @@ def assert_survives(image: Path, alloc: Allocation, files: dict[str, bytes], tmp
     the same through a read-only kernel mount."""
     for byte in fills:
         copy = tmp / f"filled-{byte:02x}.img"
-        fill_free(image, copy, alloc.free, byte)
+        filled_copy(image, alloc.free, byte, copy)
         repair_is_clean(copy)
         if files:
             with mounted(copy, tmp / "ro", readonly=True) as mnt:
