@@ -106,7 +106,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-cloud"))
     ap.add_argument("--tools-cache", type=Path, default=Path(os.environ.get("BENCH_TOOLS", "/tmp/bench-tools")))
     ap.add_argument("--no-gcs", action="store_true")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "cloud.json")
     ap.add_argument("--verify-all", action="store_true", help="verify every restore (default: the first setting's)")
+    ap.add_argument("--no-verify", action="store_true", help="time only (a rerun of verified settings)")
     args = ap.parse_args()
 
     import boto3
@@ -131,7 +133,7 @@ def main() -> None:
         s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
         for n, (delay_ms, cap) in enumerate(settings):
-            verify = args.verify_all or n == 0
+            verify = not args.no_verify and (args.verify_all or n == 0)
             rec: dict = {"delay_ms": delay_ms, "cap_mbit": cap}
             print(f"== {delay_ms} ms per request" + (f", capped at {cap:g} Mbit/s" if cap else ""), flush=True)
             with FaultProxy(port) as proxy:
@@ -162,12 +164,12 @@ def main() -> None:
                         _agent(rec, "agent gcs", f"gs://{bucket}/repo?endpoint={proxy.url}&project=test", {},
                                args.image, work, proxy, logs / f"{delay_ms}-gcs", verify)
             results["settings"].append(rec)
-            (ROOT / "bench" / "results" / "cloud.json").write_text(json.dumps(results, indent=1) + "\n")
+            args.results.write_text(json.dumps(results, indent=1) + "\n")
     finally:
         server.stop()
         if gcs is not None:
             gcs.stop()
-    print(f"results: {ROOT / 'bench' / 'results' / 'cloud.json'}")
+    print(f"results: {args.results}")
 
 
 def _start_gcs():
