@@ -26,7 +26,7 @@ from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
 from agent.restore.target import TargetFull, punch, pwrite_all, remove_partial, write_error, zero_device
-from agent.restore.window import LOCAL, Window, in_order
+from agent.restore.window import LOCAL, Window, as_done
 from agent.source.skipmap import merged, subtract
 
 
@@ -113,7 +113,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         try:
             pool = ThreadPoolExecutor(reads.limit, thread_name_prefix="restore")
             try:
-                for copied in in_order(pool, copy, [(items,) for items in work.copies], lambda: LOCAL):
+                for copied in as_done(pool, copy, [(items,) for items in work.copies], lambda: LOCAL):
                     n, done, stale = copied.result()
                     written += n
                     record(done)
@@ -122,7 +122,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                         b = work.copied.pop(cid)
                         by_pack[b.pack].append(b)
                 groups = [(p, g) for p, blist in by_pack.items() for g in ranges(blist, max_read)]
-                for fut in in_order(pool, fetch, groups, lambda: reads.size):
+                for fut in as_done(pool, fetch, groups, lambda: reads.size):
                     n, bad, done_ranges = fut.result()
                     written += n
                     damaged.extend(bad)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 
 LOCAL = 3  # a local repository: measured best (docs/benchmarks.md); more only held memory
@@ -56,24 +55,24 @@ class Window:
         self.peak = max(self.peak, self.size)
 
 
-def in_order(pool: Executor, fn: Callable[..., object], jobs: Sequence[tuple],
-             size: Callable[[], int]) -> Iterator[Future]:
-    """Futures of fn(*job), in job order, with about size() of them submitted and unfinished at once
-    (the window may change between jobs). Unstarted jobs are cancelled when the caller stops early."""
-    pending: deque[Future] = deque()
+def as_done(pool: Executor, fn: Callable[..., object], jobs: Sequence[tuple],
+            size: Callable[[], int]) -> Iterator[Future]:
+    """Futures of fn(*job) as they finish, with size() of them running at once (the window may
+    change between jobs): a read that finishes early makes room at once, instead of waiting
+    behind an earlier, slower one. Unstarted jobs are cancelled when the caller stops early."""
+    running: set[Future] = set()
     todo = iter(jobs)
     try:
         while True:
-            while len(pending) < max(1, size()):
+            while len(running) < max(1, size()):
                 job = next(todo, None)
                 if job is None:
                     break
-                pending.append(pool.submit(fn, *job))
-            if not pending:
+                running.add(pool.submit(fn, *job))
+            if not running:
                 return
-            fut = pending.popleft()
-            fut.result()  # wait here: the caller reads it at once
-            yield fut
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            yield from done
     finally:
-        for fut in pending:
+        for fut in running:
             fut.cancel()
