@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+
+
+def _wait_for_child(pid: int, name: str, timeout: float = 30.0) -> None:
+    """Until process `pid` has a child called `name` (from /proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if comm == name and int(rest[1]) == pid:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} started no {name!r} within {timeout} s")
 
 
 def test_ctrl_c_exits_130_with_a_message(cli, tmp_path):
@@ -12,7 +31,7 @@ def test_ctrl_c_exits_130_with_a_message(cli, tmp_path):
     cli.env.update(AGENT_PASSPHRASE_FILE="", AGENT_PASSPHRASE_COMMAND="sleep 60")
     proc = cli.popen("snapshots")
     try:
-        time.sleep(1.5)
+        _wait_for_child(proc.pid, "sleep")  # a fixed pause raced a slow start on a loaded machine
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)  # the sleep child is killed with the command

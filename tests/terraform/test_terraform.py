@@ -53,7 +53,7 @@ CHECKOV_VENV = Path(os.environ.get("AGENT_CHECKOV_VENV", _CACHE / "agent-tests" 
 
 # every top-level key prefix of the repository format except locks/
 NON_LOCK_KEYS = [layout.CONFIG, layout.KEYS, layout.DATA, layout.INDEX, layout.SNAPSHOTS, layout.RUNS,
-                 layout.DAMAGE, layout.RETENTION]
+                 layout.DAMAGE, layout.RETENTION, layout.ACKS]
 
 
 # ---- parsing and references ---------------------------------------------------------------------
@@ -219,6 +219,8 @@ def test_policy_documents_match_the_repository_layout(aws_module):
     # only maintenance writes the retention record (a forged one could postpone extensions)
     assert by_sid["DenyWritingRetentionRecords"]["Resource"] == [f"arn:aws:s3:::b/repo/{layout.RETENTION}*"]
     assert by_sid["DenyWritingRetentionRecords"]["Action"] == ["s3:PutObject"]
+    # nor an acknowledgement, which would release a suspicious night's protection
+    assert by_sid["DenyWritingAcknowledgements"]["Resource"] == [f"arn:aws:s3:::b/repo/{layout.ACKS}*"]
     # the maintenance principal can delete and extend retention, but cannot bypass or shorten it
     m_sid = {s["Sid"]: s for s in maintenance["Statement"]}
     assert "s3:DeleteObject" in m_sid["ReadWriteDeleteRepositoryObjects"]["Action"]
@@ -232,6 +234,8 @@ def test_policy_documents_match_the_repository_layout(aws_module):
     backup_hcl = {s["sid"]: s for s in documents["backup"]["statement"]}
     assert bucket_policy["DenyBackupPrincipalDeleteOutsideLocks"]["resources"] == \
         backup_hcl["DenyDeleteOutsideLocks"]["resources"]
+    assert bucket_policy["DenyBackupPrincipalWritingAcknowledgements"]["resources"] == \
+        [f"${{aws_s3_bucket.this.arn}}/${{local.key_prefix}}{layout.ACKS}*"]
     assert bucket_policy["DenyBackupPrincipalWritingRetentionRecords"]["resources"] == \
         backup_hcl["DenyWritingRetentionRecords"]["resources"]
     tls = bucket_policy["DenyInsecureTransport"]
@@ -308,7 +312,12 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
     with pytest.raises(ClientError) as err:
         s3.put_object(Bucket=account.bucket, Key=f"{PREFIX}/{layout.retention('0' * 64)}", Body=b"forged")
     assert error_code(err.value) == "AccessDenied", err.value
-    stored = {prefix: account.object_keys(prefix) for prefix in NON_LOCK_KEYS if prefix != layout.RETENTION}
+    # nor an acknowledgement of a suspicious night, which an admin writes with `agent ack`
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=account.bucket, Key=f"{PREFIX}/{layout.ack('0' * 64)}", Body=b"forged")
+    assert error_code(err.value) == "AccessDenied", err.value
+    stored = {prefix: account.object_keys(prefix) for prefix in NON_LOCK_KEYS
+              if prefix not in (layout.RETENTION, layout.ACKS)}
     assert all(stored.values()), stored
     for prefix, keys in stored.items():
         with pytest.raises(ClientError) as err:

@@ -70,6 +70,7 @@ data "aws_iam_policy_document" "backup" {
       "${aws_s3_bucket.this.arn}/${local.key_prefix}runs/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}damage/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}retention/*",
+      "${aws_s3_bucket.this.arn}/${local.key_prefix}acks/*",
     ]
   }
 
@@ -79,6 +80,15 @@ data "aws_iam_policy_document" "backup" {
     effect    = "Deny"
     actions   = ["s3:PutObject"]
     resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}retention/*"]
+  }
+
+  # an acknowledgement releases a suspicious night's protection: a compromised backup host must not
+  # write one for its own night (`agent ack` is run by an admin, with the maintenance credential)
+  statement {
+    sid       = "DenyWritingAcknowledgements"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}acks/*"]
   }
 
   statement {

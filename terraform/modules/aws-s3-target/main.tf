@@ -172,7 +172,19 @@ data "aws_iam_policy_document" "bucket" {
       "${aws_s3_bucket.this.arn}/${local.key_prefix}runs/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}damage/*",
       "${aws_s3_bucket.this.arn}/${local.key_prefix}retention/*",
+      "${aws_s3_bucket.this.arn}/${local.key_prefix}acks/*",
     ]
+    principals {
+      type        = "AWS"
+      identifiers = [local.backup_principal_arn]
+    }
+  }
+
+  statement {
+    sid       = "DenyBackupPrincipalWritingAcknowledgements"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}acks/*"]
     principals {
       type        = "AWS"
       identifiers = [local.backup_principal_arn]
