@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+
+from tests.conftest import AGENT
 
 
 def _wait_for_child(pid: int, name: str, timeout: float = 30.0) -> None:
@@ -29,7 +32,10 @@ def test_ctrl_c_exits_130_with_a_message(cli, tmp_path):
     cli("init")
     # waiting for a passphrase command that takes its time: the command is surely running
     cli.env.update(AGENT_PASSPHRASE_FILE="", AGENT_PASSPHRASE_COMMAND="sleep 60")
-    proc = cli.popen("snapshots")
+    # as from a terminal: a test worker (pytest-xdist) ignores SIGINT, and an ignored signal is
+    # inherited across exec, so the child gets the default disposition back first
+    proc = subprocess.Popen([*AGENT, "snapshots"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli.env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_child(proc.pid, "sleep")  # a fixed pause raced a slow start on a loaded machine
         assert proc.poll() is None, proc.communicate()
