@@ -33,7 +33,7 @@ _WHOLE = {
 }
 
 
-_CONTAINERS = {"extended", "extended (LBA)", "Linux extended"}
+_CONTAINERS = frozenset({"extended", "extended (LBA)", "Linux extended"})
 
 
 @dataclass

@@ -19,7 +19,7 @@ from agent.errors import SourceError
 from agent.source.partitions import read_partition_table
 
 _MOUNTS = ("", "boot", "boot/efi")
-_SYSTEM_TYPES = {"EFI System", "BIOS boot"}
+_SYSTEM_TYPES = frozenset({"EFI System", "BIOS boot"})
 
 
 @dataclass(frozen=True)
