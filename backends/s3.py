@@ -17,7 +17,7 @@ Choices, and why:
   it with `ObjectLocked` while the newest version is still the current object.
 - Credentials come only from the AWS chain (environment, profile, instance role), never a URL.
 - Object Lock retention is extended with PutObjectRetention on the current version (one request
-  per object; agent.maintenance.hold decides which objects and how rarely). The bucket's default
+  per object; agent.maintenance.retain decides which objects and how rarely). The bucket's default
   rule says what every new version got, so nothing asks S3 per object what its retention is.
 """
 
