@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from agent.source.allocation.bits import free_runs
-from agent.source.allocation.common import clip, exact, subtract
+from agent.source.allocation.bounds import clip, exact, subtract
 from agent.source.allocation.model import Allocation, Read, ReadWhole
 
 VOLUME_DIRTY = 0x2

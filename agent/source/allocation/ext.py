@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from agent.source.allocation.bits import free_runs
-from agent.source.allocation.common import clip, exact, subtract
+from agent.source.allocation.bounds import clip, exact, subtract
 from agent.source.allocation.model import Allocation, Read, ReadWhole
 
 MAGIC = 0xEF53

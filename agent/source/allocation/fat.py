@@ -12,7 +12,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from agent.source.allocation.common import clip, exact
+from agent.source.allocation.bounds import clip, exact
 from agent.source.allocation.model import Allocation, Read, ReadWhole
 
 _NONZERO = bytes([0] + [1] * 255)

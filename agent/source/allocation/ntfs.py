@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from agent.source.allocation.bits import free_runs
 from agent.source.allocation.model import Allocation, Read, ReadWhole
+from agent.source.skipmap import merged
 
 _BOOT = struct.Struct("<3s8sHBH5xB18xQQQb3xb")  # jump, OEM id ... clusters per index record
 _RECORD = struct.Struct("<4sHH8xHHHHII")  # magic, usa offset/count, seq, links, attrs, flags, used, size
@@ -107,7 +108,7 @@ def free_space(read: Read, size: int, *, keep_pagefile: bool = False) -> Allocat
                 if ranges:
                     extra += ranges
                     excluded.append((name, sum(hi - lo for lo, hi in ranges)))
-        free = _merge(free + extra)
+        free = merged(free + extra)
     return Allocation(free=free, method="NTFS cluster bitmap ($Bitmap)", excluded=excluded)
 
 
@@ -404,16 +405,6 @@ def _read_runs(read: Read, geo: _Geometry, runs: list[tuple[int, int]], length: 
 
 def _overlaps(free: list[tuple[int, int]], lo: int, hi: int) -> bool:
     return any(a < hi and lo < b for a, b in free)
-
-
-def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
 
 
 def _root_files(mft: _Mft, read: Read, geo: _Geometry) -> dict[str, int]:

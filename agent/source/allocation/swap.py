@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from agent.source.allocation.common import clip, exact
+from agent.source.allocation.bounds import clip, exact
 from agent.source.allocation.model import Allocation, Read, ReadWhole
 
 PAGE_SIZES = (4096, 8192, 16384, 32768, 65536)
