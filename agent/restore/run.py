@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from agent.restore.fetch import MAX_READ, REMOTE_READ, Blob, clip, plan_reads, r
 from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
-from agent.restore.target import TargetFull, punch, pwrite_all, remove_partial, write_error, zero_device
+from agent.restore.target import TargetFull, preallocate, punch, pwrite_all, remove_partial, write_error, zero_device
 from agent.restore.window import LOCAL, Window, as_done
 from agent.source.skipmap import merged, subtract
 
@@ -68,6 +69,16 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     by_pack: dict[str, list[Blob]] = defaultdict(list)
     for b in work.blobs.values():
         by_pack[b.pack].append(b)
+    if created and kind == "file":
+        try:
+            preallocate(fd, _data_ranges(by_pack, work, window), target)
+        except TargetFull as exc:
+            if journal is not None:
+                journal.close()
+                journal.path.unlink(missing_ok=True)
+            work.close()
+            os.close(fd)
+            raise remove_partial(target, exc) from None
     listener(Started("restore", size))
     damaged = list(plan.missing)
     written = 0
@@ -75,6 +86,10 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     remote = repo.capabilities.max_connections > 2  # object storage or a network share, not a local disk
     max_read = REMOTE_READ if remote else MAX_READ
     reads = Window.for_backend(repo.capabilities.max_connections, max_read, opts.workers)
+
+    # a buffered write holds the file's inode lock in the kernel (ext4, XFS): writers wait here, asleep,
+    # instead of spinning on the lock there
+    write_lock = threading.Lock()
 
     def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         t0, c0 = time.monotonic(), time.thread_time()
@@ -94,7 +109,8 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                 at, n = clip(t, len(raw), window) or (0, 0)
                 if n:  # a chunk across the window's edge is fetched whole and written in part
                     skip = at + window[0] - t
-                    pwrite_all(fd, memoryview(raw)[skip:skip + n], at, target)
+                    with write_lock:
+                        pwrite_all(fd, memoryview(raw)[skip:skip + n], at, target)
                     done.append((at, n))
         return sum(n for _, n in done), bad, done
 
@@ -168,6 +184,14 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                          zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged),
                          reused_bytes=work.reused_bytes, seeded=work.seeded, resumed_bytes=work.resumed_bytes,
                          verified_bytes=verified, reads_in_flight=reads.peak)
+
+
+def _data_ranges(by_pack: dict[str, list[Blob]], work: Work, window: tuple[int, int]) -> list[tuple[int, int]]:
+    """The [start, end) ranges of the target that chunks will be written to (fetched or copied)."""
+    spans = [(c[0], c[0] + c[1]) for blist in by_pack.values() for b in blist for t in b.targets
+             if (c := clip(t, b.raw, window)) is not None]
+    spans.extend((at, at + length) for items in work.copies for _, _, length, _, ats in items for at in ats)
+    return merged(spans)
 
 
 def _leave_out(zero_runs: list[tuple[int, int]], snap: Snapshot, window: tuple[int, int], kind: str, target: str,

@@ -50,6 +50,17 @@ def test_a_restore_that_fills_the_disk_removes_the_partial_image_it_created(cli,
     assert not target.exists()
 
 
+def test_a_fresh_image_that_cannot_fit_is_refused_before_anything_is_fetched(cli, tmp_path, small_fs):
+    """The data ranges of a fresh image file are allocated first: a disk without the room fails there,
+    naming what the image needs, before a single pack is read."""
+    _backup_of_random_data(cli, tmp_path, 16)
+    target = small_fs / "restored.img"
+    res = cli("restore", "latest", "--to", str(target), check=False)
+    assert res.code == 16, res
+    assert "too small for this restore: it needs 16 MiB for the image's data" in res.err, res.err
+    assert f"removed the partial image {target}" in res.err and not target.exists()
+
+
 def test_a_pre_existing_target_is_left_alone_when_the_disk_fills(cli, tmp_path, small_fs):
     _backup_of_random_data(cli, tmp_path, 16)
     target = small_fs / "old.img"
