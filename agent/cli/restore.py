@@ -127,6 +127,9 @@ def restore(
             app.out.print(f"seed {path} supplied {units.size(n)}")
         if res.verified_bytes:
             app.out.print(f"verified: read back {units.size(res.verified_bytes)} written by this run")
+        elif (delta or res.seeded) and res.written_bytes:
+            app.out.print("verified: each chunk by its id before it was written (--sync also reads the image back "
+                          "from the disk)")
         if res.damaged:
             app.out.print(f"[red]{len(res.damaged)} damaged range(s) were written as zeros:[/]")
             for off, n in res.damaged:

@@ -114,9 +114,12 @@ def _in_hole(holes_map: list[tuple[int, int]] | None, at: int, length: int) -> b
 
 def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int, int],
          chunk_id: Callable[[memoryview], bytes], zeros: bool, workers: int = 4,
-         progress: Callable[[int], None] = lambda n: None) -> Scan:
+         progress: Callable[[int], None] = lambda n: None,
+         supply: Callable[[bytes, memoryview], None] | None = None) -> Scan:
     """Hash the local image `fd` (`size` bytes) along the snapshot's chunk boundaries; with `zeros`,
-    also check that the zero runs read as zeros (a target; a seed supplies only data)."""
+    also check that the zero runs read as zeros (a target; a seed supplies only data). `supply`
+    receives each matching chunk's bytes on the hashing thread, while they are in memory: a seed's
+    chunks are written from there, not read and hashed a second time."""
     out = Scan(path)
     allocated = data_ranges(fd, size)
     todo: list[_Item] = []
@@ -140,7 +143,10 @@ def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int
             if len(view) < item.length:
                 res.append((item, False))
             elif item.cid is not None:
-                res.append((item, chunk_id(view) == item.cid))
+                ok = chunk_id(view) == item.cid
+                if ok and supply is not None:
+                    supply(item.cid, view)
+                res.append((item, ok))
             else:
                 res.append((item, is_zero(view)))
         return res

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -36,6 +37,8 @@ class Work:
     seeded: list[tuple[str, int]] = field(default_factory=list)
     resumed_bytes: int = 0
     seed_fds: list[int] = field(default_factory=list)
+    supplied: list[tuple[int, int]] = field(default_factory=list)  # target ranges seeds wrote while scanned
+    supplied_blobs: dict[bytes, Blob] = field(default_factory=dict)  # the chunks written there
     preloaded: dict[bytes, bytes] = field(default_factory=dict)  # chunks that moved within the target
 
     def close(self) -> None:
@@ -65,8 +68,9 @@ def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], 
            kind: str, fresh: bool,
            blobs: dict[bytes, Blob], zero_runs: list[tuple[int, int]], extents: list[Extent],
            window: tuple[int, int], done: list[tuple[int, int]], opts: RestoreOptions,
-           listener: Listener) -> Work:
-    """The work left for this run. `fresh`: a file this run created (all holes)."""
+           listener: Listener, write: Callable[[memoryview, int], None]) -> Work:
+    """The work left for this run. `fresh`: a file this run created (all holes). Chunks a seed holds
+    in place are written (`write`) as the seed is scanned."""
     zero_bytes = sum(n for _, n in zero_runs)
     work = Work(blobs, [] if fresh and kind == "file" else list(zero_runs), zero_bytes)
     size = window[1]
@@ -88,17 +92,23 @@ def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], 
             del found.sources[cid]  # over the budget: fetched
         scans.append((found, fd))
         work.verify = True
+    direct: dict[int, int] = {}
     try:
         for seed in opts.seeds:
             sfd, ssize = open_seed(seed)
             work.seed_fds.append(sfd)
             listener(Started(f"seed {seed}", min(ssize, size)))
+            supply, taken = _supplier(blobs, window, write)
             found = scan(sfd, seed, ssize, extents, window, chunk_id, zeros=False,
-                         progress=lambda n: listener(_advanced(n)))
+                         progress=lambda n: listener(_advanced(n)), supply=supply)
+            for cid, ats in taken.items():
+                b = work.supplied_blobs[cid] = blobs.pop(cid)
+                work.supplied.extend((at, b.raw) for at in ats)
+                direct[sfd] = direct.get(sfd, 0) + b.raw * len(ats)
             resync(sfd, seed, found, cut, chunk_id, set(blobs))
             scans.append((found, sfd))
             work.verify = True
-        _plan_copies(work, scans, window)
+        _plan_copies(work, scans, window, direct)
     except BaseException:
         work.close()
         raise
@@ -138,16 +148,44 @@ def _drop(blobs: dict[bytes, Blob], have: Callable[[int, int], bool], window: tu
             del blobs[cid]
 
 
-def _plan_copies(work: Work, scans: list[tuple[Scan, int]], window: tuple[int, int]) -> None:
+def _whole(b: Blob, window: tuple[int, int]) -> list[int] | None:
+    """The target offsets of a chunk that lies wholly inside the window at each of its places, or None
+    (a chunk across the window's edge is fetched: only whole chunks are checked by id)."""
+    ats = [c[0] for t in b.targets if (c := clip(t, b.raw, window)) is not None and c[1] == b.raw]
+    return ats if len(ats) == len(b.targets) else None
+
+
+def _supplier(blobs: dict[bytes, Blob], window: tuple[int, int], write: Callable[[memoryview, int], None]
+              ) -> tuple[Callable[[bytes, memoryview], None], dict[bytes, list[int]]]:
+    """A `scan` callback that writes each still-needed chunk once, at every place, from the bytes the
+    scan has just matched by id; and what it wrote (id -> target offsets). Hashing threads call it."""
+    wanted = {cid: ats for cid, b in blobs.items() if (ats := _whole(b, window))}
+    taken: dict[bytes, list[int]] = {}
+    lock = threading.Lock()
+
+    def supply(cid: bytes, data: memoryview) -> None:
+        with lock:
+            ats = wanted.pop(cid, None)
+        if ats is None:
+            return
+        for at in ats:
+            write(data, at)
+        with lock:
+            taken[cid] = ats
+
+    return supply, taken
+
+
+def _plan_copies(work: Work, scans: list[tuple[Scan, int]], window: tuple[int, int], direct: dict[int, int]) -> None:
     """Chunks still to fetch that a scanned image holds (the target elsewhere, or a seed) are copied
     from there; a chunk across the window's edge is fetched (only whole chunks are checked by id)."""
-    supplied: dict[int, int] = {}
+    supplied = dict(direct)
     batch: list[CopyItem] = []
     batch_bytes = 0
     for cid in list(work.blobs):
         b = work.blobs[cid]
-        ats = [c[0] for t in b.targets if (c := clip(t, b.raw, window)) is not None and c[1] == b.raw]
-        if len(ats) != len(b.targets):
+        ats = _whole(b, window)
+        if ats is None:
             continue
         source = (-1, 0) if cid in work.preloaded else \
             next(((sfd, found.sources[cid]) for found, sfd in scans if cid in found.sources), None)

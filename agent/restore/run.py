@@ -49,18 +49,30 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     prep = prepare(target, Header(snap.id, window, size), opts.force, opts.delta, opts.journal_dir,
                    opts.journal_interval, opts.disk_size, opts.resumable)
     fd, kind, created, journal = prep.fd, prep.kind, prep.created, prep.journal
+    # a buffered write holds the file's inode lock in the kernel (ext4, XFS): writers wait here, asleep,
+    # instead of spinning on the lock there
+    write_lock = threading.Lock()
+
+    def write(data: memoryview, at: int) -> None:
+        with write_lock:
+            pwrite_all(fd, data, at, target)
+
     try:
+        if created and kind == "file":  # a fresh file receives every chunk of the plan
+            preallocate(fd, _data_ranges(plan.by_pack, window), target)
         cdc = repo.new_chunker()
         blobs = {b.cid: b for blist in plan.by_pack.values() for b in blist}
         work = narrow(repo.chunk_id, cdc.cut_buf, fd, target, kind, created, blobs, plan.zero_runs, plan.extents,
-                      window, prep.done, opts, listener)
-    except BaseException:  # a seed that cannot be read, Ctrl-C while comparing: nothing written yet
+                      window, prep.done, opts, listener, write)
+    except BaseException as exc:  # a seed that cannot be read, Ctrl-C while comparing, no room for the image
         if journal is not None:
             journal.close()
             if created:
                 journal.path.unlink(missing_ok=True)
         os.close(fd)
         if created:
+            if isinstance(exc, TargetFull):
+                raise remove_partial(target, exc) from None
             os.unlink(target)
         raise
     if snap.not_backed_up:
@@ -69,16 +81,6 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     by_pack: dict[str, list[Blob]] = defaultdict(list)
     for b in work.blobs.values():
         by_pack[b.pack].append(b)
-    if created and kind == "file":
-        try:
-            preallocate(fd, _data_ranges(by_pack, work, window), target)
-        except TargetFull as exc:
-            if journal is not None:
-                journal.close()
-                journal.path.unlink(missing_ok=True)
-            work.close()
-            os.close(fd)
-            raise remove_partial(target, exc) from None
     listener(Started("restore", size))
     damaged = list(plan.missing)
     written = 0
@@ -86,10 +88,6 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     remote = repo.capabilities.max_connections > 2  # object storage or a network share, not a local disk
     max_read = REMOTE_READ if remote else MAX_READ
     reads = Window.for_backend(repo.capabilities.max_connections, max_read, opts.workers)
-
-    # a buffered write holds the file's inode lock in the kernel (ext4, XFS): writers wait here, asleep,
-    # instead of spinning on the lock there
-    write_lock = threading.Lock()
 
     def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         t0, c0 = time.monotonic(), time.thread_time()
@@ -109,14 +107,12 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                 at, n = clip(t, len(raw), window) or (0, 0)
                 if n:  # a chunk across the window's edge is fetched whole and written in part
                     skip = at + window[0] - t
-                    with write_lock:
-                        pwrite_all(fd, memoryview(raw)[skip:skip + n], at, target)
+                    write(memoryview(raw)[skip:skip + n], at)
                     done.append((at, n))
         return sum(n for _, n in done), bad, done
 
     def copy(items: list) -> tuple[int, list[tuple[int, int]], list[bytes]]:
-        done, stale, _ = copy_chunks(items, repo.chunk_id, lambda data, at: pwrite_all(fd, data, at, target),
-                                     work.preloaded)
+        done, stale, _ = copy_chunks(items, repo.chunk_id, write, work.preloaded)
         return sum(n for _, n in done), done, stale
 
     def record(done: list[tuple[int, int]]) -> None:
@@ -127,6 +123,10 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
 
     try:
         try:
+            if work.supplied:  # written by the seeds while they were scanned
+                written = sum(n for _, n in work.supplied)
+                record(work.supplied)
+                listener(Advanced(written))
             pool = ThreadPoolExecutor(reads.limit, thread_name_prefix="restore")
             try:
                 for copied in as_done(pool, copy, [(items,) for items in work.copies], lambda: LOCAL):
@@ -186,12 +186,10 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                          verified_bytes=verified, reads_in_flight=reads.peak)
 
 
-def _data_ranges(by_pack: dict[str, list[Blob]], work: Work, window: tuple[int, int]) -> list[tuple[int, int]]:
-    """The [start, end) ranges of the target that chunks will be written to (fetched or copied)."""
-    spans = [(c[0], c[0] + c[1]) for blist in by_pack.values() for b in blist for t in b.targets
-             if (c := clip(t, b.raw, window)) is not None]
-    spans.extend((at, at + length) for items in work.copies for _, _, length, _, ats in items for at in ats)
-    return merged(spans)
+def _data_ranges(by_pack: dict[str, list[Blob]], window: tuple[int, int]) -> list[tuple[int, int]]:
+    """The [start, end) ranges of the target that the plan's chunks are written to."""
+    return merged((c[0], c[0] + c[1]) for blist in by_pack.values() for b in blist for t in b.targets
+                  if (c := clip(t, b.raw, window)) is not None)
 
 
 def _leave_out(zero_runs: list[tuple[int, int]], snap: Snapshot, window: tuple[int, int], kind: str, target: str,
@@ -218,10 +216,12 @@ def _read_back(fd: int, target: str, repo: Repository, by_pack: dict[str, list[B
                zero_runs: list[tuple[int, int]], window: tuple[int, int], flushed: bool) -> int:
     """Check what this run wrote by reading it back: whole chunks by id, zeroed ranges for zeros.
     Bytes it did not write were checked by id before (`delta.scan`). TargetError when any differ.
-    `flushed`: the target is on stable storage, so the cached pages are dropped and the disk is read;
-    an image file without --sync is read as any reader would (from the page cache)."""
+    `flushed`: the target is on stable storage, so the cached pages are dropped and the disk itself
+    is read. An image file without --sync would be read from the page cache, the very memory its
+    chunks were written from just after being checked by id: only its zeroed ranges are read back."""
     items: list[tuple[int, int, bytes | None]] = [(off, n, None) for off, n in zero_runs]
-    for b in [*work.copied.values(), *(b for blist in by_pack.values() for b in blist)]:
+    written = [*work.copied.values(), *work.supplied_blobs.values(), *(b for blist in by_pack.values() for b in blist)]
+    for b in written if flushed else []:
         items.extend((c[0], b.raw, b.cid) for t in b.targets if (c := clip(t, b.raw, window)) and c[1] == b.raw)
     verified, wrong = read_back(fd, target, items, repo.chunk_id, drop=flushed)
     if wrong:

@@ -51,11 +51,20 @@ def test_delta_onto_an_older_restore_fetches_only_the_changes(cli, tmp_path, two
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024, (out, stored)
     assert out["fetched_bytes"] < full["fetched_bytes"] / 4
     assert out["reused_bytes"] >= 30 * MiB
-    assert out["verified_bytes"] >= out["written_bytes"]  # what it wrote was read back and checked
+    assert out["verified_bytes"] < out["written_bytes"]  # from the page cache: only zeroed ranges are read back
 
     again = cli("restore", "--json", "latest", "--to", str(target), "--delta").json()  # nothing left to do
     assert again["written_bytes"] == 0 and again["fetched_bytes"] < 64 * 1024
     assert target.read_bytes() == new.read_bytes()
+
+
+def test_delta_with_sync_reads_back_from_the_disk_everything_it_wrote(cli, tmp_path, two_days):
+    target = tmp_path / "restored.img"
+    cli("restore", _id(cli, "day1"), "--to", str(target))
+    out = cli("restore", "--json", "latest", "--to", str(target), "--delta", "--sync").json()
+    assert out["written_bytes"] > 0 and out["verified_bytes"] >= out["written_bytes"]
+    plain = cli("restore", "latest", "--to", str(tmp_path / "seeded.img"), "--seed", str(target))
+    assert "verified: each chunk by its id before it was written" in plain.out, plain.out
 
 
 def test_delta_onto_a_changed_larger_target_cuts_it_and_fixes_every_byte(cli, tmp_path, two_days):
