@@ -9,7 +9,7 @@ runs with the page cache dropped, except the warm delta, which runs right after 
 compares against (as when a restore is repeated). The days are backed up with --all-blocks, so each
 result is compared byte for byte with day3.img. --limit applies --limit-download to every restore
 (a network instead of the local disk).
-Results in bench/results/restore_delta.json.
+Results in bench/results/restore_delta.json (--results to choose).
 
 Steps: a full restore of day3 (the baseline); day2 restored to a file, then day3 onto it with
 --delta (cold and warm page cache); day3 into a new file with --seed day2-restored.img; a restore
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--passphrase-file", type=Path)
     ap.add_argument("--limit", help="--limit-download for every restore, e.g. 100MiB/s")
     ap.add_argument("--skip-resume", action="store_true")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "restore_delta.json")
     args = ap.parse_args(argv)
     if not (args.images / "day3.img").exists():
         raise SystemExit(f"no bench images in {args.images} (shared/bench/make-images.sh builds them)")
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         summary.update(_resume(env, work, day3, image, full, args.limit or "200MiB/s", logs))
     results["summary"] = summary
     print(json.dumps(summary, indent=1))
-    (ROOT / "bench" / "results" / "restore_delta.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    args.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
 
 
 def _resume(env: dict, work: Path, snap: str, image: Path, full: dict, limit: str, logs: Path) -> dict:
@@ -180,11 +181,11 @@ def _resume(env: dict, work: Path, snap: str, image: Path, full: dict, limit: st
     half = None
     while proc.poll() is None:  # the first run's wall time at this limit, from a trial, is not known: use bytes
         time.sleep(0.25)
-        try:
-            allocated = os.stat(target).st_blocks * 512
-        except FileNotFoundError:
+        try:  # bytes the process wrote (a new image's data ranges are allocated up front: st_blocks says nothing)
+            io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
+        except (FileNotFoundError, ProcessLookupError):
             continue
-        if allocated >= full["written_bytes"] // 2:
+        if int(io["wchar"]) >= full["written_bytes"] // 2:
             half = time.monotonic() - t0
             break
     proc.send_signal(signal.SIGKILL)
