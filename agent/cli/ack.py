@@ -37,7 +37,7 @@ def ack(
         _list(app, found)
         return
     if app.settings.json:
-        app.emit_json({"snapshot": target.id, "acknowledged": True, "already": done is None})
+        app.emit_json("ack", {"snapshot": target.id, "acknowledged": True, "already": done is None})
     elif done is None:
         app.out.print(f"snapshot {target.id[:8]} was already acknowledged")
     else:
@@ -50,10 +50,10 @@ def _list(app: AppContext, found) -> None:
     from agent.backup.suspicion import describe
 
     if app.settings.json:
-        app.emit_json([{"snapshot": s.snapshot.id, "time": s.snapshot.summary()["time"], "host": s.snapshot.host,
-                        "source": s.snapshot.source_path, "acknowledged": s.acknowledged,
-                        "protects": s.before.id if s.before else None, "suspicious": s.snapshot.suspicious}
-                       for s in found])
+        app.emit_json("ack", {"suspicious": [
+            {"snapshot": s.snapshot.id, "time": s.snapshot.summary()["time"], "host": s.snapshot.host,
+             "source": s.snapshot.source_path, "acknowledged": s.acknowledged,
+             "protects": s.before.id if s.before else None, "suspicious": s.snapshot.suspicious} for s in found]})
         return
     if not found:
         app.out.print("no suspicious nights")

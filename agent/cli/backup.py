@@ -122,7 +122,7 @@ def _what_to_read(app: AppContext, source: str | None, partitions: str | None,
 
 def backup_summary(res) -> dict:
     return {
-        "event": "summary", "complete": res.complete, "stopped": res.stopped,
+        "complete": res.complete, "stopped": res.stopped,
         "snapshot_id": res.snapshot_id, "source": res.source, "source_bytes": res.source_bytes,
         "read_bytes": res.read_bytes, "zero_bytes": res.zero_bytes, "new_bytes": res.new_bytes,
         "stored_bytes": res.stored_bytes, "uploaded_bytes": res.uploaded_bytes, "chunks": res.chunks,
@@ -136,7 +136,7 @@ def backup_summary(res) -> dict:
 def report_backup(app: AppContext, res) -> None:
     """Print (or emit as JSON) one backup's outcome."""
     if app.settings.json:
-        app.emit_json(backup_summary(res))
+        app.emit_json("backup", backup_summary(res))
         return
     if res.complete:
         ratio = f"{res.dedup_ratio:.1f}x" if res.stored_bytes else "all known"

@@ -81,7 +81,7 @@ def ls(
             top = fs.stat(path)
             entries = list(fs.walk(path) if recursive else fs.listdir(path)) if top.kind == "dir" else [top]
             if app.settings.json:
-                app.emit_json({"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
+                app.emit_json("ls", {"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
                                "filesystem": fs.kind,
                                "path": path, "entries": [_entry_json(e) for e in entries],
                                "fetched_bytes": image.fetched_bytes})
@@ -108,7 +108,7 @@ def _partitions(app: AppContext, image) -> None:
     parts = [{**p, "used": None if (st := _stored(image.snap.reading, p))["read"] == "skipped" else _used(image, p),
               "stored": st} for p in image.snap.partitions]
     if app.settings.json:
-        app.emit_json({"snapshot_id": image.snap.id, "size": image.snap.size,
+        app.emit_json("ls", {"snapshot_id": image.snap.id, "size": image.snap.size,
                        "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts,
                        "fetched_bytes": image.fetched_bytes})
         return
@@ -170,7 +170,7 @@ def extract(
             raise UsageError(f"{spec!r} names no path: give SNAPSHOT:PARTITION:/path, e.g. latest:2:/etc")
         res = run_extract(fs, parsed.path, to)
     if app.settings.json:
-        app.emit_json({"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
+        app.emit_json("extract", {"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
                        "path": parsed.path,
                        "to": str(to), "files": res.files, "dirs": res.dirs, "symlinks": res.symlinks,
                        "bytes": res.bytes, "failed": res.failed, "fetched_bytes": image.fetched_bytes})

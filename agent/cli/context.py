@@ -28,6 +28,22 @@ if TYPE_CHECKING:
 JSON_HELP = "Machine-readable output on stdout (same as the global --json)."
 
 
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+
+    from agent.config.stamps import rfc3339
+
+    return rfc3339(value, fraction=True) if isinstance(value, datetime) else str(value)
+
+
+def write_event(event: str, obj: dict[str, Any]) -> None:
+    """The only writer of --json lines: `event` first, datetimes as RFC 3339 UTC."""
+    if "event" in obj:
+        raise ValueError(f"the event {event!r} carries its own 'event' key")
+    sys.stdout.write(json.dumps({"event": event, **obj}, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
 def app_context(ctx, json_output: bool = False) -> AppContext:
     """The invocation's context; a command's own --json switches JSON output on too."""
     app: AppContext = ctx.obj
@@ -66,9 +82,9 @@ class AppContext:
             self.syslog.warning(message)
         self.err.print(f"[yellow]warning:[/] {message}", markup=True)
 
-    def emit_json(self, obj: Any) -> None:
-        sys.stdout.write(json.dumps(obj, default=str) + "\n")
-        sys.stdout.flush()
+    def emit_json(self, event: str, obj: dict[str, Any] | None = None) -> None:
+        """One JSON line on stdout, always an object whose first key is `event` (docs/json.md)."""
+        write_event(event, obj or {})
 
     @contextmanager
     def progress(self, label: str) -> Iterator[Listener]:
@@ -84,7 +100,7 @@ class AppContext:
             config = self.config_file
             interval = config.log.progress_interval_s if config else 60.0
         if self.settings.json:
-            yield view.json_lines(label, view.stdout_line, self.warn)
+            yield view.json_lines(label, write_event, self.warn)
         elif self.err.is_terminal and not self.settings.quiet:
             with view.rich_bar(label, self.err, self.warn) as listener:
                 yield listener

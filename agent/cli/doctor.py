@@ -56,7 +56,7 @@ def doctor(
     app: AppContext = app_context(ctx, json_output)
     report = probe_storage(app.settings.require_repo(), size_mib << 20)
     if app.settings.json:
-        app.emit_json(report.to_dict())
+        app.emit_json("doctor", report.to_dict())
     else:
         _render(app, report)
     failed = report.failed

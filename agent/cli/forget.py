@@ -73,7 +73,8 @@ def forget(
             if not app.settings.json:
                 print_prune(app, pruned)
     if app.settings.json:
-        app.emit_json({"keep": [s.id for s in plan.keep], "remove": [s.id for s in plan.remove], "dry_run": dry_run,
+        app.emit_json("forget", {"keep": [s.id for s in plan.keep], "remove": [s.id for s in plan.remove],
+                                 "dry_run": dry_run,
                        "reasons": {d.snapshot.id: d.reasons for ds in plan.groups.values() for d in ds if d.keep},
                        "prune": pruned.to_dict() if pruned else None})
 

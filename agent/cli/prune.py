@@ -41,7 +41,7 @@ def prune(
                         dry_run=dry_run, lock_wait=lock_wait, unfinished=unfinished, now=now, listener=listener)
         ops = app.accounting.snapshot().operations if app.accounting else {}
     if app.settings.json:
-        app.emit_json({**res.to_dict(), "requests": dict(ops)})
+        app.emit_json("prune", {**res.to_dict(), "requests": dict(ops)})
     else:
         print_prune(app, res)
         if ops:

@@ -105,7 +105,8 @@ def restore(
                 res = placed.result
     fetched = app.accounting.snapshot().bytes_down if app.accounting else None
     if app.settings.json:
-        app.emit_json({"snapshot_id": res.snapshot_id, "target": to if placed else res.target, "size": res.size,
+        app.emit_json("restore", {"snapshot_id": res.snapshot_id, "target": to if placed else res.target,
+                                  "size": res.size,
                        "partition": int(part["number"]) if partition is not None else None,
                        "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes, "fetched_bytes": fetched,
                        "duration_s": res.duration_s, "damaged_ranges": [list(r) for r in res.damaged],

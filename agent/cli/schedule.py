@@ -87,7 +87,8 @@ def install(
         raise UsageError(f"cannot write in {Path(exc.filename).parent}: permission denied",
                          hint="run it as root (sudo), or use --user for a timer of your own") from None
     if a.settings.json:
-        a.emit_json({**done, "config": str(config_path), "at": at, "randomized_delay_s": s.randomized_delay_s})
+        a.emit_json("schedule_install", {**done, "config": str(config_path), "at": at,
+                                         "randomized_delay_s": s.randomized_delay_s})
         return
     for path in done["replaced"]:
         a.info(f"removed {path} (the other scheduler's entry: never both)")
@@ -126,7 +127,7 @@ def remove(ctx: typer.Context,
     except PermissionError as exc:
         raise UsageError(f"cannot remove {exc.filename}: permission denied", hint="run it as root (sudo)") from None
     if a.settings.json:
-        a.emit_json({"removed": removed})
+        a.emit_json("schedule_remove", {"removed": removed})
     elif removed:
         a.out.print("removed " + ", ".join(removed))
     else:
@@ -151,7 +152,7 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
     except AgentError as exc:
         state, state_error = None, str(exc)
     if a.settings.json:
-        a.emit_json({"installed": info["scheduler"] is not None, **info,
+        a.emit_json("schedule_status", {"installed": info["scheduler"] is not None, **info,
                      "next_run": nxt.isoformat() if nxt else None, "state_file": str(state_path),
                      "last_run": state.to_dict() if state else None, "state_error": state_error})
         return

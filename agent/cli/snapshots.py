@@ -70,7 +70,8 @@ def snapshots(
     if app.settings.json:
         found = [s.summary() | {"note": notes.get(s.id)} | ({"status": "complete"} if all_runs else {})
                  for s in snaps]
-        app.emit_json(found + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])
+        app.emit_json("snapshots", {"snapshots": found + [{**r.summary(), "id": name, "short_id": name[:8]}
+                                                         for name, r in runs]})
         return
     rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags),
              reading_note(s.reading), "complete",

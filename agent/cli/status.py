@@ -54,7 +54,7 @@ def status(
     for d in fleet.damaged:
         app.warn(f"{d}; `agent check` reports it")
     if app.settings.json:
-        app.emit_json(data)
+        app.emit_json("status", data)
     else:
         _print(app, data)
     flagged = fleet.flagged

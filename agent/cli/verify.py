@@ -59,7 +59,7 @@ def verify(
             res = run_verify(repo, snap, VerifyOptions(fsck=fsck, use_fuse=not no_fuse), listener)
     fetched = app.accounting.snapshot().bytes_down if app.accounting else None
     if app.settings.json:
-        app.emit_json({**res.to_dict(), "fetched_bytes": fetched})
+        app.emit_json("verify", {**res.to_dict(), "fetched_bytes": fetched})
     else:
         _print(app, res)
     if res.damaged:
