@@ -137,7 +137,8 @@ def run() -> None:
         exit_code = getattr(exc, "exit_code", None)
         if hasattr(exc, "show") and isinstance(exit_code, int):
             exc.show()
-            _json_error("usage", exit_code, exc.format_message() if hasattr(exc, "format_message") else str(exc), "")
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            _json_error("usage_error", exit_code, message, "")
             sys.exit(exit_code)
         _fail(f"internal error: {exc.__class__.__name__}: {exc}", "please report it with the output of --debug", 1,
               debug, "internal")

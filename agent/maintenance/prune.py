@@ -43,8 +43,10 @@ class PruneResult:
     packs_deleted: int = 0
     packs_repacked: int = 0
     packs_written: int = 0
-    bytes_before: int = 0
-    bytes_freed: int = 0
+    bytes_before: int = 0  # in packs
+    bytes_freed: int = 0  # measured: stored_before - stored_after (estimated with dry_run)
+    stored_before: int = 0  # every object of the repository, as the storage lists their sizes
+    stored_after: int = 0
     bytes_written: int = 0
     unused_before: int = 0
     unused_after: int = 0
@@ -72,6 +74,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
     the time Object Lock retention is compared with (tests; by default the clock's)."""
     res = PruneResult(dry_run=dry_run)
     with repo.lock(exclusive=True, command="prune", wait=lock_wait):
+        res.stored_before = repo.total_stored_bytes()  # with our own lock, which is in the "after" too
         debris = leftovers.find(repo, LEFTOVER_MIN_AGE)
         res.leftovers, res.leftover_bytes = len(debris.leftovers), debris.leftover_bytes
         res.stale_locks = debris.stale_locks
@@ -157,8 +160,10 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         res.unused_after = remaining_unused
         res.packs_deleted = len(dead)
         res.packs_repacked = len(repack)
-        res.bytes_freed = sum(sizes[i] for i in dead + repack if index.pack_ids[i] in stored)
-        if dry_run:
+        if dry_run:  # an estimate: the packs that go, less what repacking writes again
+            res.bytes_freed = (sum(sizes[i] for i in dead + repack if index.pack_ids[i] in stored)
+                               - sum(live_bytes[i] for i in repack))
+            res.stored_after = res.stored_before - res.bytes_freed
             return res
 
         # 1. copy live blobs out of packs being repacked (sealed bytes move as they are)
@@ -226,6 +231,9 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         _update_damage(repo, res, damage, damage_names, {index.pack_ids[i] for i in gone}, lost_blobs)
         leftovers.remove(repo, debris)
         res.stale_locks = debris.stale_locks
+        # measured, not derived from the plan: new packs, the new index, dropped records all count
+        res.stored_after = repo.total_stored_bytes()
+        res.bytes_freed = res.stored_before - res.stored_after
     for w in res.warnings:
         listener(Warning(w))
     return res
