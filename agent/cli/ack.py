@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import stamps
 
 
 def ack(
@@ -61,7 +62,7 @@ def _list(app: AppContext, found) -> None:
     for s in found:
         state = "acknowledged" if s.acknowledged else (
             "NOT acknowledged: keeps " + (f"snapshot {s.before.id[:8]}" if s.before else "itself"))
-        app.out.print(f"{s.snapshot.id[:8]}  {s.snapshot.time.astimezone().strftime('%Y-%m-%d %H:%M')}  "
+        app.out.print(f"{s.snapshot.id[:8]}  {stamps.human(s.snapshot.time)}  "
                       f"{s.snapshot.host}  {s.snapshot.source_path}  {state}")
         app.out.print(f"  {describe(s.snapshot.suspicious or {})}")
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import stat
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import units
+from agent.config import stamps, units
 
 _LOCK_WAIT_HELP = "Seconds to wait for a running prune to finish."
 _AT_HELP = ("Newest snapshot at or before this time (then the spec leaves out the snapshot: 2:/etc): a date, "
@@ -138,12 +138,12 @@ def _used(image, part: dict) -> int | None:
 
 def _entry_json(e) -> dict:
     return {"path": e.path, "name": e.name, "type": e.kind, "size": e.size, "mode": f"{e.mode:04o}", "uid": e.uid,
-            "gid": e.gid, "mtime": datetime.fromtimestamp(e.mtime).astimezone().isoformat(), "target": e.target}
+            "gid": e.gid, "mtime": stamps.rfc3339(datetime.fromtimestamp(e.mtime, UTC)), "target": e.target}
 
 
 def _long(e, full: bool) -> str:
     kind = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "file": stat.S_IFREG}.get(e.kind, 0)
-    when = datetime.fromtimestamp(e.mtime).strftime("%Y-%m-%d %H:%M")
+    when = stamps.human(datetime.fromtimestamp(e.mtime, UTC))
     name = e.path if full else e.name
     return (f"{stat.filemode(kind | e.mode)} {e.uid:>5} {e.gid:>5} {e.size:>12} {when} {name}"
             + (f" -> {e.target}" if e.target else ""))

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import env
+from agent.config import env, stamps
 
 app = typer.Typer(help="Manage the passphrases (key files) of the repository.", no_args_is_help=True)
 
@@ -53,14 +53,14 @@ def list_keys(ctx: typer.Context, json_output: bool = typer.Option(False, "--jso
     with a.repository() as repo:
         keys = repo.list_keys()
     if a.settings.json:
-        a.emit_json("key_list", {"keys": keys})
+        a.emit_json("key_list", {"keys": [{**k, "created": stamps.rfc3339(k["created"])} for k in keys]})
         return
     table = Table(box=None, header_style="bold")
     for col in ("", "id", "created", "host", "user", "label"):
         table.add_column(col)
     for k in keys:
         label = f"damaged: {k['damaged']}" if k["damaged"] else k["label"] or ""
-        table.add_row("*" if k["current"] else "", k["id"][:8], (k["created"] or "")[:19], k["host"] or "",
+        table.add_row("*" if k["current"] else "", k["id"][:8], stamps.human(k["created"]), k["host"] or "",
                       k["user"] or "", label)
     a.out.print(table)
 

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import env
+from agent.config import env, stamps
 
 app = typer.Typer(help="Run `agent run` every night (systemd timer, or cron where systemd is not running).",
                   no_args_is_help=True)
@@ -27,7 +27,7 @@ def _locations(user: bool):
 
 
 def _local(dt) -> str:
-    return dt.astimezone().strftime("%Y-%m-%d %H:%M %Z") if dt else "-"
+    return stamps.human(dt)
 
 
 def _delay_text(seconds: int) -> str:
@@ -153,7 +153,7 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
         state, state_error = None, str(exc)
     if a.settings.json:
         a.emit_json("schedule_status", {"installed": info["scheduler"] is not None, **info,
-                     "next_run": nxt.isoformat() if nxt else None, "state_file": str(state_path),
+                     "next_run": stamps.rfc3339(nxt), "state_file": str(state_path),
                      "last_run": state.to_dict() if state else None, "state_error": state_error})
         return
     p = a.out.print

@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from agent.config.stamps import rfc3339
 from agent.errors import CorruptObject
 from agent.maintenance import leftovers
 from agent.maintenance.locked import locked_objects
@@ -58,7 +59,7 @@ class PruneResult:
     held_packs: int = 0  # unused packs left alone: their Object Lock retention has not lapsed
     held_bytes: int = 0
     held_segments: int = 0  # superseded index segments left alone for the same reason
-    held_until: str = ""  # when the last of them lapses (ISO 8601)
+    held_until: str | None = None  # when the last of them lapses (RFC 3339 UTC)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -142,7 +143,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
             partial = [i for i in partial if i not in held]
             res.held_packs = sum(1 for i in held if live_bytes[i] == 0)
             res.held_bytes = sum(sizes[i] - live_bytes[i] for i in held)
-            res.held_until = max(locked[layout.pack(index.pack_ids[i])] for i in held).isoformat()
+            res.held_until = rfc3339(max(locked[layout.pack(index.pack_ids[i])] for i in held))
         unused_total = sum(all_bytes) - sum(live_bytes)
         res.unused_before = unused_total
         remaining_unused = sum(all_bytes[i] - live_bytes[i] for i in partial)
@@ -219,7 +220,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         for name in replaced:
             if layout.index_segment(name) in locked:
                 res.held_segments += 1
-                res.held_until = max(res.held_until, locked[layout.index_segment(name)].isoformat())
+                res.held_until = max(res.held_until or "", rfc3339(locked[layout.index_segment(name)]) or "")
             else:
                 repo.delete_index_segment(name)
         # 3. only now delete packs nothing refers to
