@@ -78,9 +78,12 @@ class AppContext:
             self.err.print(message)
 
     def warn(self, message: str) -> None:
+        """On stderr always; with --json also a warning event on stdout."""
         if self.syslog is not None:
             self.syslog.warning(message)
         self.err.print(f"[yellow]warning:[/] {message}", markup=True)
+        if self.settings.json:
+            write_event("warning", {"message": message})
 
     def emit_json(self, event: str, obj: dict[str, Any] | None = None) -> None:
         """One JSON line on stdout, always an object whose first key is `event` (docs/json.md)."""

@@ -82,8 +82,7 @@ def json_lines(label: str, write: Callable[[str, dict], None], warn: Callable[[s
         tally.update(ev)
         now = time.monotonic()
         if isinstance(ev, Warning):
-            warn(ev.message)
-            write("warning", {"message": ev.message})
+            warn(ev.message)  # AppContext.warn: stderr, and the warning event with --json
         elif isinstance(ev, Started):
             last[0] = now
             write("started", {"operation": ev.operation, "total_bytes": ev.total_bytes})

@@ -53,14 +53,16 @@ def status(
             app.warn(f"metrics file {textfile} not written: {exc.strerror or exc}")
     for d in fleet.damaged:
         app.warn(f"{d}; `agent check` reports it")
+    damaged_packs = bool(fleet.check and fleet.check["packs"])
+    if damaged_packs:  # before the result: with --json, warning events come before the result line
+        app.warn(f"`agent check` recorded {fleet.check['packs']} damaged pack(s) ({fleet.check['time']}): see "
+                 "`agent check` and `agent repair packs`")
     if app.settings.json:
         app.emit_json("status", data)
     else:
         _print(app, data)
     flagged = fleet.flagged
-    if fleet.check and fleet.check["packs"]:
-        app.warn(f"`agent check` recorded {fleet.check['packs']} damaged pack(s) ({fleet.check['time']}): see "
-                 "`agent check` and `agent repair packs`")
+    if damaged_packs:
         if not flagged:
             raise NeedsAttention(f"the repository holds {fleet.check['packs']} pack(s) `agent check` found damaged")
     if flagged:

@@ -192,10 +192,25 @@ def test_json_output_matches_the_schema(command, world, tmp_path):
         assert res.code != 0 and events and events[-1]["event"] == "error", (res.out, res.err)
     elif command not in NO_RESULT_YET:
         assert res.code in RESULT_CODES.get(command, {0}), (res.code, res.out, res.err)
-        assert events and events[-1]["event"] == command.replace(" ", "_"), res.out
+        result = [e["event"] for e in events if e["event"] not in ("started", "progress", "warning", "source")]
+        # the result last; `status` exit 6 adds the error event that says what needs attention
+        assert result in ([command.replace(" ", "_")], [command.replace(" ", "_"), "error"]), res.out
+        assert result[-1] == "error" or res.code == 0, res.out
     res = cli("--json", *fail(cli, world), check=False)
     events = _validate(command, res.out)
     assert res.code not in (0, *RESULT_CODES.get(command, ())), (res.out, res.err)
     assert events and events[-1] == {**events[-1], "event": "error", "code": res.code}, (res.out, res.err)
     first_error = next(ln for ln in res.err.splitlines() if ln.startswith("error: ") or "Error" in ln)
     assert events[-1]["message"] in first_error or first_error.endswith(events[-1]["message"]), res.err
+
+
+def test_warnings_are_events_before_the_result(world, tmp_path):
+    """A warning the command prints on stderr (here: the copy target cuts disks differently) is also
+    a warning event on stdout, before the result line."""
+    cli = _fresh(world, tmp_path)
+    res = cli("--json", "copy", *_other_repo(cli))
+    events = _validate("copy", res.out)
+    kinds = [e["event"] for e in events]
+    assert "warning" in kinds and kinds[-1] == "copy", kinds
+    warning = next(e for e in events if e["event"] == "warning")
+    assert "cuts disks differently" in warning["message"] and "warning:" in res.err
