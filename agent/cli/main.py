@@ -156,8 +156,10 @@ def error_kind(exc: BaseException) -> str:
 
 
 def _json_error(kind: str, code: int, message: str, hint: str) -> None:
-    """With --json the error is also an event on stdout, so a script reading only stdout sees why."""
-    if "--json" in sys.argv[1:]:
+    """With --json the error is also an event on stdout, so a script reading only stdout sees why.
+    Not for exit codes 3-7 (docs/errors.md): they report a result, and the command's own event,
+    already printed, is the last line (`status` exits 6 after its report)."""
+    if "--json" in sys.argv[1:] and not 3 <= code <= 7:
         from agent.cli.context import write_event
 
         write_event("error", {"code": code, "kind": kind, "message": message, "hint": hint or None})
