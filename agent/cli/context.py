@@ -6,6 +6,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,11 +37,29 @@ def _json_default(value: Any) -> Any:
     return rfc3339(value, fraction=True) if isinstance(value, datetime) else str(value)
 
 
+_OFFSET_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$")
+
+
+def _utc_times(value: Any) -> Any:
+    """Times that records store with an offset (`+00:00`: run records, key files, damage records)
+    as RFC 3339 UTC with `Z`, so every time in the output has the one format of docs/json.md."""
+    if isinstance(value, str) and _OFFSET_TIME.match(value):
+        from agent.config.stamps import rfc3339
+
+        return rfc3339(value, fraction=True)
+    if isinstance(value, dict):
+        return {k: _utc_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utc_times(v) for v in value]
+    return value
+
+
 def write_event(event: str, obj: dict[str, Any]) -> None:
     """The only writer of --json lines: `event` first, datetimes as RFC 3339 UTC."""
     if "event" in obj:
         raise ValueError(f"the event {event!r} carries its own 'event' key")
-    sys.stdout.write(json.dumps({"event": event, **obj}, default=_json_default) + "\n")
+    line = json.dumps({"event": event, **_utc_times(obj)}, default=_json_default)
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 

@@ -29,7 +29,8 @@ COMMON: dict[str, Spec] = {
 
 _SNAPSHOT = {"id": "str", "short_id": "str", "time": "time", "host": "str", "source": "str", "size": "int",
              "tags": ["str"], "parent": "str?", "new_bytes": "int?", "stored_bytes": "int?"}
-_RUN_RECORD = {"id": "str", "short_id": "str", "status": "str", "host": "str", "source": "str"}
+_RUN_RECORD = {"id": "str", "short_id": "str", "status": "str", "host": "str", "source": "str", "started": "time",
+               "stopped": "time"}
 _REPAIR = {"repair": "str", "dry_run": "bool", "actions": ["str"], "warnings": ["str"], "counts": "obj"}
 _ENTRY = {"path": "str", "name": "str", "type": "str", "size": "int", "mode": "str", "uid": "int", "gid": "int",
           "mtime": "time", "target": "str?"}

@@ -10,6 +10,7 @@ JSON result), `retain` (S3 Object Lock) and `schedule install` (a running system
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,9 @@ def build_world(base: Path) -> World:
     cli("backup", str(disk), "--time", "2026-01-01T01:00:00Z")
     subprocess.run([sys.executable, "-m", "tests.diskimage", "change", str(disk)], check=True, capture_output=True)
     snap = cli("backup", str(disk), "--json").json()["snapshot_id"]
+    # an incomplete run of another source: its record (times stored with +00:00) in `snapshots --all`
+    (base / "other.img").write_bytes(os.urandom(4 << 20))
+    assert cli("backup", str(base / "other.img"), "--max-duration", "0s", check=False).code == 3
     (base / "agent.toml").write_text(f'repository = "{cli.repo}"\npassphrase_file = "{cli.passfile}"\n\n'
                                      f'[[sources]]\nname = "disk"\npath = "{disk}"\n')
     (base / "agent.toml").chmod(0o600)
