@@ -54,7 +54,7 @@ test: system-deps venv
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
-.PHONY: docs cli-reference
+.PHONY: docs cli-reference json-schemas
 
 # The documentation site (mkdocs + material) into site/; --strict fails on broken links and missing pages.
 docs: venv
@@ -63,6 +63,10 @@ docs: venv
 # Regenerate the CLI reference from the typer app (tests/docs/test_cli_reference.py checks it is current).
 cli-reference: venv
 	$(PY) -m agent.cli.reference -o docs/cli-reference.md
+
+# docs/schemas/*.json, the schema of each command's --json lines, from agent/cli/json_schemas.py
+json-schemas: venv
+	$(PY) -m agent.cli.json_schemas
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -16,6 +16,7 @@ from agent.backup.pipeline import Pipeline
 from agent.backup.reader import BUFFERS_PER_STRETCH, StretchReader, split
 from agent.backup.suspicion import KEPT_NIGHTS, evaluate, recent_nights
 from agent.backup.unchanged import file_state, reusable_parent
+from agent.config.stamps import rfc3339
 from agent.errors import CorruptObject, SourceError
 from agent.progress import Finished, Listener, Started, Warning, ignore
 from agent.repo.index import ChunkIndex
@@ -69,7 +70,7 @@ def _stop_reason(opts: BackupOptions, deadline_mono: float | None) -> str | None
     if opts.stop is not None and opts.stop.is_set():
         return "stopped on request"
     if deadline_mono is not None and opts.deadline is not None and time.monotonic() >= deadline_mono:
-        return f"deadline {opts.deadline.astimezone().strftime('%Y-%m-%d %H:%M')} reached"
+        return f"deadline {rfc3339(opts.deadline)} reached"
     return None
 
 

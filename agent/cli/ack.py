@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import stamps
 
 
 def ack(
@@ -37,7 +38,7 @@ def ack(
         _list(app, found)
         return
     if app.settings.json:
-        app.emit_json({"snapshot": target.id, "acknowledged": True, "already": done is None})
+        app.emit_json("ack", {"snapshot": target.id, "acknowledged": True, "already": done is None})
     elif done is None:
         app.out.print(f"snapshot {target.id[:8]} was already acknowledged")
     else:
@@ -50,10 +51,10 @@ def _list(app: AppContext, found) -> None:
     from agent.backup.suspicion import describe
 
     if app.settings.json:
-        app.emit_json([{"snapshot": s.snapshot.id, "time": s.snapshot.summary()["time"], "host": s.snapshot.host,
-                        "source": s.snapshot.source_path, "acknowledged": s.acknowledged,
-                        "protects": s.before.id if s.before else None, "suspicious": s.snapshot.suspicious}
-                       for s in found])
+        app.emit_json("ack", {"suspicious": [
+            {"snapshot": s.snapshot.id, "time": s.snapshot.summary()["time"], "host": s.snapshot.host,
+             "source": s.snapshot.source_path, "acknowledged": s.acknowledged,
+             "protects": s.before.id if s.before else None, "suspicious": s.snapshot.suspicious} for s in found]})
         return
     if not found:
         app.out.print("no suspicious nights")
@@ -61,7 +62,7 @@ def _list(app: AppContext, found) -> None:
     for s in found:
         state = "acknowledged" if s.acknowledged else (
             "NOT acknowledged: keeps " + (f"snapshot {s.before.id[:8]}" if s.before else "itself"))
-        app.out.print(f"{s.snapshot.id[:8]}  {s.snapshot.time.astimezone().strftime('%Y-%m-%d %H:%M')}  "
+        app.out.print(f"{s.snapshot.id[:8]}  {stamps.human(s.snapshot.time)}  "
                       f"{s.snapshot.host}  {s.snapshot.source_path}  {state}")
         app.out.print(f"  {describe(s.snapshot.suspicious or {})}")
 

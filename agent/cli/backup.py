@@ -122,7 +122,7 @@ def _what_to_read(app: AppContext, source: str | None, partitions: str | None,
 
 def backup_summary(res) -> dict:
     return {
-        "event": "summary", "complete": res.complete, "stopped": res.stopped,
+        "complete": res.complete, "stopped": res.stopped,
         "snapshot_id": res.snapshot_id, "source": res.source, "source_bytes": res.source_bytes,
         "read_bytes": res.read_bytes, "zero_bytes": res.zero_bytes, "new_bytes": res.new_bytes,
         "stored_bytes": res.stored_bytes, "uploaded_bytes": res.uploaded_bytes, "chunks": res.chunks,
@@ -136,17 +136,18 @@ def backup_summary(res) -> dict:
 def report_backup(app: AppContext, res) -> None:
     """Print (or emit as JSON) one backup's outcome."""
     if app.settings.json:
-        app.emit_json(backup_summary(res))
+        app.emit_json("backup", backup_summary(res))
         return
     if res.complete:
-        ratio = f"{res.dedup_ratio:.1f}x" if res.stored_bytes else "all known"
+        # not "dedup": on a first backup the ratio is zeros, compression and repeats within the image
+        ratio = f"stored at 1/{res.dedup_ratio:.1f} of the image size" if res.stored_bytes else "nothing new"
         app.out.print(f"snapshot {res.snapshot_id[:8]} saved: {res.source}"
                       + (" [bold red](source changed while it was read: may be inconsistent)[/]"
                          if res.source_changed else ""))
         app.log_summary(f"backup of {res.source} saved snapshot {res.snapshot_id[:8]}: "
                         f"new {units.size(res.new_bytes)}, {res.duration_s:.0f} s")
     else:
-        ratio = "-"
+        ratio = "incomplete"
         app.out.print(f"backup of {res.source} INCOMPLETE: {res.stopped}; no snapshot was written. Everything "
                       "uploaded so far is kept and the next run resumes from it.")
         app.log_summary(f"backup of {res.source} incomplete: {res.stopped}; the next run resumes", error=True)
@@ -158,7 +159,7 @@ def report_backup(app: AppContext, res) -> None:
     if res.skipped_free_bytes and not res.unchanged_from:
         app.out.print(f"  not stored: {skipped_line(res.reading)}")
     app.out.print(f"  new {units.size(res.new_bytes)} in {res.new_chunks} of {res.chunks} chunks, uploaded "
-                  f"{units.size(res.uploaded_bytes)} after compression and encryption (dedup {ratio})")
+                  f"{units.size(res.uploaded_bytes)} after compression and encryption ({ratio})")
     app.out.print(f"  {units.duration(res.duration_s)}, {units.rate(res.read_bytes + res.zero_bytes, res.duration_s)}")
     if res.suspicious:
         from agent.backup.suspicion import describe

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import stat
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import units
+from agent.config import stamps, units
 
 _LOCK_WAIT_HELP = "Seconds to wait for a running prune to finish."
 _AT_HELP = ("Newest snapshot at or before this time (then the spec leaves out the snapshot: 2:/etc): a date, "
@@ -81,7 +81,7 @@ def ls(
             top = fs.stat(path)
             entries = list(fs.walk(path) if recursive else fs.listdir(path)) if top.kind == "dir" else [top]
             if app.settings.json:
-                app.emit_json({"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
+                app.emit_json("ls", {"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
                                "filesystem": fs.kind,
                                "path": path, "entries": [_entry_json(e) for e in entries],
                                "fetched_bytes": image.fetched_bytes})
@@ -108,7 +108,7 @@ def _partitions(app: AppContext, image) -> None:
     parts = [{**p, "used": None if (st := _stored(image.snap.reading, p))["read"] == "skipped" else _used(image, p),
               "stored": st} for p in image.snap.partitions]
     if app.settings.json:
-        app.emit_json({"snapshot_id": image.snap.id, "size": image.snap.size,
+        app.emit_json("ls", {"snapshot_id": image.snap.id, "size": image.snap.size,
                        "scheme": (image.snap.partition_table or {}).get("scheme"), "partitions": parts,
                        "fetched_bytes": image.fetched_bytes})
         return
@@ -138,12 +138,12 @@ def _used(image, part: dict) -> int | None:
 
 def _entry_json(e) -> dict:
     return {"path": e.path, "name": e.name, "type": e.kind, "size": e.size, "mode": f"{e.mode:04o}", "uid": e.uid,
-            "gid": e.gid, "mtime": datetime.fromtimestamp(e.mtime).astimezone().isoformat(), "target": e.target}
+            "gid": e.gid, "mtime": stamps.rfc3339(datetime.fromtimestamp(e.mtime, UTC)), "target": e.target}
 
 
 def _long(e, full: bool) -> str:
     kind = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "file": stat.S_IFREG}.get(e.kind, 0)
-    when = datetime.fromtimestamp(e.mtime).strftime("%Y-%m-%d %H:%M")
+    when = stamps.human(datetime.fromtimestamp(e.mtime, UTC))
     name = e.path if full else e.name
     return (f"{stat.filemode(kind | e.mode)} {e.uid:>5} {e.gid:>5} {e.size:>12} {when} {name}"
             + (f" -> {e.target}" if e.target else ""))
@@ -170,7 +170,7 @@ def extract(
             raise UsageError(f"{spec!r} names no path: give SNAPSHOT:PARTITION:/path, e.g. latest:2:/etc")
         res = run_extract(fs, parsed.path, to)
     if app.settings.json:
-        app.emit_json({"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
+        app.emit_json("extract", {"snapshot_id": image.snap.id, "partition": part["number"] if part else None,
                        "path": parsed.path,
                        "to": str(to), "files": res.files, "dirs": res.dirs, "symlinks": res.symlinks,
                        "bytes": res.bytes, "failed": res.failed, "fetched_bytes": image.fetched_bytes})

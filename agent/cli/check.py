@@ -51,7 +51,7 @@ def check(
         finally:
             lock.release()
     if app.settings.json:
-        app.emit_json(rep.to_dict())
+        app.emit_json("check", rep.to_dict())
     else:
         for w in rep.warnings:
             app.warn(w)

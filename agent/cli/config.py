@@ -52,7 +52,7 @@ def show(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", h
     app_ctx: AppContext = app_context(ctx, json_output)
     doc = effective(app_ctx)
     if app_ctx.settings.json:
-        app_ctx.emit_json({"config_file": app_ctx.settings.config_path, **doc})
+        app_ctx.emit_json("config_show", {"config_file": app_ctx.settings.config_path, **doc})
         return
     where = app_ctx.settings.config_path or "none found (flags and environment only)"
     app_ctx.out.print(f"# config file: {where}", markup=False)

@@ -6,6 +6,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,40 @@ if TYPE_CHECKING:
 
 
 JSON_HELP = "Machine-readable output on stdout (same as the global --json)."
+
+
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+
+    from agent.config.stamps import rfc3339
+
+    return rfc3339(value, fraction=True) if isinstance(value, datetime) else str(value)
+
+
+_OFFSET_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$")
+
+
+def _utc_times(value: Any) -> Any:
+    """Times that records store with an offset (`+00:00`: run records, key files, damage records)
+    as RFC 3339 UTC with `Z`, so every time in the output has the one format of docs/json.md."""
+    if isinstance(value, str) and _OFFSET_TIME.match(value):
+        from agent.config.stamps import rfc3339
+
+        return rfc3339(value, fraction=True)
+    if isinstance(value, dict):
+        return {k: _utc_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utc_times(v) for v in value]
+    return value
+
+
+def write_event(event: str, obj: dict[str, Any]) -> None:
+    """The only writer of --json lines: `event` first, datetimes as RFC 3339 UTC."""
+    if "event" in obj:
+        raise ValueError(f"the event {event!r} carries its own 'event' key")
+    line = json.dumps({"event": event, **_utc_times(obj)}, default=_json_default)
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def app_context(ctx, json_output: bool = False) -> AppContext:
@@ -62,13 +97,16 @@ class AppContext:
             self.err.print(message)
 
     def warn(self, message: str) -> None:
+        """On stderr always; with --json also a warning event on stdout."""
         if self.syslog is not None:
             self.syslog.warning(message)
         self.err.print(f"[yellow]warning:[/] {message}", markup=True)
+        if self.settings.json:
+            write_event("warning", {"message": message})
 
-    def emit_json(self, obj: Any) -> None:
-        sys.stdout.write(json.dumps(obj, default=str) + "\n")
-        sys.stdout.flush()
+    def emit_json(self, event: str, obj: dict[str, Any] | None = None) -> None:
+        """One JSON line on stdout, always an object whose first key is `event` (docs/json.md)."""
+        write_event(event, obj or {})
 
     @contextmanager
     def progress(self, label: str) -> Iterator[Listener]:
@@ -84,7 +122,7 @@ class AppContext:
             config = self.config_file
             interval = config.log.progress_interval_s if config else 60.0
         if self.settings.json:
-            yield view.json_lines(label, view.stdout_line, self.warn)
+            yield view.json_lines(label, write_event, self.warn)
         elif self.err.is_terminal and not self.settings.quiet:
             with view.rich_bar(label, self.err, self.warn) as listener:
                 yield listener

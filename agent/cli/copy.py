@@ -67,7 +67,7 @@ def copy(
 
 def report_copy(app: AppContext, res, *, target_location: str) -> None:
     if app.settings.json:
-        app.emit_json(res.summary())
+        app.emit_json("copy", res.summary())
         return
     n, skipped = len(res.copied), len(res.skipped)
     if res.complete:

@@ -13,7 +13,6 @@ from agent.config import units
 if TYPE_CHECKING:
     from agent.repo.probe import Report
 
-EXIT_FAILED = 17  # StorageError's exit code: the target is not usable as it is
 
 
 def _render(app: AppContext, report: Report) -> None:
@@ -56,16 +55,15 @@ def doctor(
     app: AppContext = app_context(ctx, json_output)
     report = probe_storage(app.settings.require_repo(), size_mib << 20)
     if app.settings.json:
-        app.emit_json(report.to_dict())
+        app.emit_json("doctor", report.to_dict())
     else:
         _render(app, report)
     failed = report.failed
-    if failed is not None:
+    if failed is not None:  # the report first, then the error line (and with --json its error event)
+        from agent.errors import StorageError
+
         where = report.location or report.url
-        app.err.print(f"error: check '{failed.name}' failed on {where}: {failed.detail}", markup=False,
-                      highlight=False)
-        app.err.print(f"hint: {failed.hint}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FAILED)
+        raise StorageError(f"check '{failed.name}' failed on {where}: {failed.detail}", hint=failed.hint)
 
 
 def register(app: typer.Typer) -> None:

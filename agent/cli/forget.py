@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config import stamps
 
 _W = "Keep snapshots within this long of the group's newest (e.g. 14d, 2w, 6m, 1y)."
 
@@ -73,7 +74,8 @@ def forget(
             if not app.settings.json:
                 print_prune(app, pruned)
     if app.settings.json:
-        app.emit_json({"keep": [s.id for s in plan.keep], "remove": [s.id for s in plan.remove], "dry_run": dry_run,
+        app.emit_json("forget", {"keep": [s.id for s in plan.keep], "remove": [s.id for s in plan.remove],
+                                 "dry_run": dry_run,
                        "reasons": {d.snapshot.id: d.reasons for ds in plan.groups.values() for d in ds if d.keep},
                        "prune": pruned.to_dict() if pruned else None})
 
@@ -87,7 +89,7 @@ def _print_plan(app: AppContext, plan, policy, dry_run: bool) -> None:
         for col in ("id", "time", "action", "kept by"):
             table.add_column(col)
         for d in decisions:
-            table.add_row(d.snapshot.id[:8], d.snapshot.time.astimezone().strftime("%Y-%m-%d %H:%M"),
+            table.add_row(d.snapshot.id[:8], stamps.human(d.snapshot.time),
                           "keep" if d.keep else ("would remove" if dry_run else "remove"), ", ".join(d.reasons))
         app.out.print(table)
     verb = "would remove" if dry_run else "removed"

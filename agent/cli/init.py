@@ -52,7 +52,7 @@ def init(ctx: typer.Context,
     finally:
         backend.close()
     if app.settings.json:
-        app.emit_json({"repository": repo_id, "location": backend.location, "pack_size": pack_size})
+        app.emit_json("init", {"repository": repo_id, "location": backend.location, "pack_size": pack_size})
     else:
         app.out.print(f"created repository {repo_id[:8]} at {backend.location} (packs of {pack_size >> 20} MiB)")
         app.info("keep the passphrase safe: without it the backups cannot be read")
@@ -77,7 +77,7 @@ def _init_from(ctx: typer.Context, json_output: bool, from_repo: str, share_keys
     finally:
         backend.close()
     if app.settings.json:
-        app.emit_json({"repository": repo_id, "location": backend.location, "pack_size": pack_size,
+        app.emit_json("init", {"repository": repo_id, "location": backend.location, "pack_size": pack_size,
                        "from": src_location, "shared_keys": share_keys})
     else:
         how = "sharing its keys" if share_keys else "with its own keys"

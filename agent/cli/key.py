@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import env
+from agent.config import env, stamps
 
 app = typer.Typer(help="Manage the passphrases (key files) of the repository.", no_args_is_help=True)
 
@@ -41,7 +41,7 @@ def add(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", he
     with a.repository() as repo:
         key_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label=label,
                               kdf=kdf_params(os.environ.get(env.KDF)))
-    a.emit_json({"added": key_id}) if a.settings.json else a.out.print(f"added key {key_id[:8]}")
+    a.emit_json("key_add", {"added": key_id}) if a.settings.json else a.out.print(f"added key {key_id[:8]}")
 
 
 @app.command("list")
@@ -53,14 +53,14 @@ def list_keys(ctx: typer.Context, json_output: bool = typer.Option(False, "--jso
     with a.repository() as repo:
         keys = repo.list_keys()
     if a.settings.json:
-        a.emit_json(keys)
+        a.emit_json("key_list", {"keys": [{**k, "created": stamps.rfc3339(k["created"])} for k in keys]})
         return
     table = Table(box=None, header_style="bold")
     for col in ("", "id", "created", "host", "user", "label"):
         table.add_column(col)
     for k in keys:
         label = f"damaged: {k['damaged']}" if k["damaged"] else k["label"] or ""
-        table.add_row("*" if k["current"] else "", k["id"][:8], (k["created"] or "")[:19], k["host"] or "",
+        table.add_row("*" if k["current"] else "", k["id"][:8], stamps.human(k["created"]), k["host"] or "",
                       k["user"] or "", label)
     a.out.print(table)
 
@@ -72,7 +72,7 @@ def remove(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
     a: AppContext = app_context(ctx, json_output)
     with a.repository() as repo:
         repo.remove_key(key_id)
-    a.emit_json({"removed": key_id}) if a.settings.json else a.out.print(f"removed key {key_id}")
+    a.emit_json("key_remove", {"removed": key_id}) if a.settings.json else a.out.print(f"removed key {key_id}")
 
 
 @app.command("passwd")
@@ -87,4 +87,7 @@ def passwd(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
         new_id = repo.add_key(_new_passphrase(a, new_passphrase_file), label="changed passphrase",
                               kdf=kdf_params(os.environ.get(env.KDF)))
         repo.replace_key(repo.key_id, new_id)
-    a.emit_json({"key": new_id}) if a.settings.json else a.out.print(f"passphrase changed (key {new_id[:8]})")
+    if a.settings.json:
+        a.emit_json("key_passwd", {"key": new_id})
+    else:
+        a.out.print(f"passphrase changed (key {new_id[:8]})")

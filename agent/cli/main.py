@@ -123,29 +123,49 @@ def run() -> None:
     try:
         rc = app(standalone_mode=False)
     except AgentError as exc:
-        _fail(str(exc), exc.hint, exc.exit_code, debug)
+        _fail(str(exc), exc.hint, exc.exit_code, debug, error_kind(exc))
     except KeyboardInterrupt:  # before typer's own handler is in place
-        _fail(str(interrupted), interrupted.hint, interrupted.exit_code, debug)
+        _fail(str(interrupted), interrupted.hint, interrupted.exit_code, debug, "interrupted")
     except typer.Abort:
-        _fail("aborted", "", 1, False)
+        _fail("aborted", "", 1, False, "aborted")
     except Exception as exc:  # noqa: BLE001 - a storage error that escaped translation, typer's own, or a bug
         from agent.repo.storage import as_agent_error
 
         translated = as_agent_error(exc)
         if translated is not None:
-            _fail(str(translated), translated.hint, translated.exit_code, debug)
+            _fail(str(translated), translated.hint, translated.exit_code, debug, error_kind(translated))
         exit_code = getattr(exc, "exit_code", None)
         if hasattr(exc, "show") and isinstance(exit_code, int):
             exc.show()
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            _json_error("usage_error", exit_code, message, "")
             sys.exit(exit_code)
         _fail(f"internal error: {exc.__class__.__name__}: {exc}", "please report it with the output of --debug", 1,
-              debug)
+              debug, "internal")
     if rc == interrupted.exit_code:  # typer turns Ctrl-C into Exit(130), returned here without a word
-        _fail(str(interrupted), interrupted.hint, interrupted.exit_code, False)
+        _fail(str(interrupted), interrupted.hint, interrupted.exit_code, False, "interrupted")
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
-def _fail(message: str, hint: str, code: int, debug: bool) -> None:
+def error_kind(exc: BaseException) -> str:
+    """The error's class as a snake_case word for JSON (`WrongPassphrase` -> `wrong_passphrase`)."""
+    import re
+
+    name = "failed" if type(exc).__name__ == "AgentError" else type(exc).__name__
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _json_error(kind: str, code: int, message: str, hint: str) -> None:
+    """With --json the error is also an event on stdout, so a script reading only stdout sees why.
+    Not for exit codes 3-7 (docs/errors.md): they report a result, and the command's own event,
+    already printed, is the last line (`status` exits 6 after its report)."""
+    if "--json" in sys.argv[1:] and not 3 <= code <= 7:
+        from agent.cli.context import write_event
+
+        write_event("error", {"code": code, "kind": kind, "message": message, "hint": hint or None})
+
+
+def _fail(message: str, hint: str, code: int, debug: bool, kind: str = "failed") -> None:
     if debug:
         import traceback
 
@@ -155,4 +175,5 @@ def _fail(message: str, hint: str, code: int, debug: bool) -> None:
     sys.stderr.write(f"error: {message}\n")
     if hint:
         sys.stderr.write(f"hint: {hint}\n")
+    _json_error(kind, code, message, hint)
     sys.exit(code)

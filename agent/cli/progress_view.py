@@ -3,21 +3,23 @@ periodic lines otherwise (cron mail, journald), so a long nightly run is never s
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
+from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from agent.config import units
 from agent.progress import Advanced, Event, Finished, Listener, Started, Warning
 
+RATE_WINDOW_S = 20.0  # the ETA follows the recent rate: a slow start (seeding, a cold cache) fades out
+TRANSFERS = ("backup", "copy")  # operations that find new data and upload it; others show neither
+
 
 @dataclass
 class _Tally:
-    """What the last events said, plus the rate and ETA derived from them."""
+    """What the last events said, plus the rate over the last RATE_WINDOW_S seconds and the ETA."""
 
     operation: str
     t0: float
@@ -25,53 +27,68 @@ class _Tally:
     done: int = 0
     new: int = 0
     uploaded: int = 0
+    samples: deque = field(default_factory=deque)  # (monotonic time, done bytes), oldest first
 
-    def update(self, ev: Event) -> None:
+    def update(self, ev: Event, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         if isinstance(ev, Started):
-            self.operation, self.total, self.t0 = ev.operation, ev.total_bytes, time.monotonic()
+            self.operation, self.total, self.t0, self.done = ev.operation, ev.total_bytes, now, 0
+            self.samples.clear()
+            self.samples.append((now, 0))
         elif isinstance(ev, Advanced):
             self.done, self.new, self.uploaded = ev.done_bytes, ev.new_bytes, ev.stored_bytes
+            self.samples.append((now, ev.done_bytes))
+            while len(self.samples) > 2 and now - self.samples[1][0] >= RATE_WINDOW_S:
+                self.samples.popleft()
 
-    @property
-    def rate(self) -> float:
-        return self.done / max(1e-6, time.monotonic() - self.t0)
+    def rate(self, now: float | None = None) -> float:
+        """Bytes per second over the window (over the whole run until two samples a second apart exist)."""
+        now = time.monotonic() if now is None else now
+        if len(self.samples) >= 2:
+            (t_a, d_a), (t_b, d_b) = self.samples[0], self.samples[-1]
+            if t_b - t_a >= 1.0:
+                return (d_b - d_a) / (t_b - t_a)
+        return self.done / max(1e-6, now - self.t0)
 
-    @property
-    def eta_s(self) -> float | None:
+    def eta_s(self, now: float | None = None) -> float | None:
         if not self.total or not self.done:
             return None
-        return max(0.0, (self.total - self.done) / max(1.0, self.rate))
+        return max(0.0, (self.total - self.done) / max(1.0, self.rate(now)))
 
     def to_dict(self) -> dict:
-        eta = self.eta_s
-        return {"event": "progress", "operation": self.operation, "done_bytes": self.done,
-                "total_bytes": self.total, "new_bytes": self.new, "uploaded_bytes": self.uploaded,
-                "bytes_per_s": round(self.rate), "eta_s": None if eta is None else round(eta)}
+        eta = self.eta_s()
+        out = {"operation": self.operation, "done_bytes": self.done, "total_bytes": self.total,
+               "bytes_per_s": round(self.rate()), "eta_s": None if eta is None else round(eta)}
+        if self.operation in TRANSFERS:
+            out.update(new_bytes=self.new, uploaded_bytes=self.uploaded)
+        return out
 
     def line(self) -> str:
         pct = f" ({self.done * 100 // self.total}%)" if self.total else ""
-        eta = self.eta_s
-        return (f"{self.operation}: {units.size(self.done)} of {units.size(self.total)}{pct}, "
-                f"new {units.size(self.new)}, uploaded {units.size(self.uploaded)}, "
-                f"{units.rate(self.done, max(1e-6, time.monotonic() - self.t0))}"
+        eta = self.eta_s()
+        moved = (f", new {units.size(self.new)}, uploaded {units.size(self.uploaded)}"
+                 if self.operation in TRANSFERS else "")
+        return (f"{self.operation}: {units.size(self.done)} of {units.size(self.total)}{pct}{moved}, "
+                f"{units.rate(round(self.rate()), 1.0)}"
                 + (f", about {units.duration(eta)} left" if eta is not None else ""))
 
 
-def json_lines(label: str, write: Callable[[str], None], warn: Callable[[str], None],
+def json_lines(label: str, write: Callable[[str, dict], None], warn: Callable[[str], None],
                interval_s: float = 1.0) -> Listener:
-    """Progress as JSON lines on stdout; the command's final summary is the last line."""
+    """Progress as JSON lines on stdout (`write(event, fields)`); the command's result is the last line."""
     tally, last = _Tally(label, time.monotonic()), [0.0]
 
     def listener(ev: Event) -> None:
         tally.update(ev)
         now = time.monotonic()
         if isinstance(ev, Warning):
-            warn(ev.message)
-            write(json.dumps({"event": "warning", "message": ev.message}))
-        elif isinstance(ev, (Started, Finished)) or now - last[0] >= interval_s:
+            warn(ev.message)  # AppContext.warn: stderr, and the warning event with --json
+        elif isinstance(ev, Started):
             last[0] = now
-            write(json.dumps(tally.to_dict() if not isinstance(ev, Started) else
-                             {"event": "started", "operation": ev.operation, "total_bytes": ev.total_bytes}))
+            write("started", {"operation": ev.operation, "total_bytes": ev.total_bytes})
+        elif isinstance(ev, Finished) or now - last[0] >= interval_s:
+            last[0] = now
+            write("progress", tally.to_dict())
     return listener
 
 
@@ -92,19 +109,26 @@ def plain_lines(label: str, info: Callable[[str], None], warn: Callable[[str], N
 
 @contextmanager
 def rich_bar(label: str, console, warn: Callable[[str], None]) -> Iterator[Listener]:
-    """A transient bar: phase, bytes done/total, new and uploaded bytes, rate and ETA."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    """A transient bar: phase, bytes done/total in binary units, the windowed rate, new and uploaded
+    bytes (backup and copy only) and the ETA from the windowed rate."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    with Progress(TextColumn("[bold]{task.fields[phase]}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TextColumn("new {task.fields[new]} · up {task.fields[up]}"), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task(label, total=None, phase=label, new="0 B", up="0 B")
+    tally = _Tally(label, time.monotonic())
+    with Progress(TextColumn("[bold]{task.fields[phase]}"), BarColumn(), DownloadColumn(binary_units=True),
+                  TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[moved]}"),
+                  TextColumn("{task.fields[eta]}"), console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None, phase=label, rate="", moved="", eta="")
 
         def listener(ev: Event) -> None:
+            tally.update(ev)
             if isinstance(ev, Started):
-                bar.update(task, total=ev.total_bytes, phase=ev.operation)
+                bar.update(task, total=ev.total_bytes, completed=0, phase=ev.operation, moved="", eta="")
             elif isinstance(ev, Advanced):
-                bar.update(task, completed=ev.done_bytes, new=units.size(ev.new_bytes), up=units.size(ev.stored_bytes))
+                eta = tally.eta_s()
+                moved = (f"new {units.size(ev.new_bytes)} · up {units.size(ev.stored_bytes)}"
+                         if tally.operation in TRANSFERS else "")
+                bar.update(task, completed=ev.done_bytes, rate=units.rate(round(tally.rate()), 1.0), moved=moved,
+                           eta="" if eta is None else f"{units.duration(eta)} left")
             elif isinstance(ev, Warning):
                 warn(ev.message)
         yield listener
@@ -124,8 +148,3 @@ def syslog_logger() -> logging.Logger:
         handler.setFormatter(logging.Formatter("agent[%(process)d]: %(message)s"))
         logger.addHandler(handler)
     return logger
-
-
-def stdout_line(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()

@@ -41,7 +41,7 @@ def prune(
                         dry_run=dry_run, lock_wait=lock_wait, unfinished=unfinished, now=now, listener=listener)
         ops = app.accounting.snapshot().operations if app.accounting else {}
     if app.settings.json:
-        app.emit_json({**res.to_dict(), "requests": dict(ops)})
+        app.emit_json("prune", {**res.to_dict(), "requests": dict(ops)})
     else:
         print_prune(app, res)
         if ops:
@@ -54,7 +54,8 @@ def prune(
 
 def print_prune(app: AppContext, res) -> None:
     verb = "would free" if res.dry_run else "freed"
-    app.out.print(f"{verb} {units.size(res.bytes_freed)} of {units.size(res.bytes_before)}: "
+    app.out.print(f"{verb} {units.size(res.bytes_freed)} (repository {units.size(res.stored_before)} -> "
+                  f"{units.size(res.stored_after)}): "
                   f"{res.packs_deleted} pack(s) deleted, {res.packs_repacked} repacked into {res.packs_written}, "
                   f"unused space {units.size(res.unused_before)} -> {units.size(res.unused_after)}")
     if res.leftovers or res.stale_locks:

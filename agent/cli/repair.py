@@ -14,9 +14,9 @@ _DRY_RUN_HELP = "Report what would be done; change nothing."
 _LOCK_WAIT_HELP = "Seconds to wait for running backups to finish."
 
 
-def _report(app_ctx: AppContext, rep) -> None:
+def _report(app_ctx: AppContext, what: str, rep) -> None:
     if app_ctx.settings.json:
-        app_ctx.emit_json(rep.to_dict())
+        app_ctx.emit_json(f"repair_{what}", rep.to_dict())
         return
     prefix = "dry run: " if rep.dry_run else ""
     for line in rep.actions:
@@ -40,7 +40,7 @@ def index(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", 
     with a.repository() as repo, a.progress("repair") as listener:
         rep = run_repair_index(repo, read_all_packs=read_all_packs, dry_run=dry_run, lock_wait=lock_wait,
                                listener=listener)
-    _report(a, rep)
+    _report(a, "index", rep)
 
 
 @app.command("packs")
@@ -55,7 +55,7 @@ def packs(ctx: typer.Context, pack_ids: Optional[List[str]] = typer.Argument(Non
     a: AppContext = app_context(ctx, json_output)
     with a.repository() as repo, a.progress("repair") as listener:
         rep = run_repair_packs(repo, pack_ids or [], dry_run=dry_run, lock_wait=lock_wait, listener=listener)
-    _report(a, rep)
+    _report(a, "packs", rep)
 
 
 @app.command("snapshots")
@@ -70,4 +70,4 @@ def snapshots(ctx: typer.Context, json_output: bool = typer.Option(False, "--jso
     a: AppContext = app_context(ctx, json_output)
     with a.repository() as repo, a.progress("repair") as listener:
         rep = run_repair_snapshots(repo, zero_lost=zero_lost, dry_run=dry_run, lock_wait=lock_wait, listener=listener)
-    _report(a, rep)
+    _report(a, "snapshots", rep)

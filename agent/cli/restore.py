@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import units
+from agent.config import stamps, units
 
 
 def restore(
@@ -81,7 +81,7 @@ def restore(
             part = pick_partition(snap, partition)
             window, what = (int(part["start"]), int(part["size"])), f"partition {part['number']} of "
         app.info(f"restoring {what}snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
-                 f"{snap.time.astimezone().isoformat(timespec='seconds')} to {to}")
+                 f"{stamps.human(snap.time)} to {to}")
         opts = RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync, window=window, delta=delta,
                               seeds=list(seed), journal_dir=repo.cache.root)
         placed = None
@@ -105,7 +105,8 @@ def restore(
                 res = placed.result
     fetched = app.accounting.snapshot().bytes_down if app.accounting else None
     if app.settings.json:
-        app.emit_json({"snapshot_id": res.snapshot_id, "target": to if placed else res.target, "size": res.size,
+        app.emit_json("restore", {"snapshot_id": res.snapshot_id, "target": to if placed else res.target,
+                                  "size": res.size,
                        "partition": int(part["number"]) if partition is not None else None,
                        "written_bytes": res.written_bytes, "zero_bytes": res.zero_bytes, "fetched_bytes": fetched,
                        "duration_s": res.duration_s, "damaged_ranges": [list(r) for r in res.damaged],

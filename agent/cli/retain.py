@@ -36,7 +36,7 @@ def retain(
                          lock_wait=lock_wait, listener=listener)
         ops = app.accounting.snapshot().operations if app.accounting else {}
     if app.settings.json:
-        app.emit_json({**res.to_dict(), "requests": dict(ops)})
+        app.emit_json("retain", {**res.to_dict(), "requests": dict(ops)})
         return
     verb = "would extend" if dry_run else "extended"
     app.out.print(f"{verb} the {res.mode} retention of {res.extended} of {res.live_objects} live object(s) "

@@ -54,7 +54,7 @@ def run(
         if app.settings.json:
             from dataclasses import asdict
 
-            app.emit_json({"event": "source", **asdict(rep)})
+            app.emit_json("source", asdict(rep))
             return
         line = {"ok": f"snapshot {(rep.snapshot_id or '')[:8]}", "incomplete": "INCOMPLETE",
                 "skipped": "SKIPPED", "failed": "FAILED"}[rep.status]
@@ -123,7 +123,7 @@ def _print_outcome(app: AppContext, report, problems: list[str]) -> None:
     summary = summarize(report)
     app.log_summary(summary, error=report.status == "failure")
     if app.settings.json:
-        app.emit_json({"event": "summary", **report.to_dict(), "delivery_problems": problems})
+        app.emit_json("run", {**report.to_dict(), "delivery_problems": problems})
         return
     from agent.nightly.notify import verify_lines
 

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import env
+from agent.config import env, stamps
 
 app = typer.Typer(help="Run `agent run` every night (systemd timer, or cron where systemd is not running).",
                   no_args_is_help=True)
@@ -27,7 +27,7 @@ def _locations(user: bool):
 
 
 def _local(dt) -> str:
-    return dt.astimezone().strftime("%Y-%m-%d %H:%M %Z") if dt else "-"
+    return stamps.human(dt)
 
 
 def _delay_text(seconds: int) -> str:
@@ -87,7 +87,8 @@ def install(
         raise UsageError(f"cannot write in {Path(exc.filename).parent}: permission denied",
                          hint="run it as root (sudo), or use --user for a timer of your own") from None
     if a.settings.json:
-        a.emit_json({**done, "config": str(config_path), "at": at, "randomized_delay_s": s.randomized_delay_s})
+        a.emit_json("schedule_install", {**done, "config": str(config_path), "at": at,
+                                         "randomized_delay_s": s.randomized_delay_s})
         return
     for path in done["replaced"]:
         a.info(f"removed {path} (the other scheduler's entry: never both)")
@@ -126,7 +127,7 @@ def remove(ctx: typer.Context,
     except PermissionError as exc:
         raise UsageError(f"cannot remove {exc.filename}: permission denied", hint="run it as root (sudo)") from None
     if a.settings.json:
-        a.emit_json({"removed": removed})
+        a.emit_json("schedule_remove", {"removed": removed})
     elif removed:
         a.out.print("removed " + ", ".join(removed))
     else:
@@ -151,8 +152,8 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
     except AgentError as exc:
         state, state_error = None, str(exc)
     if a.settings.json:
-        a.emit_json({"installed": info["scheduler"] is not None, **info,
-                     "next_run": nxt.isoformat() if nxt else None, "state_file": str(state_path),
+        a.emit_json("schedule_status", {"installed": info["scheduler"] is not None, **info,
+                     "next_run": stamps.rfc3339(nxt), "state_file": str(state_path),
                      "last_run": state.to_dict() if state else None, "state_error": state_error})
         return
     p = a.out.print

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import units
+from agent.config import stamps, units
 
 CHANGED = "changed during backup"  # the image was written while it was read (may be inconsistent)
 
@@ -70,7 +70,8 @@ def snapshots(
     if app.settings.json:
         found = [s.summary() | {"note": notes.get(s.id)} | ({"status": "complete"} if all_runs else {})
                  for s in snaps]
-        app.emit_json(found + [{**r.summary(), "id": name, "short_id": name[:8]} for name, r in runs])
+        app.emit_json("snapshots", {"snapshots": found + [{**r.summary(), "id": name, "short_id": name[:8]}
+                                                         for name, r in runs]})
         return
     rows = [(s.time, s.id, s.host, s.source_path, s.size, s.stats.get("stored_bytes"), ",".join(s.tags),
              reading_note(s.reading), "complete",
@@ -84,7 +85,7 @@ def snapshots(
                 + (("status",) if all_runs else ()) + (("note",) if with_notes else ())):
         table.add_column(col, justify="right" if col in ("size", "new data") else "left")
     for when, ident, h, src, size, new, tags, read, status, note in sorted(rows, key=lambda row: row[0]):
-        table.add_row(ident[:8], when.astimezone().strftime("%Y-%m-%d %H:%M:%S"), h, src, units.size(size),
+        table.add_row(ident[:8], stamps.human(when), h, src, units.size(size),
                       units.size(new), tags, read, *((status,) if all_runs else ()), *((note,) if with_notes else ()))
     app.out.print(table)
     app.info(f"{len(snaps)} snapshot(s)" + (f", {len(runs)} run(s) without a snapshot (not restorable)"

@@ -18,7 +18,7 @@ def stats(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", 
     with app.repository() as repo:
         st = repo_stats(repo)
     if app.settings.json:
-        app.emit_json(st.to_dict())
+        app.emit_json("stats", st.to_dict())
         return
     app.out.print(f"{st.snapshots} snapshot(s) of {units.size(st.logical_bytes)} in total; "
                   f"{units.size(st.raw_bytes)} of distinct data stored as {units.size(st.stored_bytes)} "

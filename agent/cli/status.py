@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import units
+from agent.config import stamps, units
 from agent.errors import AgentError
 
 STALE_HELP = "Flag a source whose newest snapshot is older than this (36h, 2d); overrides status.stale_after."
@@ -53,14 +53,16 @@ def status(
             app.warn(f"metrics file {textfile} not written: {exc.strerror or exc}")
     for d in fleet.damaged:
         app.warn(f"{d}; `agent check` reports it")
+    damaged_packs = bool(fleet.check and fleet.check["packs"])
+    if damaged_packs:  # before the result: with --json, warning events come before the result line
+        app.warn(f"`agent check` recorded {fleet.check['packs']} damaged pack(s) ({fleet.check['time']}): see "
+                 "`agent check` and `agent repair packs`")
     if app.settings.json:
-        app.emit_json(data)
+        app.emit_json("status", data)
     else:
         _print(app, data)
     flagged = fleet.flagged
-    if fleet.check and fleet.check["packs"]:
-        app.warn(f"`agent check` recorded {fleet.check['packs']} damaged pack(s) ({fleet.check['time']}): see "
-                 "`agent check` and `agent repair packs`")
+    if damaged_packs:
         if not flagged:
             raise NeedsAttention(f"the repository holds {fleet.check['packs']} pack(s) `agent check` found damaged")
     if flagged:
@@ -125,7 +127,6 @@ def _write_html(path: str, data: dict) -> None:
 
 
 def _print(app: AppContext, data: dict) -> None:
-    from datetime import datetime
 
     from rich.table import Table
 
@@ -134,8 +135,7 @@ def _print(app: AppContext, data: dict) -> None:
         table.add_column(col, justify="right" if col in ("age", "size", "new data", "trend") else "left")
     for s in data["sources"]:
         last, problem = s["last_success"], s["last_problem"]
-        when = datetime.fromisoformat(last["time"].replace("Z", "+00:00")).astimezone().strftime("%Y-%m-%d %H:%M") \
-            if last else "never"
+        when = stamps.human(last["time"]) if last else "never"
         table.add_row(s["host"], s["source"], when, units.duration(s["age_s"]) if s["age_s"] is not None else "",
                       units.size(last["size"]) if last else "", units.size(last["new_bytes"]) if last else "",
                       f"{s['new_bytes_trend']:.2f}x" if s["new_bytes_trend"] is not None else "",

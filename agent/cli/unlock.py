@@ -15,7 +15,7 @@ def unlock(ctx: typer.Context,
     with app.repository() as repo:
         n = repo.remove_locks(all_locks=remove_all)
     if app.settings.json:
-        app.emit_json({"removed": n})
+        app.emit_json("unlock", {"removed": n})
     else:
         app.out.print(f"removed {n} lock(s)")
 

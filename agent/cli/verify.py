@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
-from agent.config import units
+from agent.config import stamps, units
 
 _SHOWN_RANGES = 20  # in text; --json lists every one
 
@@ -53,13 +53,13 @@ def verify(
             app.warn(f"snapshot {name[:8]} is not listed: {problem}")
         snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")
         app.info(f"verifying snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
-                 f"{snap.time.astimezone().isoformat(timespec='seconds')}" + (" (chunks and filesystems)" if fsck
+                 f"{stamps.human(snap.time)}" + (" (chunks and filesystems)" if fsck
                                                                               else ""))
         with app.progress("verify") as listener:
             res = run_verify(repo, snap, VerifyOptions(fsck=fsck, use_fuse=not no_fuse), listener)
     fetched = app.accounting.snapshot().bytes_down if app.accounting else None
     if app.settings.json:
-        app.emit_json({**res.to_dict(), "fetched_bytes": fetched})
+        app.emit_json("verify", {**res.to_dict(), "fetched_bytes": fetched})
     else:
         _print(app, res)
     if res.damaged:

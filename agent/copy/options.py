@@ -45,7 +45,7 @@ class CopyResult:
 
     def summary(self) -> dict:
         return {
-            "event": "summary", "complete": self.complete, "stopped": self.stopped, "mode": self.mode,
+            "complete": self.complete, "stopped": self.stopped, "mode": self.mode,
             "copied": [{"source_id": s, "target_id": t} for s, t in self.copied], "skipped": self.skipped,
             "snapshots_copied": len(self.copied), "snapshots_skipped": len(self.skipped),
             "read_bytes": self.read_bytes, "uploaded_bytes": self.uploaded_bytes,

@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from agent.config.stamps import rfc3339
 from agent.errors import CorruptObject
 from agent.maintenance import leftovers
 from agent.maintenance.locked import locked_objects
@@ -43,8 +44,10 @@ class PruneResult:
     packs_deleted: int = 0
     packs_repacked: int = 0
     packs_written: int = 0
-    bytes_before: int = 0
-    bytes_freed: int = 0
+    bytes_before: int = 0  # in packs
+    bytes_freed: int = 0  # measured: stored_before - stored_after (estimated with dry_run)
+    stored_before: int = 0  # every object of the repository, as the storage lists their sizes
+    stored_after: int = 0
     bytes_written: int = 0
     unused_before: int = 0
     unused_after: int = 0
@@ -56,7 +59,7 @@ class PruneResult:
     held_packs: int = 0  # unused packs left alone: their Object Lock retention has not lapsed
     held_bytes: int = 0
     held_segments: int = 0  # superseded index segments left alone for the same reason
-    held_until: str = ""  # when the last of them lapses (ISO 8601)
+    held_until: str | None = None  # when the last of them lapses (RFC 3339 UTC)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -72,6 +75,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
     the time Object Lock retention is compared with (tests; by default the clock's)."""
     res = PruneResult(dry_run=dry_run)
     with repo.lock(exclusive=True, command="prune", wait=lock_wait):
+        res.stored_before = repo.total_stored_bytes()  # with our own lock, which is in the "after" too
         debris = leftovers.find(repo, LEFTOVER_MIN_AGE)
         res.leftovers, res.leftover_bytes = len(debris.leftovers), debris.leftover_bytes
         res.stale_locks = debris.stale_locks
@@ -139,7 +143,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
             partial = [i for i in partial if i not in held]
             res.held_packs = sum(1 for i in held if live_bytes[i] == 0)
             res.held_bytes = sum(sizes[i] - live_bytes[i] for i in held)
-            res.held_until = max(locked[layout.pack(index.pack_ids[i])] for i in held).isoformat()
+            res.held_until = rfc3339(max(locked[layout.pack(index.pack_ids[i])] for i in held))
         unused_total = sum(all_bytes) - sum(live_bytes)
         res.unused_before = unused_total
         remaining_unused = sum(all_bytes[i] - live_bytes[i] for i in partial)
@@ -157,8 +161,10 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         res.unused_after = remaining_unused
         res.packs_deleted = len(dead)
         res.packs_repacked = len(repack)
-        res.bytes_freed = sum(sizes[i] for i in dead + repack if index.pack_ids[i] in stored)
-        if dry_run:
+        if dry_run:  # an estimate: the packs that go, less what repacking writes again
+            res.bytes_freed = (sum(sizes[i] for i in dead + repack if index.pack_ids[i] in stored)
+                               - sum(live_bytes[i] for i in repack))
+            res.stored_after = res.stored_before - res.bytes_freed
             return res
 
         # 1. copy live blobs out of packs being repacked (sealed bytes move as they are)
@@ -214,7 +220,7 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         for name in replaced:
             if layout.index_segment(name) in locked:
                 res.held_segments += 1
-                res.held_until = max(res.held_until, locked[layout.index_segment(name)].isoformat())
+                res.held_until = max(res.held_until or "", rfc3339(locked[layout.index_segment(name)]) or "")
             else:
                 repo.delete_index_segment(name)
         # 3. only now delete packs nothing refers to
@@ -226,6 +232,9 @@ def run_prune(repo: Repository, *, max_unused: float = 0.05, max_repack: int | N
         _update_damage(repo, res, damage, damage_names, {index.pack_ids[i] for i in gone}, lost_blobs)
         leftovers.remove(repo, debris)
         res.stale_locks = debris.stale_locks
+        # measured, not derived from the plan: new packs, the new index, dropped records all count
+        res.stored_after = repo.total_stored_bytes()
+        res.bytes_freed = res.stored_before - res.stored_after
     for w in res.warnings:
         listener(Warning(w))
     return res

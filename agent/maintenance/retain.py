@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from agent.config.stamps import rfc3339
 from agent.errors import AgentError, UsageError
 from agent.maintenance.usage import mark_used
 from agent.progress import Listener, Warning, ignore
@@ -40,9 +41,9 @@ class RetainResult:
     margin_days: float = 0.0
     live_objects: int = 0
     extended: int = 0  # PutObjectRetention requests sent (or, on a dry run, to send)
-    until: str = ""  # what this run extended to
-    held_until: str = ""  # the earliest retention of any live object after this run
-    next_due: str = ""  # when the next extension is due
+    until: str | None = None  # what this run extended to (RFC 3339 UTC)
+    held_until: str | None = None  # the earliest retention of any live object after this run
+    next_due: str | None = None  # when the next extension is due
     next_due_objects: int = 0
     overwritten: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -65,7 +66,7 @@ def run_retain(repo: Repository, *, now: datetime, period: timedelta | None = No
     res = RetainResult(mode=policy.mode, period_days=period / timedelta(days=1),
                        margin_days=margin / timedelta(days=1), dry_run=dry_run)
     until = (now + period).replace(microsecond=0)
-    res.until = until.isoformat()
+    res.until = rfc3339(until)
     with repo.lock(exclusive=False, command="retain", wait=lock_wait):  # prune (exclusive) waits
         index = repo.load_index()
         lost: dict[str, int] = {}
@@ -105,8 +106,8 @@ def run_retain(repo: Repository, *, now: datetime, period: timedelta | None = No
         after = sorted((new.objects[k][0] if k in new.objects else held[k] or now) for k in live)
         if after:
             first = after[0]
-            res.held_until = first.isoformat()
-            res.next_due = (first - margin).isoformat()
+            res.held_until = rfc3339(first)
+            res.next_due = rfc3339(first - margin)
             res.next_due_objects = after.count(first)
     if lost:
         res.warnings.append(f"{len(lost)} snapshot(s) reference chunks that are lost; `agent check` lists them")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+
+from agent.config.stamps import rfc3339
 
 
 @dataclass
@@ -116,8 +118,8 @@ class RunReport:
 
 
 def iso(t: datetime) -> str:
-    """ISO 8601 in UTC; a naive time is taken as UTC (the report's contract) rather than local time."""
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    """RFC 3339 in UTC (agent.config.stamps); a naive time is taken as UTC (the report's contract)."""
+    return rfc3339(t, fraction=True) or ""
 
 
 def summarize(report: RunReport) -> str:

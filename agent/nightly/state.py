@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.config import env
+from agent.config.stamps import rfc3339
 from agent.errors import AgentError
 from agent.nightly.report import RunReport, summarize
 
@@ -29,8 +30,8 @@ class RunState:
     last_verified: dict[str, datetime] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
-        out["last_verified"] = {k: v.isoformat() for k, v in self.last_verified.items()}
+        out = {k: (rfc3339(v, fraction=True) if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+        out["last_verified"] = {k: rfc3339(v, fraction=True) for k, v in self.last_verified.items()}
         return out
 
 

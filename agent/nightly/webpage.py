@@ -8,8 +8,9 @@ and get exactly the JSON's numbers.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html import escape
+
+from agent.config.stamps import human
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
@@ -195,4 +196,4 @@ def _trend(ratio) -> str:
 def _when(iso: str | None) -> str:
     if not iso:
         return ""
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return human(iso)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from agent.config.stamps import rfc3339
 from agent.errors import CorruptObject, RepositoryLocked, RepositoryNotFound
 from agent.repo import layout
 from agent.repo.envelope import Envelope
@@ -86,7 +87,7 @@ class Lock:
                 kind = "an exclusive" if conflict.exclusive else "a"
                 raise RepositoryLocked(
                     f"the repository is locked: {kind} lock held by {conflict.command!r} (pid {conflict.pid} on "
-                    f"{conflict.host}, since {conflict.time.astimezone().isoformat(timespec='seconds')})")
+                    f"{conflict.host}, since {rfc3339(conflict.time)})")
             time.sleep(min(max(0.0, deadline - time.monotonic()), random.uniform(0.2, 2.0)))
         self.refreshed = time.monotonic()
         self._thread = threading.Thread(target=self._refresh, name="lock-refresh", daemon=True)

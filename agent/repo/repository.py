@@ -503,6 +503,11 @@ class Repository:
             return [info for prefix in _HELD_PREFIXES for info in self._backend.list(prefix)
                     if prefix != layout.CONFIG or info.key == layout.CONFIG]
 
+    def total_stored_bytes(self) -> int:
+        """The sum of every object's size as the storage lists it: what the repository occupies."""
+        with translated("cannot list the repository's objects"):
+            return sum(info.size for info in self._backend.list(""))
+
     def extend_retention(self, key: str, mode: str, until) -> None:
         with translated(f"cannot extend the retention of {key}"):
             self._backend.extend_retention(key, mode, until)

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from agent.config.stamps import rfc3339
 from agent.errors import CorruptObject, SnapshotNotFound, UsageError
 
 MANIFEST_VERSION = 1
@@ -212,7 +213,7 @@ def pick_at(snaps: list[Snapshot], at: datetime) -> Snapshot:
         raise UsageError(f"snapshots of several machines or sources match ({names}); choose with --host and --source")
     eligible = [s for s in snaps if s.time <= at]
     if not eligible:
-        raise SnapshotNotFound(f"no snapshot at or before {at.astimezone().isoformat(timespec='seconds')}")
+        raise SnapshotNotFound(f"no snapshot at or before {rfc3339(at)}")
     return max(eligible, key=lambda s: s.time)
 
 

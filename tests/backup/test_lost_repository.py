@@ -34,7 +34,7 @@ def test_lock_removed_during_the_backup(cli, tmp_path):
     assert proc.returncode == 13, (out, err)
     assert b"lock was removed while it ran" in err and b"no snapshot was written" in err
     assert b"snapshot saved" not in out + err
-    assert cli("snapshots", "--json").json() == []
+    assert cli("snapshots", "--json").json()["snapshots"] == []
 
 
 def test_repository_emptied_during_the_backup(cli, tmp_path):
@@ -58,7 +58,7 @@ def test_lock_removed_and_pruned_during_the_backup(cli, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 13, (out, err)
     assert b"no snapshot was written" in err and b"snapshot saved" not in out + err
-    assert cli("snapshots", "--json").json() == []
+    assert cli("snapshots", "--json").json()["snapshots"] == []
     assert cli("check").code == 0
 
 

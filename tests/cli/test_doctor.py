@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -31,11 +32,16 @@ def _all_passed(report: dict) -> None:
     assert report["throughput"]["bytes"] == 1 << 20 and report["throughput"]["download_bytes_per_s"] > 0
 
 
+def _report(res) -> dict:
+    """The doctor event (a failed check is followed by an error event)."""
+    return next(e for e in map(json.loads, res.out.splitlines()) if e["event"] == "doctor")
+
+
 # -- local directory ------------------------------------------------------------------------------
 
 def test_local_target_without_repository(cli):
     res = cli("doctor", "--json", "--size", "1", env=NO_PASSPHRASE)
-    report = res.json()
+    report = _report(res)
     _all_passed(report)
     assert report["location"] == str(cli.repo) and report["repository"] == {"exists": False}
     assert report["capabilities"]["conditional_put"] is True and report["capabilities"]["object_lock"] is False
@@ -70,8 +76,10 @@ def test_local_target_that_cannot_exist_fails_with_a_named_check(cli, tmp_path):
 
 def test_unknown_scheme_fails_the_open_check(cli):
     res = cli("doctor", "--json", check=False, env={"AGENT_REPO": "ftp://host/repo"})
-    report = res.json()
+    report = _report(res)
     assert res.code == 17 and report["failed"] == "open" and "known: " in report["error"]
+    error = res.json()  # the report, then the failure as the last line, as every command's error
+    assert error["event"] == "error" and error["code"] == 17 and error["kind"] == "storage_error"
 
 
 # -- S3 (moto) and GCS (fake-gcs-server) ----------------------------------------------------------
@@ -128,7 +136,7 @@ def test_s3_wrong_credentials_fail_fast_and_clearly(cli):
     finally:
         server.stop()
     assert res.code == 17, res.err
-    report = res.json()
+    report = _report(res)
     assert report["ok"] is False and report["failed"] == "repository"
     assert "InvalidAccessKeyId" in report["error"]
     assert report["hint"].startswith("check the credentials")

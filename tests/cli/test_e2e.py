@@ -40,7 +40,7 @@ def test_backup_change_backup_restore_at_and_by_id(cli, image, tmp_path):
     day1 = cli("backup", str(disk), "--time", "2024-05-02T12:00:00Z", "--json").json()
     assert day1["new_bytes"] < day0["new_bytes"]
 
-    snaps = cli("snapshots", "--json").json()
+    snaps = cli("snapshots", "--json").json()["snapshots"]
     assert [s["id"] for s in snaps] == [day0["snapshot_id"], day1["snapshot_id"]]
     assert snaps[0]["time"] == "2024-05-01T12:00:00Z" and snaps[0]["tags"] == ["nightly"]
     assert snaps[1]["parent"] == day0["snapshot_id"] and snaps[0]["size"] == disk.stat().st_size

@@ -53,11 +53,11 @@ def test_an_image_written_in_place_during_the_backup_is_flagged_and_exits_4(cli,
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["snapshot_id"] and summary["changed_during_backup"] is True
 
-    listed = cli("snapshots", "--json").json()
+    listed = cli("snapshots", "--json").json()["snapshots"]
     assert [s["changed_during_backup"] for s in listed] == [True]
     assert "changed during backup" in cli("snapshots").out
 
     again = cli("backup", str(image), "--json")  # nothing writes now: a clean success
     assert again.code == 0 and again.json()["changed_during_backup"] is False
-    listed = cli("snapshots", "--json").json()
+    listed = cli("snapshots", "--json").json()["snapshots"]
     assert sorted(s["changed_during_backup"] for s in listed) == [False, True]

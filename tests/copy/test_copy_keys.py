@@ -36,7 +36,7 @@ def test_wrong_target_passphrase_is_one_clear_line(cli, nights, tmp_path):
     res = cli("copy", "--to-repo", str(b), "--to-passphrase-file", str(bad), check=False)
     assert res.code == 11 and "Traceback" not in res.err
     assert "target repository passphrase: wrong passphrase" in res.err and "not it" not in res.err
-    assert cli(*on_b, "snapshots", "--json").json() == []  # nothing was written
+    assert cli(*on_b, "snapshots", "--json").json()["snapshots"] == []  # nothing was written
 
 
 def test_other_chunker_parameters_work_but_say_dedup_is_lost(cli, nights, tmp_path):
@@ -67,10 +67,10 @@ def test_from_repo_with_own_keys_dedups_a_direct_backup_against_copies(cli, nigh
 def test_shared_keys_copy_ids_and_packs_as_they_are(cli, nights, tmp_path):
     b, on_b = _setup(cli, nights, tmp_path)
     cli(*on_b, "init", "--from-repo", str(cli.repo), "--share-keys")
-    a_ids = [s["id"] for s in cli("snapshots", "--json").json()]
+    a_ids = [s["id"] for s in cli("snapshots", "--json").json()["snapshots"]]
     res = cli("copy", "--to-repo", str(b), "--json").json()
     assert res["mode"] == "replica" and res["whole_packs"] > 0
-    assert [s["id"] for s in cli(*on_b, "snapshots", "--json").json()] == a_ids
+    assert [s["id"] for s in cli(*on_b, "snapshots", "--json").json()["snapshots"]] == a_ids
     a_packs = {p.name for p in (cli.repo / "data").rglob("*") if p.is_file()}
     b_packs = {p.name for p in (b / "data").rglob("*") if p.is_file()}
     assert b_packs <= a_packs and len(b_packs) >= res["whole_packs"]
@@ -80,7 +80,7 @@ def test_shared_keys_copy_ids_and_packs_as_they_are(cli, nights, tmp_path):
 def test_selection_by_id_and_at(cli, nights, tmp_path):
     b, on_b = _setup(cli, nights, tmp_path)
     cli(*on_b, "init", "--from-repo", str(cli.repo))
-    first = cli("snapshots", "--json").json()[0]["id"]
+    first = cli("snapshots", "--json").json()["snapshots"][0]["id"]
     res = cli("copy", "--to-repo", str(b), first[:8], "--json").json()
     assert [c["source_id"] for c in res["copied"]] == [first]
     res = cli("copy", "--to-repo", str(b), "--at", "2024-05-01", "--json").json()

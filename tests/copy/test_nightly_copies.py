@@ -54,7 +54,8 @@ def test_run_copies_after_backups_and_reports_them(cli, tmp_path):
     assert [c["status"] for c in summary["copies"]] == ["ok"] and summary["copies"][0]["copied"] == 1
     assert summary["copies"][0]["skipped"] == 1 and summary["exit_code"] == 0
     assert 'agent_copy_status{copy="offsite"} 1' in (tmp_path / "agent.prom").read_text()
-    snaps = cli("--repo", str(tmp_path / "b"), "--passphrase-file", str(target_pass), "snapshots", "--json").json()
+    snaps = cli("--repo", str(tmp_path / "b"), "--passphrase-file", str(target_pass), "snapshots",
+                "--json").json()["snapshots"]
     assert len(snaps) == 2 and {s["host"] for s in snaps} == {"office"}
     cli("--repo", str(tmp_path / "b"), "--passphrase-file", str(target_pass), "restore", "latest",
         "--to", str(tmp_path / "r.img"))

@@ -23,7 +23,7 @@ def test_prune_unfinished_reclaims_the_uploads_of_a_run_that_never_finished(cli,
 
     first = cli("backup", str(lost_img), "--limit-upload", "4MiB/s", "--max-duration", "2s", "--json", check=False)
     assert first.code == 3 and first.json()["uploaded_bytes"] > 0, first.err  # a first backup that never finished
-    assert len(cli("snapshots", "--all", "--json").json()) == 2
+    assert len(cli("snapshots", "--all", "--json").json()["snapshots"]) == 2
     uploaded = _packs(cli.repo) - packs_of_the_snapshot
     assert uploaded
 
@@ -38,7 +38,7 @@ def test_prune_unfinished_reclaims_the_uploads_of_a_run_that_never_finished(cli,
     res = cli("prune", "--unfinished")
     assert "dropped 1 record(s) of unfinished backup runs" in res.out
     assert not _packs(cli.repo) & uploaded and _packs(cli.repo) >= packs_of_the_snapshot
-    assert [r["status"] for r in cli("snapshots", "--all", "--json").json()] == ["complete"]
+    assert [r["status"] for r in cli("snapshots", "--all", "--json").json()["snapshots"]] == ["complete"]
     assert cli("check", "--read-data").code == 0
     cli("restore", "latest", "--to", str(tmp_path / "out.img"))
     assert (tmp_path / "out.img").read_bytes() == kept_img.read_bytes()

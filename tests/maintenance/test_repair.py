@@ -61,7 +61,7 @@ def test_repair_packs_salvages_a_pack_with_a_flipped_byte(cli, tmp_path):
     # --zero-lost replaces it by a snapshot that restores without errors, zeros where data was lost
     fixed = cli("repair", "snapshots", "--zero-lost", "--json").json()
     assert fixed["counts"] == {"snapshots_repaired": 1}
-    snaps = cli("snapshots", "--json").json()
+    snaps = cli("snapshots", "--json").json()["snapshots"]
     assert [s["repaired_from"] for s in snaps] == [snap] and "repaired" in snaps[0]["tags"]
     assert snaps[0]["lost_bytes"] == lost[0][1]
     expected = bytearray(img.read_bytes())

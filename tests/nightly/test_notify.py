@@ -129,7 +129,7 @@ def test_webhook_posts_the_report_as_json():
     body = req.json()
     assert body["summary"] == "FAILURE on web1: 1 of 2 sources failed, 1 run error"
     assert body["status"] == "failure" and body["exit_code"] == 1 and body["host"] == "web1"
-    assert body["started"] == "2024-05-01T01:00:00+00:00" and body["finished"] == "2024-05-01T01:15:00+00:00"
+    assert body["started"] == "2024-05-01T01:00:00Z" and body["finished"] == "2024-05-01T01:15:00Z"
     assert [s["name"] for s in body["sources"]] == ["system-disk", "data-disk"]
     failed = body["sources"][1]
     assert failed["error"] == rep.sources[1].error and failed["hint"] == rep.sources[1].hint

@@ -34,7 +34,7 @@ def test_json_lines_progress_then_one_summary(tmp_path, cli):
     res = cli("backup", str(img), "--json", "--limit-upload", "20MiB/s")
     events = [json.loads(ln) for ln in res.out.strip().splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "started" and kinds[-1] == "summary" and kinds.count("summary") == 1
+    assert kinds[0] == "started" and kinds[-1] == "backup" and kinds.count("backup") == 1
     progress = [e for e in events if e["event"] == "progress"]
     assert progress and progress[-1]["done_bytes"] == 40 * MiB and progress[-1]["total_bytes"] == 40 * MiB
     assert all(a["done_bytes"] <= b["done_bytes"] for a, b in zip(progress, progress[1:]))

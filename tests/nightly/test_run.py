@@ -135,10 +135,10 @@ url = "{hook.url}"
         for _night in range(3):
             res = cli("--config", str(cfg), "run", "--json", env=env)
             summary = res.json()
-            assert summary["event"] == "summary" and summary["status"] == "success", res.out
+            assert summary["event"] == "run" and summary["status"] == "success", res.out
         assert [r.json()["status"] for r in hook.requests] == ["success"] * 3
     assert log.read_text().splitlines() == ["pre disk-a", "post disk-a ok"] * 3
-    snaps = cli("snapshots", "--json").json()
+    snaps = cli("snapshots", "--json").json()["snapshots"]
     assert len(snaps) == 4  # keep_last = 2 per source, after three nights
     assert all("nightly" in s["tags"] for s in snaps if s["source"] == str(a))
     text = prom.read_text()

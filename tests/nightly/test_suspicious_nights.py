@@ -106,7 +106,7 @@ url = "{hook.url}"
                 _small_edit(img, night, rng, tmp_path)
             res = cli("--config", str(cfg), "run", "--json", env=env)
             assert res.json()["status"] == "success", res.out + res.err
-            ids.append(cli("snapshots", "--json").json()[-1]["id"])
+            ids.append(cli("snapshots", "--json").json()["snapshots"][-1]["id"])
         assert 'agent_source_suspicious{source="office"} 0.0' in prom.read_text()
         assert hook.requests == []  # ordinary nights alert nobody (notify on failure and warning)
 
@@ -138,7 +138,7 @@ url = "{hook.url}"
     assert 'agent_source_suspicious_unacknowledged{source="office"} 1.0' in text
 
     # the run's own retention (keep_last = 1) kept night five
-    snaps = cli("snapshots", "--json").json()
+    snaps = cli("snapshots", "--json").json()["snapshots"]
     night6 = snaps[-1]["id"]
     assert [s["id"] for s in snaps] == [night5, night6]
     assert snaps[-1]["suspicious"] and snaps[0]["note"].startswith("kept: last before suspicious")
@@ -153,7 +153,7 @@ url = "{hook.url}"
     (cli.repo / "acks" / hashlib.sha256(forged).hexdigest()).write_bytes(forged)
     res = cli("forget", "--keep-last", "1", "--prune")
     assert "2 kept, 0 removed" in res.out and "last before suspicious" in res.out
-    assert [s["id"] for s in cli("snapshots", "--json").json()] == [night5, night6]
+    assert [s["id"] for s in cli("snapshots", "--json").json()["snapshots"]] == [night5, night6]
 
     # acknowledging needs the repository key
     wrong = tmp_path / "wrong"
@@ -169,5 +169,5 @@ url = "{hook.url}"
     assert cli("status", check=False).code == 0
     res = cli("forget", "--keep-last", "1", "--prune")
     assert "1 kept, 1 removed" in res.out
-    snaps = cli("snapshots", "--json").json()
+    snaps = cli("snapshots", "--json").json()["snapshots"]
     assert [s["id"] for s in snaps] == [night6] and snaps[0]["note"] == "suspicious, acknowledged"

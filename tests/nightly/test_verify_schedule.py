@@ -61,7 +61,7 @@ url = "{hook_url}"
 def _run(cli, tmp_path: Path, cfg: Path):
     res = cli("--config", str(cfg), "run", "--json", check=False,
               env={"AGENT_REPO": "", "AGENT_PASSPHRASE_FILE": "", "AGENT_STATE_DIR": str(tmp_path / "state")})
-    summary = [json.loads(line) for line in res.out.splitlines() if '"event": "summary"' in line][-1]
+    summary = [json.loads(line) for line in res.out.splitlines() if '"event": "run"' in line][-1]
     return res.code, {s["name"]: s for s in summary["sources"]}, summary
 
 

@@ -51,8 +51,8 @@ def test_deadline_stop_then_resume_restores_identically_and_reuploads_little(tmp
     part = first.json()
     assert part["complete"] is False and part["snapshot_id"] is None and "deadline" in part["stopped"]
     assert 0 < part["uploaded_bytes"] < 36 * MiB
-    assert cli("snapshots", "--json").json() == []
-    runs = cli("snapshots", "--all", "--json").json()
+    assert cli("snapshots", "--json").json()["snapshots"] == []
+    runs = cli("snapshots", "--all", "--json").json()["snapshots"]
     assert [r["status"] for r in runs] == ["incomplete"] and "packs" not in runs[0]
     assert cli("restore", "latest", "--to", str(tmp_path / "none.img"), check=False).code == 18
 
@@ -76,7 +76,7 @@ def test_deadline_stop_then_resume_restores_identically_and_reuploads_little(tmp
     assert filecmp.cmp(out, tmp_path / "oneshot.img", shallow=False)
 
     cli("prune")  # the complete snapshot took the run over: its record goes
-    assert [r["status"] for r in cli("snapshots", "--all", "--json").json()] == ["complete"]
+    assert [r["status"] for r in cli("snapshots", "--all", "--json").json()["snapshots"]] == ["complete"]
     assert cli("check", "--read-data").code == 0
 
 

@@ -95,12 +95,12 @@ def test_manifest_describes_a_repository_with_history():
 
 
 def test_lists_exactly_the_manifest_snapshots(agent, passfile):
-    listed = agent.json(passfile, "snapshots")
+    listed = agent.json(passfile, "snapshots")["snapshots"]
     assert [{k: s[k] for k in LISTED} for s in listed] == [{k: s[k] for k in LISTED} for s in MANIFEST["snapshots"]]
 
 
 def test_lists_both_keys_and_marks_the_one_that_opened(agent, passfile):
-    keys = agent.json(passfile, "key", "list")
+    keys = agent.json(passfile, "key", "list")["keys"]
     assert len(keys) == MANIFEST["keys"]["count"] == 2
     assert {k["id"]: k["label"] for k in keys} == MANIFEST["keys"]["labels"]
     assert [k["id"] for k in keys if k["current"]] == [MANIFEST["keys"]["by_passphrase"][passfile.name]]

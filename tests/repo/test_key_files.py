@@ -57,7 +57,7 @@ def test_another_key_still_opens_when_one_is_damaged(cli, tmp_path):
     second = tmp_path / "second"
     second.write_text(SECOND)
     cli("key", "add", "--new-passphrase-file", str(second))
-    first_id = next(k["id"] for k in cli("key", "list", "--json").json() if k["label"] == "initial key")
+    first_id = next(k["id"] for k in cli("key", "list", "--json").json()["keys"] if k["label"] == "initial key")
     _flip_inside_wrapped_key(cli.repo / "keys" / first_id)
 
     assert cli("snapshots", env={"AGENT_PASSPHRASE_FILE": str(second)}).code == 0
@@ -73,7 +73,7 @@ def test_key_list_marks_damaged_and_stray_key_files_instead_of_failing(cli):
     (key,) = _keys(cli)
     (cli.repo / "keys" / ("e" * 32)).write_text("not a key file")
     res = cli("key", "list", "--json")
-    listed = {k["id"]: k for k in res.json()}
+    listed = {k["id"]: k for k in res.json()["keys"]}
     assert listed[key.name]["current"] and listed[key.name]["damaged"] is None
     assert "malformed" in listed["e" * 32]["damaged"]
     table = cli("key", "list")

@@ -130,7 +130,7 @@ def test_missing_seed_is_one_line_and_leaves_no_target(cli, tmp_path, two_days):
 
 
 def _id(cli, tag: str) -> str:
-    snaps = cli("snapshots", "--json").json()
+    snaps = cli("snapshots", "--json").json()["snapshots"]
     return next(s["id"] for s in snaps if tag in s["tags"])
 
 

@@ -63,7 +63,7 @@ def test_delta_and_seed_of_one_partition(cli, tmp_path, disk):
     part = info.partitions[1]
     cli("init")
     cli("backup", str(path))
-    first = cli("snapshots", "--json").json()[0]["id"]
+    first = cli("snapshots", "--json").json()["snapshots"][0]["id"]
     changed = tmp_path / "changed.img"
     data = bytearray(path.read_bytes())
     at = part.start + part.size // 2

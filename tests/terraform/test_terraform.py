@@ -345,11 +345,11 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
     spare_pass = tmp_path / "spare-passphrase"
     spare_pass.write_text("another passphrase for the spare key\n")
     cli("key", "add", "--label", "spare", env={**backup, "AGENT_NEW_PASSPHRASE_FILE": str(spare_pass)})
-    spare = [k["id"] for k in cli("key", "list", "--json", env=backup).json() if not k["current"]]
+    spare = [k["id"] for k in cli("key", "list", "--json", env=backup).json()["keys"] if not k["current"]]
     assert len(spare) == 1
     refused = cli("key", "remove", spare[0][:8], env=backup, check=False)
     assert refused.code != 0 and "permission denied" in refused.err.lower(), refused.err
-    assert len(cli("snapshots", "--json", env=backup).json()) == 2
+    assert len(cli("snapshots", "--json", env=backup).json()["snapshots"]) == 2
     assert account.object_keys(layout.LOCKS) == [], "a refused command left its lock behind"
 
     # the maintenance credential forgets and prunes ...
@@ -364,7 +364,7 @@ def test_backup_principal_backs_up_and_restores_but_cannot_delete_history(accoun
     assert pruned["packs_deleted"] == held["held_packs"] and pruned["held_packs"] == 0
     assert not [w for w in pruned["warnings"] if "not looked for" in w]  # it may list unfinished uploads
     cli("key", "remove", spare[0][:8], env=maint)
-    assert [s["id"] for s in cli("snapshots", "--json", env=backup).json()] == [second["snapshot_id"]]
+    assert [s["id"] for s in cli("snapshots", "--json", env=backup).json()["snapshots"]] == [second["snapshot_id"]]
     assert account.object_keys(layout.LOCKS) == []
     cli("restore", "latest", "--to", str(tmp_path / "r1.img"), env=backup)
     assert (tmp_path / "r1.img").read_bytes() == day1

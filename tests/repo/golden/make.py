@@ -190,9 +190,10 @@ def verify(repo: Path, manifest: dict, passfiles: list[Path], work: Path) -> Non
     agent = Agent(copy, work / "verify-cache")
     want = [{k: s[k] for k in ("id", "time", "host", "tags", "size")} for s in manifest["snapshots"]]
     for i, pf in enumerate(passfiles):
-        got = [{k: s[k] for k in ("id", "time", "host", "tags", "size")} for s in agent.json(pf, "snapshots", "--json")]
+        got = [{k: s[k] for k in ("id", "time", "host", "tags", "size")}
+               for s in agent.json(pf, "snapshots", "--json")["snapshots"]]
         assert got == want, (got, want)
-        keys = agent.json(pf, "key", "list", "--json")
+        keys = agent.json(pf, "key", "list", "--json")["keys"]
         assert len(keys) == manifest["keys"]["count"], keys
         assert [k["id"] for k in keys if k["current"]] == [manifest["keys"]["by_passphrase"][pf.name]], keys
         for snap in manifest["snapshots"]:
@@ -261,8 +262,8 @@ def main() -> None:
                 sys.exit(f"unexpected objects left in {d}/")
         remove_empty_dirs(repo)
 
-        listing = agent.json(p1, "snapshots", "--json")
-        keys = {k["id"]: k for k in agent.json(p1, "key", "list", "--json")}
+        listing = agent.json(p1, "snapshots", "--json")["snapshots"]
+        keys = {k["id"]: k for k in agent.json(p1, "key", "list", "--json")["keys"]}
         first_key = next(k for k in keys if k != added)
         check = agent.json(p1, "check", "--read-data", "--json")
         assert check["ok"], check
