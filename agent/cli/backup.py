@@ -8,6 +8,7 @@ import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import units
+from agent.config.durations import UNITS_HELP
 
 LIMIT_HELP = "Bandwidth limit: 4MiB/s, 20Mbit/s, off, or a timetable '08:00-18:00=1MiB/s,18:00-08:00=off'."
 
@@ -25,7 +26,7 @@ def backup(
     stop_at: Optional[str] = typer.Option(None, "--stop-at", help="Stop cleanly at this local time (HH:MM); "
                                           "the next run resumes. Exit status 3."),
     max_duration: Optional[str] = typer.Option(None, "--max-duration", help="Stop cleanly after this long "
-                                               "(5h, 90m); the next run resumes. Exit status 3."),
+                                               "(5h, 90m, 1d); the next run resumes. Exit status 3. " + UNITS_HELP),
     direct_io: bool = typer.Option(True, "--direct-io/--no-direct-io",
                                    help="Read the source with O_DIRECT, past the page cache (faster on a cold "
                                    "disk, and the server's cache is not evicted). --no-direct-io reads through "
@@ -46,7 +47,7 @@ def backup(
                                                       "suspicious when its new data is above this many times the "
                                                       "source's usual (default 5) ..."),
     suspicious_min_new: Optional[str] = typer.Option(None, "--suspicious-min-new", help="... and above this much "
-                                                     "(default 256MiB) ..."),
+                                                     "(default 256MiB) ... " + UNITS_HELP),
     suspicious_min_ratio: Optional[float] = typer.Option(None, "--suspicious-min-ratio", min=0.0, max=1.0,
                                                          help="... and at least this share of it is left after "
                                                          "compression (default 0.6): mostly incompressible."),
@@ -90,6 +91,7 @@ def _thresholds(app: AppContext, source: str, factor: float | None, min_new: str
     """The flags over the config file's thresholds for this source (its `[[sources]]` entry by path, else
     `[suspicion]`) over the defaults."""
     from agent.backup.suspicion import Thresholds
+    from agent.config.sizes import parse_size
 
     cfg = app.config_file
     base = Thresholds()
@@ -97,7 +99,7 @@ def _thresholds(app: AppContext, source: str, factor: float | None, min_new: str
         match = [s for s in cfg.sources if s.path == source]
         base = cfg.thresholds_for(match[0]) if match else cfg.suspicion.thresholds()
     return base.override(factor=factor, min_ratio=min_ratio, min_history=min_history,
-                         min_new_bytes=units.parse_size(min_new) if min_new is not None else None)
+                         min_new_bytes=None if min_new is None else parse_size(min_new, what="--suspicious-min-new"))
 
 
 def _what_to_read(app: AppContext, source: str | None, partitions: str | None,

@@ -9,6 +9,7 @@ import typer
 from agent.cli.backup import LIMIT_HELP
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import units
+from agent.config.durations import UNITS_HELP
 
 TO_PASSPHRASE_FILE_HELP = ("Read the target repository's passphrase from this file. Env: AGENT_TO_PASSPHRASE_FILE "
                            "(or AGENT_TO_PASSPHRASE_COMMAND, AGENT_TO_PASSPHRASE); else prompt.")
@@ -38,7 +39,7 @@ def copy(
     stop_at: Optional[str] = typer.Option(None, "--stop-at", help="Stop cleanly at this local time (HH:MM); "
                                           "the next run resumes. Exit status 3."),
     max_duration: Optional[str] = typer.Option(None, "--max-duration", help="Stop cleanly after this long "
-                                               "(5h, 90m); the next run resumes. Exit status 3."),
+                                               "(5h, 90m, 1d); the next run resumes. Exit status 3. " + UNITS_HELP),
 ) -> None:
     """Copy snapshots from --repo to --to-repo; only chunks the target lacks are read and uploaded."""
     from agent.cli.stopping import graceful_stop

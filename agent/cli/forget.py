@@ -8,8 +8,9 @@ import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import stamps
+from agent.config.durations import UNITS_HELP
 
-_W = "Keep snapshots within this long of the group's newest (e.g. 14d, 2w, 6m, 1y)."
+_W = "Keep snapshots within this long of the group's newest (e.g. 14d, 2w, 6mo, 1y; m is minutes). " + UNITS_HELP
 
 
 def forget(
@@ -40,14 +41,14 @@ def forget(
     from agent.errors import UsageError
     from agent.maintenance.forget import forget as do_forget
     from agent.maintenance.forget import plan_forget, protected_in
-    from agent.maintenance.retention import Policy, parse_duration
+    from agent.maintenance.retention import Policy, parse_window
     from agent.repo.snapshots import filter_snapshots
 
     app: AppContext = app_context(ctx, json_output)
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
     if not groups or any(g not in ("host", "source", "tags") for g in groups):
         raise UsageError("--group-by takes host, source and/or tags")
-    dur = {k: parse_duration(v) if v else None for k, v in {
+    dur = {k: parse_window(v, '--keep-' + k.replace('_', '-')) if v else None for k, v in {
         "within": keep_within, "within_hourly": keep_within_hourly, "within_daily": keep_within_daily,
         "within_weekly": keep_within_weekly, "within_monthly": keep_within_monthly,
         "within_yearly": keep_within_yearly}.items()}

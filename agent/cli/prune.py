@@ -9,6 +9,7 @@ import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import units
+from agent.config.durations import UNITS_HELP
 
 # typical object-store request prices (USD per 1000), for a rough estimate only
 _PRICE_PUT, _PRICE_GET = 0.005, 0.0004
@@ -20,7 +21,7 @@ def prune(
     max_unused: str = typer.Option("5%", "--max-unused", help="Tolerate this share of unused space in packs "
                                    "before repacking."),
     max_repack: Optional[str] = typer.Option(None, "--max-repack", help="Repack at most this much live data per run "
-                                             "(e.g. 2GiB)."),
+                                             "(e.g. 2GiB). " + UNITS_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report what would be freed; change nothing."),
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for running backups to finish."),
     unfinished: bool = typer.Option(False, "--unfinished", help="Also drop the records of unfinished backup runs, "
@@ -30,14 +31,16 @@ def prune(
 ) -> None:
     """Remove unreferenced data (after `agent forget`), leftovers of interrupted writes and stale locks."""
     from agent.config.settings import parse_percent
+    from agent.config.sizes import parse_size
     from agent.config.times import parse_instant
     from agent.maintenance.prune import run_prune
 
     app: AppContext = app_context(ctx, json_output)
     unused = parse_percent(max_unused, "--max-unused")
     now = parse_instant(time) if time else None
+    repack = parse_size(max_repack, what="--max-repack") if max_repack else None
     with app.repository() as repo, app.progress("prune") as listener:
-        res = run_prune(repo, max_unused=unused, max_repack=units.parse_size(max_repack) if max_repack else None,
+        res = run_prune(repo, max_unused=unused, max_repack=repack,
                         dry_run=dry_run, lock_wait=lock_wait, unfinished=unfinished, now=now, listener=listener)
         ops = app.accounting.snapshot().operations if app.accounting else {}
     if app.settings.json:

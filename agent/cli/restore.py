@@ -8,6 +8,7 @@ import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import stamps, units
+from agent.config.durations import UNITS_HELP
 
 
 def restore(
@@ -29,7 +30,8 @@ def restore(
                                                  "20Mbit/s, off, or a timetable. Env: AGENT_LIMIT_DOWNLOAD."),
     size: Optional[str] = typer.Option(None, "--size", help="Size of the disk to create in an image file (e.g. "
                                        "128MiB), larger or smaller than the snapshot's; the GPT is fitted to it. "
-                                       "Default: the image's size, or that of a larger existing file holding no data."),
+                                       "Default: the image's size, or that of a larger existing file holding no "
+                                       "data. " + UNITS_HELP),
     grow: bool = typer.Option(False, "--grow", help="Extend the last partition to the end of the disk and grow "
                               "its filesystem (ext2/3/4; NTFS and XFS as root)."),
     image_format: Optional[str] = typer.Option(None, "--format", help="raw, qcow2, vhdx or vmdk (qemu-img). "
@@ -50,9 +52,9 @@ def restore(
         raise UsageError("--size, --grow and --format apply to a whole disk, not to --partition")
     if (delta or seed) and (size is not None or (image_format or "raw") != "raw"):
         raise UsageError("--delta and --seed write a raw image in place: not with --size or --format")
-    from agent.config.units import parse_size
+    from agent.config.sizes import parse_size
 
-    disk_size = parse_size(size) if size is not None else None
+    disk_size = parse_size(size, what="--size") if size is not None else None
     if disk_size is not None and disk_size <= 0:
         raise UsageError(f"--size {size} is not a size a disk can have")
     app.set_limits(None, limit_download)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
+from agent.config.durations import UNITS_HELP
 
 
 def retain(
@@ -16,7 +17,7 @@ def retain(
     period: Optional[str] = typer.Option(None, "--period", help="Extend to now plus this long (e.g. 30d). "
                                          "Default: the bucket's default retention."),
     margin: Optional[str] = typer.Option(None, "--margin", help="Extend what lapses within this long (e.g. 7d). "
-                                         "Default: 7 days, or a quarter of a shorter period."),
+                                         "Default: 7 days, or a quarter of a shorter period. " + UNITS_HELP),
     time: Optional[str] = typer.Option(None, "--time", help="Act as if it were this time (tests, rehearsals)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Count what is due; extend nothing."),
     lock_wait: int = typer.Option(1800, "--lock-wait", help="Seconds to wait for a running prune to finish."),
@@ -26,13 +27,13 @@ def retain(
 
     from agent.config.times import parse_instant
     from agent.maintenance.retain import run_retain
-    from agent.maintenance.retention import parse_duration
+    from agent.maintenance.retention import parse_window
 
     app: AppContext = app_context(ctx, json_output)
     now = parse_instant(time) if time else datetime.now(UTC)
     with app.repository() as repo, app.progress("retain") as listener:
-        res = run_retain(repo, now=now.astimezone(UTC), period=parse_duration(period) if period else None,
-                         margin=parse_duration(margin) if margin else None, dry_run=dry_run,
+        res = run_retain(repo, now=now.astimezone(UTC), period=parse_window(period, "--period") if period else None,
+                         margin=parse_window(margin, "--margin") if margin else None, dry_run=dry_run,
                          lock_wait=lock_wait, listener=listener)
         ops = app.accounting.snapshot().operations if app.accounting else {}
     if app.settings.json:

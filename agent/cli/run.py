@@ -11,6 +11,7 @@ import typer
 from agent.cli.backup import LIMIT_HELP
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import units
+from agent.config.durations import UNITS_HELP
 
 
 def run(
@@ -19,7 +20,7 @@ def run(
     stop_at: Optional[str] = typer.Option(None, "--stop-at", help="End of the backup window (HH:MM, local time); "
                                           "overrides window.stop_at."),
     max_duration: Optional[str] = typer.Option(None, "--max-duration", help="Longest run (5h, 90m); overrides "
-                                               "window.max_duration."),
+                                               "window.max_duration. " + UNITS_HELP),
     limit_upload: Optional[str] = typer.Option(None, "--limit-upload", help=LIMIT_HELP),
     limit_download: Optional[str] = typer.Option(None, "--limit-download", help="Download limit, same forms."),
 ) -> None:

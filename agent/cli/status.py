@@ -9,9 +9,11 @@ import typer
 
 from agent.cli.context import JSON_HELP, AppContext, app_context
 from agent.config import stamps, units
+from agent.config.durations import UNITS_HELP
 from agent.errors import AgentError
 
-STALE_HELP = "Flag a source whose newest snapshot is older than this (36h, 2d); overrides status.stale_after."
+STALE_HELP = ("Flag a source whose newest snapshot is older than this (36h, 2d); overrides status.stale_after. "
+              + UNITS_HELP)
 
 
 class NeedsAttention(AgentError):
@@ -73,14 +75,14 @@ def status(
 
 def _read(app: AppContext, repo, stale_after: Optional[str]):
     from agent.maintenance.fleet import StalePolicy, read_fleet
-    from agent.maintenance.retention import parse_duration
+    from agent.maintenance.retention import parse_window
     from agent.nightly.configfile import StatusConfig
     from backends.registry import redact_url
 
     cfg = app.config_file
     policy = (cfg.status if cfg else StatusConfig()).policy()
     if stale_after:
-        policy = StalePolicy(parse_duration(stale_after), policy.overrides)
+        policy = StalePolicy(parse_window(stale_after, "--stale-after"), policy.overrides)
     return read_fleet(repo, policy=policy, repository=redact_url(app.settings.require_repo()),
                       verified=_local_verifies(app))
 

@@ -11,28 +11,29 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from agent.config.sizes import parse_size
 from agent.errors import UsageError
 
-_UNITS = {
-    "b/s": 1, "kb/s": 1000, "mb/s": 1000**2, "gb/s": 1000**3,
-    "kib/s": 1024, "mib/s": 1024**2, "gib/s": 1024**3,
-    "bit/s": 1 / 8, "kbit/s": 1000 / 8, "mbit/s": 1000**2 / 8, "gbit/s": 1000**3 / 8,
-}
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z/]+)$")
+_BITS = {"bit": 1 / 8, "kbit": 1000 / 8, "mbit": 1000**2 / 8, "gbit": 1000**3 / 8}
 _SPAN = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 _UNLIMITED = ("off", "none", "unlimited")
 _HELP = "use forms like 4MiB/s, 500KiB/s, 20Mbit/s or off"
 
 
 def parse_rate(text: str) -> float | None:
-    """Bytes per second, or None for unlimited."""
+    """Bytes per second, or None for unlimited. The amount is a size as agent.config.sizes reads it
+    (`4MiB/s` binary, `4MB/s` decimal), or bits (`20Mbit/s`, decimal as networks count)."""
     t = text.strip().lower().replace(" ", "")
     if t in _UNLIMITED:
         return None
-    m = _RATE.match(t)
-    if not m or m.group(2) not in _UNITS:
+    amount, per_second, rest = t.partition("/s")
+    if not per_second or rest or not amount:
         raise UsageError(f"cannot read the bandwidth {text!r}; {_HELP}")
-    rate = float(m.group(1)) * _UNITS[m.group(2)]
+    bits = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg]?bit)", amount)
+    try:
+        rate = float(bits.group(1)) * _BITS[bits.group(2)] if bits else float(parse_size(amount))
+    except UsageError:
+        raise UsageError(f"cannot read the bandwidth {text!r}; {_HELP}") from None
     if rate < 1024:
         raise UsageError(f"the bandwidth {text!r} is below 1 KiB/s; {_HELP}")
     return rate

@@ -1,15 +1,14 @@
 """Parse `--at` / `--time` values: a date (end of that day, local time), a timestamp, or a
-relative form (`now`, `today`, `yesterday`, `3d`, `12h`, `2w`, `90m`)."""
+relative form (`now`, `today`, `yesterday`, or a duration ago as agent.config.durations reads it:
+`3d`, `12h`, `90m`, `1h30m`)."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
 
+from agent.config.durations import FORM, DurationTooLong, parse_duration
 from agent.errors import UsageError
-
-_REL = re.compile(r"^(\d+)\s*(s|m|min|h|d|w)$")
-_UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def _end_of_day(d: date) -> datetime:
@@ -26,11 +25,10 @@ def parse_instant(text: str, now: datetime | None = None) -> datetime:
         return _end_of_day(now.astimezone().date())
     if t == "yesterday":
         return _end_of_day(now.astimezone().date() - timedelta(days=1))
-    m = _REL.match(t)
-    if m:
+    if FORM.fullmatch(t.replace(" ", "")):  # a duration ago
         try:
-            return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-        except (OverflowError, ValueError):
+            return now - parse_duration(t, what="a time")
+        except (OverflowError, DurationTooLong):
             raise UsageError(f"the time {text!r} is further back than any date (year 1)") from None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
         try:
@@ -46,20 +44,8 @@ def parse_instant(text: str, now: datetime | None = None) -> datetime:
             return dt if dt.tzinfo else dt.astimezone()
     raise UsageError(
         f"cannot read the time {text!r}; use a date (2024-05-01), a timestamp (2024-05-01T13:00, "
-        "2024-05-01T13:00:00Z) or a relative form (yesterday, 3d, 12h)"
+        "2024-05-01T13:00:00Z) or a relative form (yesterday, 3d, 12h, 1h30m)"
     )
-
-
-_DUR = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?:in)?)?(?:(\d+)s)?$")
-
-
-def parse_run_duration(text: str) -> timedelta:
-    """`5h`, `90m`, `1h30m`, `45s`: how long a run may take (minutes here, unlike retention's months)."""
-    m = _DUR.match(text.strip().lower().replace(" ", ""))
-    if not text.strip() or not m or not any(m.groups()):
-        raise UsageError(f"cannot read the duration {text!r}; use forms like 5h, 90m, 1h30m")
-    h, mi, s = (int(g or 0) for g in m.groups())
-    return timedelta(hours=h, minutes=mi, seconds=s)
 
 
 def next_clock_time(text: str, now: datetime | None = None) -> datetime:
@@ -79,5 +65,5 @@ def run_deadline(stop_at: str | None, max_duration: str | None, now: datetime | 
     if stop_at:
         candidates.append(next_clock_time(stop_at, now))
     if max_duration:
-        candidates.append(now + parse_run_duration(max_duration))
+        candidates.append(now + parse_duration(max_duration, what="--max-duration"))
     return min(candidates) if candidates else None

@@ -10,12 +10,11 @@ keeps snapshots carrying any of the tags. A snapshot is kept if any rule keeps i
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from agent.errors import UsageError
+from agent.config.durations import format_duration, parse_duration
 from agent.repo.snapshots import Snapshot
 
 _BUCKETS: dict[str, Callable[[datetime], tuple]] = {
@@ -26,16 +25,14 @@ _BUCKETS: dict[str, Callable[[datetime], tuple]] = {
     "monthly": lambda t: (t.year, t.month),
     "yearly": lambda t: (t.year,),
 }
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?$")
+WINDOW_AT_LEAST = timedelta(hours=1)
 
 
-def parse_duration(text: str) -> timedelta:
-    """`14d`, `2w`, `1y6m`, `36h` (months are 30 days, years 365: windows, not calendar buckets)."""
-    m = _DURATION.match(text.strip().lower())
-    if not text.strip() or not m or not any(m.groups()):
-        raise UsageError(f"cannot read the duration {text!r}; use forms like 14d, 2w, 6m, 1y, 36h")
-    y, mo, w, d, h = (int(g or 0) for g in m.groups())
-    return timedelta(days=365 * y + 30 * mo + 7 * w + d, hours=h)
+def parse_window(text: str, what: str = "") -> timedelta:
+    """A retention or staleness window (`14d`, `2w`, `6mo`, `1y6mo`, `36h`), at least an hour long:
+    before there was one duration parser `6m` meant six months here, so a shorter window is refused
+    with a hint to write `6mo` instead of silently meaning six minutes."""
+    return parse_duration(text, what=what, at_least=WINDOW_AT_LEAST)
 
 
 @dataclass
@@ -112,9 +109,8 @@ def apply(snaps: list[Snapshot], policy: Policy) -> list[Decision]:
 
 
 def _span(d: timedelta) -> str:
-    """`2d`, `36h`: the form --keep-within takes, not timedelta's `2 days, 0:00:00`."""
-    hours = int(d.total_seconds() // 3600)
-    return f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"
+    """`2d`, `1d12h`: the form --keep-within takes, not timedelta's `2 days, 0:00:00`."""
+    return format_duration(d)
 
 
 def b_label(rule: str, t: datetime) -> str:

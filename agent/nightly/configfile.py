@@ -15,11 +15,12 @@ from typing import Annotated, Callable, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.config.bandwidth import RateSchedule
+from agent.config.durations import parse_duration
 from agent.config.settings import parse_percent, read_user_file
-from agent.config.times import next_clock_time, parse_run_duration
-from agent.config.units import parse_size
+from agent.config.sizes import parse_size
+from agent.config.times import next_clock_time
 from agent.errors import AgentError, UsageError
-from agent.maintenance.retention import parse_duration
+from agent.maintenance.retention import parse_window
 from agent.nightly.metrics import MetricsConfig
 from agent.nightly.notify import NotifyConfig
 
@@ -46,8 +47,8 @@ def _http_url(value: str) -> str:
 
 Rate = Annotated[str, _parsed_by(RateSchedule.parse)]
 ClockTime = Annotated[str, _parsed_by(next_clock_time)]
-RunDuration = Annotated[str, _parsed_by(parse_run_duration)]
-RetentionSpan = Annotated[str, _parsed_by(parse_duration)]
+RunDuration = Annotated[str, _parsed_by(parse_duration)]
+RetentionSpan = Annotated[str, _parsed_by(parse_window)]
 PingUrl = Annotated[str, AfterValidator(_http_url)]
 Share = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share"))]
 PositiveShare = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share", allow_zero=False))]
@@ -139,7 +140,7 @@ class RetentionConfig(_Strict):
 
         return Policy(last=self.keep_last, hourly=self.keep_hourly, daily=self.keep_daily, weekly=self.keep_weekly,
                       monthly=self.keep_monthly, yearly=self.keep_yearly, tags=list(self.keep_tag),
-                      within=parse_duration(self.keep_within) if self.keep_within else None)
+                      within=parse_window(self.keep_within) if self.keep_within else None)
 
 
 class CheckConfig(_Strict):
@@ -154,7 +155,7 @@ class VerifyConfig(_Strict):
     sources: list[str] = []  # names of the sources to verify; empty: all
 
     def interval(self):
-        return parse_duration(self.every) if self.every else None
+        return parse_window(self.every) if self.every else None
 
 
 class StatusConfig(_Strict):
@@ -167,8 +168,8 @@ class StatusConfig(_Strict):
     def policy(self):
         from agent.maintenance.fleet import StalePolicy
 
-        return StalePolicy(parse_duration(self.stale_after),
-                           tuple((k, parse_duration(v)) for k, v in self.stale_after_for.items()))
+        return StalePolicy(parse_window(self.stale_after),
+                           tuple((k, parse_window(v)) for k, v in self.stale_after_for.items()))
 
 
 class LogConfig(_Strict):

@@ -86,10 +86,10 @@ def parse_at(text: str) -> tuple[int, int]:
 
 def parse_delay(text: str) -> int:
     """Seconds from `15m`, `1h`, `90s`, `1h30m` or a bare number of seconds (`0` turns it off)."""
-    from agent.config.times import parse_run_duration
+    from agent.config.durations import parse_duration
 
     t = text.strip()
-    return int(t) if t.isdigit() else int(parse_run_duration(t).total_seconds())
+    return int(t) if t.isdigit() else int(parse_duration(t, what="delay").total_seconds())
 
 
 # ---- rendering --------------------------------------------------------------------------------------

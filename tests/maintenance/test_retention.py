@@ -8,7 +8,7 @@ import pytest
 
 from agent.errors import UsageError
 from agent.maintenance.forget import plan_forget
-from agent.maintenance.retention import Policy, parse_duration
+from agent.maintenance.retention import Policy, parse_window
 from agent.repo.snapshots import Snapshot
 
 
@@ -48,14 +48,14 @@ def test_keep_last_and_several_per_day():
 
 def test_keep_within_is_relative_to_newest_snapshot():
     snaps = _nightly(30)
-    res = plan_forget(snaps, Policy(within=parse_duration("5d")))
+    res = plan_forget(snaps, Policy(within=parse_window("5d")))
     assert _kept_days(res) == ["01-25", "01-26", "01-27", "01-28", "01-29", "01-30"]
 
 
 def test_keep_within_daily_and_tags():
     snaps = [_snap(datetime(2024, 5, d, h)) for d in range(1, 11) for h in (2, 14)]
     snaps.append(_snap(datetime(2024, 4, 1, 3), tags=["before-upgrade"]))
-    res = plan_forget(snaps, Policy(within_daily=parse_duration("3d"), tags=["before-upgrade"]))
+    res = plan_forget(snaps, Policy(within_daily=parse_window("3d"), tags=["before-upgrade"]))
     kept = sorted(s.time.astimezone().strftime("%m-%d %H") for s in res.keep)
     assert kept == ["04-01 03", "05-07 14", "05-08 14", "05-09 14", "05-10 14"]
 
@@ -75,12 +75,21 @@ def test_no_policy_is_refused():
         plan_forget(_nightly(3), Policy())
 
 
-@pytest.mark.parametrize("text,days", [("14d", 14), ("2w", 14), ("1y", 365), ("6m", 180), ("1y2m", 425)])
+@pytest.mark.parametrize("text,days", [("14d", 14), ("2w", 14), ("1y", 365), ("6mo", 180), ("1y2mo", 425)])
 def test_durations(text, days):
-    assert parse_duration(text) == timedelta(days=days)
+    assert parse_window(text) == timedelta(days=days)
+
+
+@pytest.mark.parametrize("old", ["6m", "18m", "30min"])
+def test_windows_below_an_hour_are_refused_with_the_months_form(old):
+    """`6m` meant six months in retention before m became minutes everywhere: never six minutes silently."""
+    with pytest.raises(UsageError, match="shorter than 1h") as err:
+        parse_window(old)
+    if old.endswith("m"):
+        assert f"write {old[:-1]}mo" in str(err.value)
 
 
 @pytest.mark.parametrize("bad", ["", "5", "d", "3x", "-1d"])
 def test_bad_durations(bad):
     with pytest.raises(UsageError):
-        parse_duration(bad)
+        parse_window(bad)

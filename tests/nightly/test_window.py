@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from agent.config.times import next_clock_time, parse_run_duration, run_deadline
+from agent.config.durations import parse_duration
+from agent.config.times import next_clock_time, run_deadline
 from agent.errors import UsageError
 from tests.conftest import AGENT
 
@@ -29,8 +30,8 @@ def _image(path, mib: int = 40) -> None:
 
 
 def test_durations_and_clock_times():
-    assert parse_run_duration("1h30m") == timedelta(hours=1, minutes=30)
-    assert parse_run_duration("45s") == timedelta(seconds=45)
+    assert parse_duration("1h30m") == timedelta(hours=1, minutes=30)
+    assert parse_duration("45s") == timedelta(seconds=45)
     now = datetime(2024, 5, 1, 23, 0).astimezone()
     assert next_clock_time("06:30", now) == (now + timedelta(hours=7, minutes=30))
     assert next_clock_time("23:30", now) == now + timedelta(minutes=30)
