@@ -118,7 +118,7 @@ def _what_to_read(app: AppContext, source: str | None, partitions: str | None,
 
     found = find_system()
     if not app.settings.json:
-        app.out.print(f"system disk {found.path}: " + "; ".join(found.found))
+        app.details.print(f"system disk {found.path}: " + "; ".join(found.found))
     return found.path, found.partitions
 
 
@@ -154,15 +154,16 @@ def report_backup(app: AppContext, res) -> None:
                       "uploaded so far is kept and the next run resumes from it.")
         app.log_summary(f"backup of {res.source} incomplete: {res.stopped}; the next run resumes", error=True)
     if res.unchanged_from:
-        app.out.print(f"  {res.source} is unchanged since snapshot {res.unchanged_from[:8]} (same inode, size and "
-                      "times): nothing read, its chunk list reused (--force-read reads it anyway)")
-    app.out.print(f"  size {units.size(res.source_bytes)}, read {units.size(res.read_bytes)} "
-                  f"({units.size(res.zero_bytes)} zeros and holes skipped)")
+        app.details.print(f"  {res.source} is unchanged since snapshot {res.unchanged_from[:8]} (same inode, size "
+                          "and times): nothing read, its chunk list reused (--force-read reads it anyway)")
+    app.details.print(f"  size {units.size(res.source_bytes)}, read {units.size(res.read_bytes)} "
+                      f"({units.size(res.zero_bytes)} zeros and holes skipped)")
     if res.skipped_free_bytes and not res.unchanged_from:
-        app.out.print(f"  not stored: {skipped_line(res.reading)}")
-    app.out.print(f"  new {units.size(res.new_bytes)} in {res.new_chunks} of {res.chunks} chunks, uploaded "
-                  f"{units.size(res.uploaded_bytes)} after compression and encryption ({ratio})")
-    app.out.print(f"  {units.duration(res.duration_s)}, {units.rate(res.read_bytes + res.zero_bytes, res.duration_s)}")
+        app.details.print(f"  not stored: {skipped_line(res.reading)}")
+    app.details.print(f"  new {units.size(res.new_bytes)} in {res.new_chunks} of {res.chunks} chunks, uploaded "
+                      f"{units.size(res.uploaded_bytes)} after compression and encryption ({ratio})")
+    rate = units.rate(res.read_bytes + res.zero_bytes, res.duration_s)
+    app.details.print(f"  {units.duration(res.duration_s)}, {rate}")
     if res.suspicious:
         from agent.backup.suspicion import describe
 
@@ -171,8 +172,8 @@ def report_backup(app: AppContext, res) -> None:
                  f"encryption: look at the source. {kept} is kept from forget until `agent ack "
                  f"{res.snapshot_id[:8]}`")
     if res.recovered_packs or res.resumed:
-        app.out.print(f"  resumed: reused {res.recovered_packs} pack(s) left unindexed and the uploads of "
-                      f"{res.resumed} earlier incomplete run(s)")
+        app.details.print(f"  resumed: reused {res.recovered_packs} pack(s) left unindexed and the uploads of "
+                          f"{res.resumed} earlier incomplete run(s)")
 
 
 def skipped_line(reading: dict) -> str:

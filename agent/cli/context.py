@@ -80,6 +80,13 @@ class AppContext:
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
     accounting: Accounting | None = None  # traffic of this invocation's storage (agent.repo.storage)
     syslog: logging.Logger | None = None  # set when the config asks for syslog (warnings, summaries)
+    muted: Console = field(default_factory=lambda: Console(quiet=True))
+
+    @property
+    def details(self) -> Console:
+        """stdout for the lines around a command's result line: silent with -q, which prints only errors
+        and the result line (docs/configuration.md)."""
+        return self.muted if self.settings.quiet else self.out
 
     @property
     def config_file(self) -> Config | None:

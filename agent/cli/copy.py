@@ -80,12 +80,12 @@ def report_copy(app: AppContext, res, *, target_location: str) -> None:
                       "uploaded so far is kept and the next run resumes from it.")
         app.log_summary(f"copy to {target_location} incomplete: {res.stopped}; the next run resumes", error=True)
     for src_id, dst_id in res.copied:
-        app.out.print(f"  {src_id[:8]} -> {dst_id[:8]}")
+        app.details.print(f"  {src_id[:8]} -> {dst_id[:8]}")
     how = "sealed blobs and packs as they are" if res.mode == "replica" else "opened and sealed again"
-    app.out.print(f"  read {units.size(res.read_bytes)}, uploaded {units.size(res.uploaded_bytes)} in "
-                  f"{res.uploaded_packs} pack(s) ({how}), {units.duration(res.duration_s)}")
+    app.details.print(f"  read {units.size(res.read_bytes)}, uploaded {units.size(res.uploaded_bytes)} in "
+                      f"{res.uploaded_packs} pack(s) ({how}), {units.duration(res.duration_s)}")
     if res.recovered_packs:
-        app.out.print(f"  resumed: reused {res.recovered_packs} pack(s) an interrupted run left")
+        app.details.print(f"  resumed: reused {res.recovered_packs} pack(s) an interrupted run left")
 
 
 def register(app: typer.Typer) -> None:

@@ -84,7 +84,7 @@ def forget(
 def _print_plan(app: AppContext, plan, policy, dry_run: bool) -> None:
     from rich.table import Table
 
-    app.out.print(f"policy: {policy.describe()}")
+    app.details.print(f"policy: {policy.describe()}")
     for key, decisions in plan.groups.items():
         table = Table(title=":".join(key), box=None, header_style="bold", title_justify="left")
         for col in ("id", "time", "action", "kept by"):
@@ -92,7 +92,7 @@ def _print_plan(app: AppContext, plan, policy, dry_run: bool) -> None:
         for d in decisions:
             table.add_row(d.snapshot.id[:8], stamps.human(d.snapshot.time),
                           "keep" if d.keep else ("would remove" if dry_run else "remove"), ", ".join(d.reasons))
-        app.out.print(table)
+        app.details.print(table)
     verb = "would remove" if dry_run else "removed"
     app.out.print(f"{len(plan.keep)} kept, {len(plan.remove)} {verb}")
 

@@ -32,15 +32,18 @@ from agent.cli import status as status_cmd
 from agent.cli import unlock as unlock_cmd
 from agent.cli import verify as verify_cmd
 from agent.cli.context import AppContext
+from agent.cli.group import RootGroup
 from agent.config import env
 from agent.config.settings import Settings
 
 app = typer.Typer(
     name="agent",
-    help="Deduplicating, encrypted disk-image backup with point-in-time restore.",
+    help="Deduplicating, encrypted disk-image backup with point-in-time restore.\n\nGlobal options may come before "
+    "or after the command: `agent backup disk.img --repo /srv/backup`.",
+    cls=RootGroup,
     no_args_is_help=True,
+    invoke_without_command=True,  # for --version; without it and without a command, the help
     pretty_exceptions_enable=False,
-    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -60,7 +63,16 @@ def main(
     syslog: bool = typer.Option(False, "--syslog", help="Also log warnings and outcomes to syslog/journald."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file (TOML). Default: AGENT_CONFIG, "
                                          "~/.config/agent/agent.toml, /etc/agent/agent.toml, if present."),
+    version: bool = typer.Option(False, "--version", help="Print the version and the repository format version "
+                                 "this build writes (one JSON object with --json), and exit."),
 ) -> None:
+    """Global options: settings, logging, and the config file's [env] for the command that follows."""
+    if version:
+        _print_version(json_output)
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     file, path = _load_config_file(config)
@@ -75,6 +87,22 @@ def main(
         from agent.cli.progress_view import syslog_logger
 
         ctx.obj.syslog = syslog_logger()
+
+
+def _print_version(json_output: bool) -> None:
+    """The package's own version (agent.__version__, which pyproject.toml reads too), so it holds under any
+    distribution name and in a single-file build without package metadata."""
+    import json
+    import platform
+
+    from agent import __version__
+    from agent.repo.format import FORMAT_VERSION
+
+    if json_output:
+        typer.echo(json.dumps({"event": "version", "version": __version__, "format_version": FORMAT_VERSION,
+                               "python": platform.python_version()}))
+    else:
+        typer.echo(f"agent {__version__} (repository format {FORMAT_VERSION}, Python {platform.python_version()})")
 
 
 def _load_config_file(explicit: Optional[str]):

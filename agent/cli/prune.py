@@ -51,8 +51,8 @@ def prune(
             writes = ops.get("put", 0) + ops.get("delete", 0) + ops.get("list", 0)
             reads = ops.get("get", 0) + ops.get("head", 0)
             cost = writes / 1000 * _PRICE_PUT + reads / 1000 * _PRICE_GET
-            app.out.print(f"requests: {writes} write/list/delete, {reads} read (about ${cost:.4f} at typical "
-                          "object-store prices)")
+            app.details.print(f"requests: {writes} write/list/delete, {reads} read (about ${cost:.4f} at typical "
+                              "object-store prices)")
 
 
 def print_prune(app: AppContext, res) -> None:
@@ -63,15 +63,15 @@ def print_prune(app: AppContext, res) -> None:
                   f"unused space {units.size(res.unused_before)} -> {units.size(res.unused_after)}")
     if res.leftovers or res.stale_locks:
         verb = "would remove" if res.dry_run else "removed"
-        app.out.print(f"{verb} {res.leftovers} leftover(s) of interrupted writes ({units.size(res.leftover_bytes)}) "
-                      f"and {res.stale_locks} stale lock(s)")
+        app.details.print(f"{verb} {res.leftovers} leftover(s) of interrupted writes "
+                          f"({units.size(res.leftover_bytes)}) and {res.stale_locks} stale lock(s)")
     if res.held_packs or res.held_segments or res.held_bytes:
-        app.out.print(f"waiting for Object Lock retention to lapse (the last on {res.held_until}): "
-                      f"{res.held_packs} unused pack(s) and {units.size(res.held_bytes)} unused in packs still in "
-                      f"use, {res.held_segments} replaced index segment(s); a prune after that date removes them")
+        app.details.print(f"waiting for Object Lock retention to lapse (the last on {res.held_until}): "
+                          f"{res.held_packs} unused pack(s) and {units.size(res.held_bytes)} unused in packs still in "
+                          f"use, {res.held_segments} replaced index segment(s); a prune after that date removes them")
     if res.runs_dropped:
-        app.out.print(f"{'would drop' if res.dry_run else 'dropped'} {res.runs_dropped} record(s) of unfinished "
-                      "backup runs: their uploads are no longer kept for a resume")
+        app.details.print(f"{'would drop' if res.dry_run else 'dropped'} {res.runs_dropped} record(s) of unfinished "
+                          "backup runs: their uploads are no longer kept for a resume")
 
 
 def register(app: typer.Typer) -> None:

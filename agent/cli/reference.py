@@ -24,7 +24,8 @@ HEADER = """\
 # CLI reference
 
 Every command and sub-command of `agent`, with its arguments and options, generated from the code.
-Global options go before the command (`agent --repo /srv/backup snapshots`); every command also
+Global options go before or after the command (`agent --repo /srv/backup snapshots` or
+`agent snapshots --repo /srv/backup`); every command also
 accepts `-h` / `--help`. Exit codes are listed in [Errors and exit codes](errors.md), environment
 variables in [Configuration](configuration.md).
 """

@@ -123,16 +123,16 @@ def restore(
         app.out.print(f"restored {units.size(res.size)} to {to if placed else res.target} in {res.duration_s:.1f} s "
                       f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")
         if res.resumed_bytes:
-            app.out.print(f"resumed: {units.size(res.resumed_bytes)} were written by the interrupted run")
+            app.details.print(f"resumed: {units.size(res.resumed_bytes)} were written by the interrupted run")
         if delta:
-            app.out.print(f"delta: {units.size(res.reused_bytes)} were already right")
+            app.details.print(f"delta: {units.size(res.reused_bytes)} were already right")
         for path, n in res.seeded:
-            app.out.print(f"seed {path} supplied {units.size(n)}")
+            app.details.print(f"seed {path} supplied {units.size(n)}")
         if res.verified_bytes:
-            app.out.print(f"verified: read back {units.size(res.verified_bytes)} written by this run")
+            app.details.print(f"verified: read back {units.size(res.verified_bytes)} written by this run")
         elif (delta or res.seeded) and res.written_bytes:
-            app.out.print("verified: each chunk by its id before it was written (--sync also reads the image back "
-                          "from the disk)")
+            app.details.print("verified: each chunk by its id before it was written (--sync also reads the image "
+                              "back from the disk)")
         if res.damaged:
             app.out.print(f"[red]{len(res.damaged)} damaged range(s) were written as zeros:[/]")
             for off, n in res.damaged:
@@ -150,14 +150,14 @@ def _print_placement(app: AppContext, placed, to: str) -> None:
     """What was done beyond writing the image's bytes: the GPT, the grown partition, the format."""
     if placed.disk_size != placed.result.size or placed.gpt_moved:
         moved = "; backup GPT moved to its end (sgdisk -v: no problems)" if placed.gpt_moved else ""
-        app.out.print(f"disk size {units.size(placed.disk_size)}{moved}")
+        app.details.print(f"disk size {units.size(placed.disk_size)}{moved}")
     if placed.grown_partition is not None:
         old, new = placed.partition_size
-        app.out.print(f"partition {placed.grown_partition} extended from {units.size(old)} to {units.size(new)}")
+        app.details.print(f"partition {placed.grown_partition} extended from {units.size(old)} to {units.size(new)}")
         if placed.filesystem_grown:
-            app.out.print(placed.notes[-1])
+            app.details.print(placed.notes[-1])
     if placed.format != "raw":
-        app.out.print(f"written as a {placed.format} image with qemu-img (qemu-img check: no errors)")
+        app.details.print(f"written as a {placed.format} image with qemu-img (qemu-img check: no errors)")
 
 
 def register(app: typer.Typer) -> None:

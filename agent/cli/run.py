@@ -59,7 +59,8 @@ def run(
             return
         line = {"ok": f"snapshot {(rep.snapshot_id or '')[:8]}", "incomplete": "INCOMPLETE",
                 "skipped": "SKIPPED", "failed": "FAILED"}[rep.status]
-        app.out.print(f"{rep.name} ({rep.path}): {line}, new {units.size(rep.new_bytes)}, uploaded "
+        out = app.out if rep.status != "ok" else app.details  # -q: problems only
+        out.print(f"{rep.name} ({rep.path}): {line}, new {units.size(rep.new_bytes)}, uploaded "
                       f"{units.size(rep.uploaded_bytes)}, {units.duration(rep.duration_s)}")
         for w in rep.warnings:
             app.out.print(f"  warning: {w}")
@@ -130,12 +131,13 @@ def _print_outcome(app: AppContext, report, problems: list[str]) -> None:
 
     for s in report.sources:
         if s.verify is not None:
-            app.out.print(f"{s.name} ({s.path}):", markup=False)
+            app.details.print(f"{s.name} ({s.path}):", markup=False)
             for line in verify_lines(s.verify):
-                app.out.print(line, markup=False)
+                app.details.print(line, markup=False)
     for c in report.copies:
         line = {"ok": "copied", "incomplete": "INCOMPLETE", "skipped": "SKIPPED", "failed": "FAILED"}[c.status]
-        app.out.print(f"copy {c.name} to {c.target}: {line}, {c.copied} snapshot(s) copied, {c.skipped} already "
+        out = app.out if c.status != "ok" else app.details
+        out.print(f"copy {c.name} to {c.target}: {line}, {c.copied} snapshot(s) copied, {c.skipped} already "
                       f"there, uploaded {units.size(c.uploaded_bytes)}", markup=False)
         for w in c.warnings:
             app.out.print(f"  warning: {w}", markup=False)

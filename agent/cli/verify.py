@@ -82,9 +82,10 @@ def _print(app: AppContext, res) -> None:
         name = "image" if p.number is None else f"p{p.number}"
         label = f" {p.label!r}" if p.label else ""
         if p.status == "not checked":
-            out.print(f"{name}  {p.filesystem or '-'}{label}: not checked ({p.reason})", markup=False)
+            app.details.print(f"{name}  {p.filesystem or '-'}{label}: not checked ({p.reason})", markup=False)
             continue
-        out.print(f"{name}  {p.filesystem}{label}: {p.status.upper() if p.status == 'damaged' else p.status} "
+        (out if p.status == "damaged" else app.details).print(
+            f"{name}  {p.filesystem}{label}: {p.status.upper() if p.status == 'damaged' else p.status} "
                   f"({p.checker}, exit status {p.exit_status}, via {p.via})", markup=False)
         if p.status == "damaged":
             for line in p.output:
