@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AGENT := $(VENV)/bin/agent
-APT_PACKAGES := gdisk fdisk dosfstools mtools e2fsprogs xfsprogs ntfs-3g exfatprogs exfat-fuse fuse3 openssh-server samba qemu-utils chromium
+APT_PACKAGES := gdisk fdisk dosfstools mtools e2fsprogs xfsprogs ntfs-3g exfatprogs exfat-fuse fuse3 openssh-server samba qemu-utils chromium groff-base
 DEMO := demo
 
 .PHONY: demo test system-deps venv clean
@@ -54,15 +54,19 @@ test: system-deps venv
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
-.PHONY: docs cli-reference json-schemas
+.PHONY: docs cli-reference json-schemas man
 
 # The documentation site (mkdocs + material) into site/; --strict fails on broken links and missing pages.
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
-# Regenerate the CLI reference from the typer app (tests/docs/test_cli_reference.py checks it is current).
+# Regenerate the CLI reference and the man page from the typer app (tests/docs/test_cli_reference.py and
+# tests/docs/test_manpage.py check both are current; `man -l docs/agent.1` reads the page).
 cli-reference: venv
 	$(PY) -m agent.cli.reference -o docs/cli-reference.md
+	$(PY) -m agent.cli.manpage -o docs/agent.1
+
+man: cli-reference
 
 # docs/schemas/*.json, the schema of each command's --json lines, from agent/cli/json_schemas.py
 json-schemas: venv

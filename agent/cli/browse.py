@@ -33,7 +33,8 @@ def _opened(app: AppContext, text: str, at: Optional[str], host: Optional[str], 
 
         damaged: list[tuple[str, str]] = []
         snaps = filter_snapshots(repo.list_snapshots(damaged), host=host, source=source)
-        snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, spec.snapshot or "latest")
+        snap = (pick_at(snaps, parse_instant(at), local_host=app.local_host) if at
+                else resolve(snaps, spec.snapshot or "latest", local_host=app.local_host))
         index = repo.load_index(damaged)
         with SnapshotImage(repo, index, snap) as image:
             from agent.browse.fs import open_filesystem

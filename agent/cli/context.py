@@ -145,6 +145,15 @@ class AppContext:
         if download:
             self.settings.limit_download = download
 
+    @property
+    def local_host(self) -> str:
+        """This machine's name as its backups record it (the config's `host`, else the hostname): what
+        `latest` and `--at` choose when a repository holds several machines."""
+        import socket
+
+        config = self.config_file
+        return (config.host if config else None) or socket.gethostname()
+
     # ---- secrets and repository ------------------------------------------------------------------
     def passphrase(self, *, confirm: bool = False, prompt: str = "Repository passphrase") -> bytes:
         secret = passphrase_from_settings(self.settings)

@@ -58,7 +58,7 @@ def main(
     passphrase_command: Optional[str] = typer.Option(None, "--passphrase-command", help="Run this command and read "
                                                      "the passphrase from its output. Env: AGENT_PASSPHRASE_COMMAND."),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors, warnings and the result line."),
     debug: bool = typer.Option(False, "--debug", help="Log details and show tracebacks."),
     syslog: bool = typer.Option(False, "--syslog", help="Also log warnings and outcomes to syslog/journald."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file (TOML). Default: AGENT_CONFIG, "

@@ -51,7 +51,7 @@ def mount(
 
         snaps = filter_snapshots(repo.list_snapshots([]), host=host, source=source)
         if snapshot is not None:
-            snaps = [resolve(snaps, snapshot)]
+            snaps = [resolve(snaps, snapshot, local_host=app.local_host)]
         elif not snaps:
             raise UsageError("no snapshot to mount" + (" for that host or source" if host or source else ""))
         index = repo.load_index([])

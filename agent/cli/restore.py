@@ -72,7 +72,8 @@ def restore(
                                     hint="another snapshot may hold the same data (`agent snapshots`); "
                                          "`agent repair snapshots` removes the damaged manifest")
             app.warn(f"snapshot {name[:8]} is not listed: {problem}")
-        snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")
+        snap = (pick_at(snaps, parse_instant(at), local_host=app.local_host) if at
+                else resolve(snaps, snapshot or "latest", local_host=app.local_host))
         if snap.changed_during_backup:
             app.warn(f"snapshot {snap.id[:8]} was taken while its source was being written: the image may be "
                      "inconsistent (check its filesystems after the restore)")

@@ -51,7 +51,8 @@ def verify(
                 raise CorruptObject(f"snapshot {name[:8]} cannot be verified: its manifest is damaged ({problem})",
                                     hint="`agent repair snapshots` removes the damaged manifest")
             app.warn(f"snapshot {name[:8]} is not listed: {problem}")
-        snap = pick_at(snaps, parse_instant(at)) if at else resolve(snaps, snapshot or "latest")
+        snap = (pick_at(snaps, parse_instant(at), local_host=app.local_host) if at
+                else resolve(snaps, snapshot or "latest", local_host=app.local_host))
         app.info(f"verifying snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{stamps.human(snap.time)}" + (" (chunks and filesystems)" if fsck
                                                                               else ""))

@@ -191,12 +191,26 @@ def superseded_runs(snaps: list[Snapshot]) -> set[str]:
     return {name for s in snaps for name in s.stats.get("resumed_runs", ())}
 
 
-def resolve(snaps: list[Snapshot], ref: str) -> Snapshot:
-    """`latest` or a unique id prefix."""
+def one_source(snaps: list[Snapshot], local_host: str | None = None) -> list[Snapshot]:
+    """The snapshots of the one host and source `latest` and `--at` choose among. With several, the
+    local machine's host is taken when it is one of them; otherwise (or with several sources left)
+    --host and --source must say which, rather than restoring another machine's disk."""
+    groups = {(s.host, s.source_path) for s in snaps}
+    if len(groups) > 1 and local_host is not None and local_host in {h for h, _ in groups}:
+        snaps = [s for s in snaps if s.host == local_host]
+        groups = {(s.host, s.source_path) for s in snaps}
+    if len(groups) > 1:
+        names = ", ".join(f"{h}:{p}" for h, p in sorted(groups))
+        raise UsageError(f"snapshots of several machines or sources match ({names}); choose with --host and --source")
+    return snaps
+
+
+def resolve(snaps: list[Snapshot], ref: str, *, local_host: str | None = None) -> Snapshot:
+    """`latest` (of one host and source: see one_source) or a unique id prefix."""
     if not snaps:
         raise SnapshotNotFound("the repository has no matching snapshot")
     if ref == "latest":
-        return max(snaps, key=lambda s: s.time)
+        return max(one_source(snaps, local_host), key=lambda s: s.time)
     matches = [s for s in snaps if s.id.startswith(ref.lower())]
     if not matches:
         raise SnapshotNotFound(f"no snapshot with id {ref!r}")
@@ -205,13 +219,9 @@ def resolve(snaps: list[Snapshot], ref: str) -> Snapshot:
     return matches[0]
 
 
-def pick_at(snaps: list[Snapshot], at: datetime) -> Snapshot:
-    """Newest snapshot at or before `at`; several hosts or sources must be told apart first."""
-    groups = {(s.host, s.source_path) for s in snaps}
-    if len(groups) > 1:
-        names = ", ".join(f"{h}:{p}" for h, p in sorted(groups))
-        raise UsageError(f"snapshots of several machines or sources match ({names}); choose with --host and --source")
-    eligible = [s for s in snaps if s.time <= at]
+def pick_at(snaps: list[Snapshot], at: datetime, *, local_host: str | None = None) -> Snapshot:
+    """Newest snapshot at or before `at`, of one host and source (see one_source)."""
+    eligible = [s for s in one_source(snaps, local_host) if s.time <= at]
     if not eligible:
         raise SnapshotNotFound(f"no snapshot at or before {rfc3339(at)}")
     return max(eligible, key=lambda s: s.time)

@@ -168,7 +168,9 @@ def test_bad_input_is_one_clear_line(cli, tmp_path, ext4):
     res = cli("extract", "latest:/etc/nope", "--to", str(tmp_path / "o"), check=False)
     assert res.code == 2 and "does not exist" in res.err
     cli("backup", str(junk))
-    res = cli("ls", "latest:/etc", check=False)
+    res = cli("ls", "latest:/etc", check=False)  # two sources now: latest of which? (docs/restore.md)
+    assert res.code == 2 and "choose with --host and --source" in res.err
+    res = cli("ls", "latest:/etc", "--source", str(junk), check=False)
     assert res.code == 19 and "no filesystem that can be browsed" in res.err and "restore" in res.err
     assert "Traceback" not in res.err
     res = cli("ls", "nosuchsnap:/", check=False)

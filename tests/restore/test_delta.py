@@ -30,6 +30,11 @@ def _images(tmp_path: Path) -> tuple[Path, Path]:
     return old, new
 
 
+def _day2(tmp_path) -> tuple[str, ...]:
+    """The newest snapshot, new.img's: `latest` of two sources names its source (docs/restore.md)."""
+    return "latest", "--source", str(tmp_path / "new.img")
+
+
 @pytest.fixture
 def two_days(cli, tmp_path):
     old, new = _images(tmp_path)
@@ -43,9 +48,9 @@ def test_delta_onto_an_older_restore_fetches_only_the_changes(cli, tmp_path, two
     old, new, stored = two_days
     target = tmp_path / "restored.img"
     cli("restore", _id(cli, "day1"), "--to", str(target))
-    full = cli("restore", "--json", "latest", "--to", str(tmp_path / "full.img")).json()
+    full = cli("restore", "--json", *_day2(tmp_path), "--to", str(tmp_path / "full.img")).json()
 
-    res = cli("restore", "--json", "latest", "--to", str(target), "--delta")  # no --force: that is the point
+    res = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta")  # no --force: that is the point
     out = res.json()
     assert target.read_bytes() == new.read_bytes()
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024, (out, stored)
@@ -53,7 +58,7 @@ def test_delta_onto_an_older_restore_fetches_only_the_changes(cli, tmp_path, two
     assert out["reused_bytes"] >= 30 * MiB
     assert out["verified_bytes"] < out["written_bytes"]  # from the page cache: only zeroed ranges are read back
 
-    again = cli("restore", "--json", "latest", "--to", str(target), "--delta").json()  # nothing left to do
+    again = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta").json()  # nothing left to do
     assert again["written_bytes"] == 0 and again["fetched_bytes"] < 64 * 1024
     assert target.read_bytes() == new.read_bytes()
 
@@ -72,14 +77,14 @@ def test_delta_onto_a_changed_larger_target_cuts_it_and_fixes_every_byte(cli, tm
     target = tmp_path / "other.img"
     with open(target, "wb") as f:  # someone else's data, longer than the image, no holes
         f.write(b"\xa5" * (48 * MiB))
-    cli("restore", "latest", "--to", str(target), "--delta")
+    cli("restore", *_day2(tmp_path), "--to", str(target), "--delta")
     assert target.read_bytes() == new.read_bytes()
 
 
 def test_delta_onto_a_smaller_target_is_refused_in_one_line(cli, tmp_path, two_days):
     target = tmp_path / "small.img"
     target.write_bytes(b"\x01" * MiB)
-    res = cli("restore", "latest", "--to", str(target), "--delta", check=False)
+    res = cli("restore", *_day2(tmp_path), "--to", str(target), "--delta", check=False)
     assert res.code == 16, res
     assert "fewer than the image" in res.err and "Traceback" not in res.err
     assert target.read_bytes() == b"\x01" * MiB
@@ -90,7 +95,7 @@ def test_seed_supplies_matching_chunks_into_a_new_sparse_file(cli, tmp_path, two
     stranger = tmp_path / "stranger.img"
     stranger.write_bytes(os.urandom(8 * MiB))
     target = tmp_path / "seeded.img"
-    res = cli("restore", "--json", "latest", "--to", str(target), "--seed", str(old), "--seed", str(stranger))
+    res = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--seed", str(old), "--seed", str(stranger))
     out = res.json()
     assert target.read_bytes() == new.read_bytes()
     seeded = {s["seed"]: s["bytes"] for s in out["seeded"]}
@@ -98,7 +103,7 @@ def test_seed_supplies_matching_chunks_into_a_new_sparse_file(cli, tmp_path, two
     assert "supplied nothing" in res.err
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024
     plain = tmp_path / "plain.img"
-    cli("restore", "latest", "--to", str(plain))
+    cli("restore", *_day2(tmp_path), "--to", str(plain))
     # as sparse as a plain restore (give or take a file system metadata block for the extent tree)
     assert os.stat(target).st_blocks * 512 <= os.stat(plain).st_blocks * 512 + 64 * 1024
     assert os.stat(target).st_blocks * 512 < 32 * MiB
@@ -116,7 +121,7 @@ def test_a_seed_supplies_only_chunks_whose_bytes_match(cli, tmp_path, two_days):
             f.seek(off)
             f.write(bytes([byte[0] ^ 0xFF]))
     target = tmp_path / "t.img"
-    out = cli("restore", "--json", "latest", "--to", str(target), "--seed", str(seed)).json()
+    out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--seed", str(seed)).json()
     assert target.read_bytes() == new.read_bytes()
     # only the untouched region at 28 MiB, give or take the chunks across its edges
     assert 3 * MiB <= out["seeded"][0]["bytes"] <= 6 * MiB
@@ -124,7 +129,7 @@ def test_a_seed_supplies_only_chunks_whose_bytes_match(cli, tmp_path, two_days):
 
 def test_missing_seed_is_one_line_and_leaves_no_target(cli, tmp_path, two_days):
     target = tmp_path / "t.img"
-    res = cli("restore", "latest", "--to", str(target), "--seed", str(tmp_path / "nope.img"), check=False)
+    res = cli("restore", *_day2(tmp_path), "--to", str(target), "--seed", str(tmp_path / "nope.img"), check=False)
     assert res.code == 16 and "does not exist" in res.err and "Traceback" not in res.err
     assert not target.exists() and not (tmp_path / ".t.img.agent-restore").exists()
 
@@ -150,9 +155,9 @@ def test_data_shifted_by_an_insertion_is_found_where_it_moved(cli, tmp_path, mod
     target = tmp_path / "t.img"
     if mode == "--delta":
         cli("restore", _id(cli, "day1"), "--to", str(target))
-        out = cli("restore", "--json", "latest", "--to", str(target), "--delta").json()
+        out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta").json()
     else:
-        out = cli("restore", "--json", "latest", "--to", str(target), "--seed", str(old)).json()
+        out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--seed", str(old)).json()
     assert target.read_bytes() == new.read_bytes()
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024, (out, stored)
 
@@ -190,14 +195,14 @@ def test_delta_onto_a_disk_and_refusals(cli, tmp_path, two_days, loop_device):
     with open(dev, "r+b") as f:  # old content after the image's end stays; zeros of the image must be written
         f.write(b"\x5a" * (48 * MiB))
     cli("restore", _id(cli, "day1"), "--to", dev, "--force")
-    out = cli("restore", "--json", "latest", "--to", dev, "--delta").json()
+    out = cli("restore", "--json", *_day2(tmp_path), "--to", dev, "--delta").json()
     with open(dev, "rb") as f:
         assert f.read(40 * MiB) == new.read_bytes()
         assert f.read() == b"\x5a" * (8 * MiB)
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024
 
     small = loop_device(32 * MiB)
-    res = cli("restore", "latest", "--to", small, "--delta", check=False)
+    res = cli("restore", *_day2(tmp_path), "--to", small, "--delta", check=False)
     assert res.code == 16 and "fewer than the image" in res.err and "Traceback" not in res.err
 
     fs = loop_device(48 * MiB)
@@ -206,5 +211,5 @@ def test_delta_onto_a_disk_and_refusals(cli, tmp_path, two_days, loop_device):
     mnt.mkdir()
     if subprocess.run(["mount", fs, str(mnt)], capture_output=True).returncode != 0:
         pytest.skip("cannot mount ext4 here")
-    res = cli("restore", "latest", "--to", fs, "--delta", check=False)
+    res = cli("restore", *_day2(tmp_path), "--to", fs, "--delta", check=False)
     assert res.code == 16 and "is mounted at" in res.err

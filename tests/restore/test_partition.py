@@ -74,12 +74,13 @@ def test_delta_and_seed_of_one_partition(cli, tmp_path, disk):
 
     target = tmp_path / "p2.img"
     cli("restore", first, "--partition", "2", "--to", str(target))
-    out = cli("restore", "latest", "--partition", "2", "--to", str(target), "--delta", "--json").json()
+    out = cli("restore", "latest", "--source", str(changed), "--partition", "2", "--to", str(target), "--delta",
+              "--json").json()
     assert target.read_bytes() == want
     assert out["fetched_bytes"] <= 1.1 * stored + (2 << 20)  # the chunks across the partition's edges, fetched
     seeded = tmp_path / "p2-seeded.img"
     cli("restore", first, "--partition", "2", "--to", str(tmp_path / "old-p2.img"))
-    out = cli("restore", "latest", "--partition", "2", "--to", str(seeded), "--seed",
+    out = cli("restore", "latest", "--source", str(changed), "--partition", "2", "--to", str(seeded), "--seed",
               str(tmp_path / "old-p2.img"), "--json").json()
     assert seeded.read_bytes() == want
     assert out["seeded"][0]["bytes"] > 0
