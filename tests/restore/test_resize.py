@@ -151,7 +151,8 @@ def test_a_smaller_disk_that_fits(backed_up, tmp_path):
     cli, disk, info = backed_up
     exact = info.root.start + info.root.size + GPT_TAIL  # not a byte to spare
     out = tmp_path / "small.img"
-    res = cli("restore", "latest", "--to", str(out), "--size", str(exact), "--json").json()
+    # the module's repository also holds flagged.img (test_grow_keeps_attribute_flags): name the source
+    res = cli("restore", "latest", "--source", str(disk), "--to", str(out), "--size", str(exact), "--json").json()
     assert out.stat().st_size == exact and res["written_bytes"] <= exact
     sgdisk_ok(out)
     assert last_usable(out) == (info.root.start + info.root.size) // 512 - 1
@@ -165,7 +166,8 @@ def test_a_smaller_disk_that_does_not_fit_is_refused_by_name(backed_up, tmp_path
     need = info.root.start + info.root.size + GPT_TAIL
     out = tmp_path / "tiny.img"
     for size, lack in ((need - 512, 512), (50 * MIB, need - 50 * MIB)):
-        res = cli("restore", "latest", "--to", str(out), "--size", str(size), check=False)
+        res = cli("restore", "latest", "--source", str(info.path), "--to", str(out), "--size", str(size),
+                  check=False)
         assert res.code == 16, res
         assert f"too few for partition 2 (root): the disk lacks {lack} bytes" in res.err, res.err
         assert "Traceback" not in res.err and not out.exists()

@@ -107,11 +107,11 @@ def test_a_journal_of_another_snapshot_is_one_line_and_force_starts_over(cli, tm
     other = tmp_path / "other.img"
     other.write_bytes(os.urandom(4 * MiB))
     cli("backup", str(other))
-    res = cli("restore", "latest", "--to", target, check=False)
+    res = cli("restore", "latest", "--source", str(other), "--to", target, check=False)  # two sources now
     assert res.code == 16, res
     assert "interrupted restore of snapshot" in res.err and "--force" in res.err and "Traceback" not in res.err
     assert len(res.err.strip().splitlines()) <= 3  # the restoring line, the error, the hint
-    cli("restore", "latest", "--to", target, "--force")
+    cli("restore", "latest", "--source", str(other), "--to", target, "--force")
     assert Path(target).read_bytes() == other.read_bytes()
     assert not (tmp_path / ".restored.img.agent-restore").exists()
 
