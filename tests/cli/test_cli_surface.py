@@ -46,7 +46,7 @@ def backed_up(cli, tmp_path):
 def test_repo_and_passphrase_options_after_the_command(cli, backed_up, tmp_path):
     no_env = {"AGENT_REPO": "", "AGENT_PASSPHRASE_FILE": ""}
     res = cli("snapshots", "--repo", str(cli.repo), "--passphrase-file", str(cli.passfile), "--json", env=no_env)
-    assert len(json.loads(res.out.splitlines()[-1])) == 1
+    assert len(json.loads(res.out.splitlines()[-1])["snapshots"]) == 1
     res = cli("snapshots", f"--repo={cli.repo}", "--passphrase-command", f"cat {cli.passfile}", env=no_env)
     assert backed_up.name in res.out
     res = cli("backup", str(backed_up), "-r", str(cli.repo), "--passphrase-file", str(cli.passfile),
