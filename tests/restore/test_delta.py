@@ -66,9 +66,9 @@ def test_delta_onto_an_older_restore_fetches_only_the_changes(cli, tmp_path, two
 def test_delta_with_sync_reads_back_from_the_disk_everything_it_wrote(cli, tmp_path, two_days):
     target = tmp_path / "restored.img"
     cli("restore", _id(cli, "day1"), "--to", str(target))
-    out = cli("restore", "--json", "latest", "--to", str(target), "--delta", "--sync").json()
+    out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta", "--sync").json()
     assert out["written_bytes"] > 0 and out["verified_bytes"] >= out["written_bytes"]
-    plain = cli("restore", "latest", "--to", str(tmp_path / "seeded.img"), "--seed", str(target))
+    plain = cli("restore", *_day2(tmp_path), "--to", str(tmp_path / "seeded.img"), "--seed", str(target))
     assert "verified: each chunk by its id before it was written" in plain.out, plain.out
 
 
