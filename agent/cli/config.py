@@ -8,7 +8,7 @@ from agent.cli.context import JSON_HELP, AppContext, app_context
 
 app = typer.Typer(help="Show or validate the configuration file.", no_args_is_help=True)
 
-REDACTED = "<redacted>"
+SET = "(set)"  # a secret is shown as being there, never as its value
 
 
 def effective(app_ctx: AppContext) -> dict:
@@ -16,32 +16,60 @@ def effective(app_ctx: AppContext) -> dict:
     from backends.registry import redact_url
 
     s, file = app_ctx.settings, app_ctx.config_file
-    doc = file.model_dump(mode="json", exclude_none=True) if file is not None else {}
+    doc = redacted(file) if file is not None else {}
     doc["repository"] = redact_url(s.repo) if s.repo else None
     doc["passphrase_file"] = s.passphrase_file
     doc["passphrase_command"] = s.passphrase_command
     doc["limits"] = {"upload": s.limit_upload or "off", "download": s.limit_download or "off"}
-    doc["env"] = dict.fromkeys(doc.get("env", {}), REDACTED) or None
-    webhook = doc.get("notify", {}).get("webhook")
-    if webhook:
-        webhook["url"] = redact_url(webhook["url"])
-        webhook["headers"] = dict.fromkeys(webhook.get("headers", {}), REDACTED)
-    apprise = doc.get("notify", {}).get("apprise")
-    if apprise:  # tokens and passwords are anywhere in an Apprise URL
-        apprise["urls"] = [REDACTED for _ in apprise.get("urls", [])]
-    for src in doc.get("sources", []):
-        if src.get("healthcheck"):  # the path of a ping URL is its secret
-            src["healthcheck"] = _origin(src["healthcheck"]) + "/" + REDACTED
-    for copy in doc.get("copies", []):
-        copy["repository"] = redact_url(copy["repository"])
     return {k: v for k, v in doc.items() if v is not None}
 
 
-def _origin(url: str) -> str:
+def redacted(model) -> dict:
+    """A pydantic model as plain data, each field marked `Secret` (agent.config.secrets) hidden by its
+    kind: the model says what is secret, so a new secret field is hidden without touching this."""
+    from agent.config.secrets import Secret
+
+    out = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None:
+            continue
+        mark = next((m for m in info.metadata if isinstance(m, Secret)), None)
+        out[name] = _hidden(value, mark.kind) if mark else _plain(value)
+    return out
+
+
+def _plain(value):
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return redacted(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _hidden(value, kind: str):
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    from backends.registry import redact_url
+
+    if isinstance(value, dict):
+        return {k: _hidden(v, kind) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hidden(v, kind) for v in value]
+    text = str(value)
+    if kind == "location":
+        return redact_url(text)
+    if kind == "scheme" and "://" in text:
+        return f"{text.split('://', 1)[0]}://{SET}"
+    if kind == "url" and "://" in text:
+        parts = urlsplit(text)
+        rest = parts.path not in ("", "/") or parts.query
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" + (f"/{SET}" if rest else "")
+    return SET
 
 
 @app.command("show")
