@@ -202,10 +202,9 @@ class AppContext:
 def naming_repository(url: str) -> Iterator[None]:
     """Errors opening a repository (none there, wrong passphrase, newer format, unreachable storage)
     name it, credentials redacted: with several configuration sources, which repository matters."""
-    from backends.registry import redact_url
-
     from agent.errors import AgentError, RepositoryNotFound, StorageError, UnsupportedFormat, WrongPassphrase
     from agent.repo.storage import as_agent_error
+    from backends.registry import redact_url
 
     try:
         yield
