@@ -88,13 +88,54 @@ def show(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", h
 
 
 @app.command("check")
-def check(ctx: typer.Context) -> None:
-    """Validate the config file (syntax, fields, values, file permissions); exit 2 on a problem."""
+def check(ctx: typer.Context,
+          offline: bool = typer.Option(False, "--offline", help="Skip the repository (sources are still checked)."),
+          json_output: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Validate the config file (syntax, fields, values, file permissions; exit 2), then check that every
+    source can be read and that the repository is reachable and opens with the passphrase (exit 1)."""
     from agent.errors import UsageError
+    from agent.nightly.preflight import check_source
 
-    app_ctx: AppContext = app_context(ctx)
+    app_ctx: AppContext = app_context(ctx, json_output)
     file = app_ctx.config_file
     if file is None:
         raise UsageError("no config file found", hint="pass --config PATH or set AGENT_CONFIG")
-    n = len(file.sources)
-    app_ctx.out.print(f"{app_ctx.settings.config_path}: OK ({n} source(s))")
+    checks = [check_source(src.name, src.path, has_pre_hook=bool(src.pre)) for src in file.sources]
+    if not offline:
+        checks.append(_check_repository(app_ctx))
+    ok = all(c.ok for c in checks)
+    if app_ctx.settings.json:
+        app_ctx.emit_json({"event": "config_check", "config_file": app_ctx.settings.config_path, "ok": ok,
+                           "checks": [c.to_dict() for c in checks]})
+    else:
+        app_ctx.out.print(f"{app_ctx.settings.config_path}: valid ({len(file.sources)} source(s))", markup=False)
+        for c in checks:
+            app_ctx.out.print(f"{'ok  ' if c.ok else 'FAIL'}  {c.check}: {c.detail}", markup=False)
+    if not ok:
+        failed = sum(not c.ok for c in checks)
+        app_ctx.err.print(f"error: {failed} check(s) failed", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
+def _check_repository(app_ctx: AppContext):
+    """The repository opens with the passphrase: its key files are read and one is unlocked (no lock taken,
+    nothing written)."""
+    from agent.cli.context import naming_repository
+    from agent.errors import AgentError
+    from agent.nightly.preflight import Check
+    from agent.repo.keyring import unlock
+    from backends.registry import redact_url
+
+    url = app_ctx.settings.repo
+    if not url:
+        return Check("repository", False, "no repository given (repository in the file, --repo or AGENT_REPO)")
+    try:
+        with naming_repository(url):
+            backend = app_ctx.backend()
+            try:
+                unlock(backend, app_ctx.passphrase())
+            finally:
+                backend.close()
+    except AgentError as exc:
+        return Check("repository", False, str(exc))
+    return Check("repository", True, f"{redact_url(url)} is reachable and the passphrase opens it")
