@@ -74,9 +74,11 @@ def main(
     if settings.repo_conflict:
         ctx.obj.warn_repo_conflict(*settings.repo_conflict)
     if syslog or (file is not None and file.log.syslog):
+        import os
+
         from agent.cli.progress_view import syslog_logger
 
-        ctx.obj.syslog = syslog_logger()
+        ctx.obj.syslog = syslog_logger(ctx.obj.warn, os.environ.get(env.SYSLOG_SOCKET) or "/dev/log")
 
 
 def _load_config_file(explicit: Optional[str]):
