@@ -178,20 +178,22 @@ class AppContext:
         from agent.errors import WrongPassphrase
         from agent.repo.keyring import unlock
 
-        backend = self.other_backend(other, limit_upload=limit_upload, limit_download=limit_download)
-        try:
-            keys = unlock(backend, self.other_passphrase(other))
-        except WrongPassphrase as exc:
-            backend.close()
-            flag = "--to-passphrase-file" if other.what.startswith("target") else "--from-passphrase-file"
-            raise WrongPassphrase(f"{other.what}: {exc}", hint=f"check {flag} and its AGENT_* variables "
-                                  "(docs/copies.md); each repository has its own passphrase") from None
-        except BaseException:
-            backend.close()
-            raise
+        with naming_repository(other.url):
+            backend = self.other_backend(other, limit_upload=limit_upload, limit_download=limit_download)
+            try:
+                keys = unlock(backend, self.other_passphrase(other))
+            except WrongPassphrase as exc:
+                backend.close()
+                flag = "--to-passphrase-file" if other.what.startswith("target") else "--from-passphrase-file"
+                raise WrongPassphrase(f"{other.what}: {exc}", hint=f"check {flag} and its AGENT_* variables "
+                                      "(docs/copies.md); each repository has its own passphrase") from None
+            except BaseException:
+                backend.close()
+                raise
         from agent.repo.repository import Repository
 
-        repo = Repository.unlocked(backend, keys)
+        with naming_repository(other.url):
+            repo = Repository.unlocked(backend, keys)
         try:
             yield repo
         finally:
