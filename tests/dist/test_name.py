@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
 
 # pip/pipx install lines naming the bare `agent` distribution, with or without extras
-STALE = re.compile(r"""(pipx? (install|upgrade|download)[^\n`]*?\s['"]?agent(\[|['"`\s]|$))""", re.M)
+STALE = re.compile(r"""(pipx? (?:install|upgrade|download)(?: +-[-\w=]+)* +['"]?agent(?:\[|['"`]|[ \t]|$))""", re.M)
 PAGES = ["docs/install.md", "docs/quickstart.md", "docs/bare-metal.md", "docs/restore.md"]
 
 
