@@ -92,13 +92,13 @@ dist-deps:
 	  else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
-# The distribution tests (tests/dist, marker `dist`, deselected by `make test`): the wheel installed with pipx,
+# The distribution tests (tests/distribution, marker `dist`, deselected by `make test`): the wheel installed with pipx,
 # the missing-extra hint of a minimal install, and the single-file executable restoring inside a Debian
 # minbase chroot without Python, from a local and a moto S3 repository. Needs root (chroot); the chroot is
 # cached in $(DIST_CACHE) (delete it to start clean).
 DIST_CACHE ?= $(HOME)/.cache/agent-dist
 dist-check: system-deps dist-deps dist
-	AGENT_DIST_CACHE=$(DIST_CACHE) AGENT_SINGLE_FILE=$(SINGLE_FILE) $(PY) -m pytest -m dist -n 0 -q tests/dist
+	AGENT_DIST_CACHE=$(DIST_CACHE) AGENT_SINGLE_FILE=$(SINGLE_FILE) $(PY) -m pytest -m dist -n 0 -q tests/distribution
 
 # Benchmark: agent vs restic 0.18 and 0.14 vs borg on four nightly 4 GiB disk images (docs/benchmarks.md).
 # Needs root (apt, loop devices for the images, page-cache drops). Override any of these:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli
-from tests.dist.chroot import minbase_chroot, run_in
+from tests.distribution.chroot import minbase_chroot, run_in
 
 pytestmark = pytest.mark.dist
 
