@@ -98,7 +98,7 @@ dist-deps:
 # cached in $(DIST_CACHE) (delete it to start clean).
 DIST_CACHE ?= $(HOME)/.cache/agent-dist
 dist-check: system-deps dist-deps dist
-	AGENT_DIST_CACHE=$(DIST_CACHE) AGENT_SINGLE_FILE=$(SINGLE_FILE) $(PY) -m pytest -m dist -n 0 -q tests/distribution
+	AGENT_DIST_CACHE=$(DIST_CACHE) AGENT_SINGLE_FILE=$(SINGLE_FILE) $(PY) -m pytest -m dist -n 0 -q -rP tests/distribution
 
 # Benchmark: agent vs restic 0.18 and 0.14 vs borg on four nightly 4 GiB disk images (docs/benchmarks.md).
 # Needs root (apt, loop devices for the images, page-cache drops). Override any of these:
