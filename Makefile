@@ -94,8 +94,8 @@ dist-deps:
 
 # The distribution tests (tests/distribution, marker `dist`, deselected by `make test`): the wheel installed with pipx,
 # the missing-extra hint of a minimal install, and the single-file executable restoring inside a Debian
-# minbase chroot without Python, from a local and a moto S3 repository. Needs root (chroot); the chroot is
-# cached in $(DIST_CACHE) (delete it to start clean).
+# minbase chroot without Python, from local, S3 (moto), GCS, SFTP and SMB repositories. Needs root
+# (chroot); the chroot is cached in $(DIST_CACHE) (delete it to start clean).
 DIST_CACHE ?= $(HOME)/.cache/agent-dist
 dist-check: system-deps dist-deps dist
 	AGENT_DIST_CACHE=$(DIST_CACHE) AGENT_SINGLE_FILE=$(SINGLE_FILE) $(PY) -m pytest -m dist -n 0 -q -rP tests/distribution

@@ -2,8 +2,9 @@
 
 `make dist` builds it (build/single-file/agent); `make dist-check` runs this. The repository and backups
 are made outside with the checkout's agent; only the restore runs inside a Debian minbase chroot, with
-nothing but the executable copied in: from a local repository inside the chroot, and from an S3 one
-(moto on loopback: a chroot shares the host's network). Needs root for chroot.
+nothing but the executable copied in: from a local repository inside the chroot, and from S3, GCS, SFTP
+and SMB ones (moto, fake-gcs-server, sshd, smbd on loopback: a chroot shares the host's network).
+Needs root for chroot.
 """
 
 from __future__ import annotations
@@ -104,6 +105,29 @@ def test_restores_from_s3(chroot, inside, disk, tmp_path, moto_endpoint):
     cli("backup", str(disk))
     shutil.copy2(cli.passfile, outside / "passphrase")
     res = _restore_inside(chroot, where, {"AGENT_REPO": url, **S3_ENV})
+    assert res.returncode == 0, res.stderr
+    subprocess.run(["cmp", str(disk), str(outside / "restored.img")], check=True)
+
+
+@pytest.mark.parametrize("kind", ["gcs", "sftp", "smb"])
+def test_restores_from_the_other_bundled_backends(chroot, inside, disk, tmp_path, request, kind):
+    """GCS, SFTP and SMB too (fake-gcs-server, sshd, smbd on loopback): their SDKs are in the file."""
+    from tests.e2e.test_backends import gcs_target, sftp_target, smb_target
+
+    outside, where = inside
+    target = {"gcs": gcs_target, "sftp": sftp_target, "smb": smb_target}[kind](request)
+    url = target.url
+    if kind == "sftp":  # the client key and known_hosts, copied in and named by their paths inside
+        server = request.getfixturevalue("sshd_server")
+        shutil.copy2(server.key_file, outside / "key")
+        shutil.copy2(server.known_hosts, outside / "known_hosts")
+        url = url.split("?")[0] + f"?key={where}/key&known_hosts={where}/known_hosts"
+    cli = Cli(tmp_path)
+    cli.env.update(AGENT_REPO=target.url, **target.env)
+    cli("init")
+    cli("backup", str(disk))
+    shutil.copy2(cli.passfile, outside / "passphrase")
+    res = _restore_inside(chroot, where, {"AGENT_REPO": url, **target.env})
     assert res.returncode == 0, res.stderr
     subprocess.run(["cmp", str(disk), str(outside / "restored.img")], check=True)
 
