@@ -169,7 +169,7 @@ def _send_apprise(cfg: AppriseConfig, report: RunReport) -> None:
     try:
         import apprise
     except ImportError:
-        raise RuntimeError("Apprise is not installed: pip install 'agent[apprise]'") from None
+        raise RuntimeError("Apprise is not installed: pip install 'agent-imagebackup[apprise]'") from None
     bad = []
     for i, url in enumerate(cfg.urls, 1):  # one object per URL, so a failure names which (by position)
         target = apprise.Apprise()
