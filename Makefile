@@ -75,6 +75,39 @@ json-schemas: venv
 clean:
 	rm -rf $(DEMO) .pytest_cache
 
+# Distributions: sdist + wheel in dist/ (checked by twine), and the single-file executable for rescue media
+# in build/single-file/agent (PyInstaller, recipe in .dist/agent.spec; docs/install.md#single-file-executable).
+# The executable is kept out of dist/ so that `twine check dist/*` sees only what goes to the package index.
+SINGLE_FILE := build/single-file/agent
+# dist-check: a Debian minbase chroot (debootstrap), pipx for the install test, objdump for PyInstaller
+DIST_APT_PACKAGES := debootstrap pipx binutils
+
+.PHONY: dist dist-check dist-deps
+
+dist: venv
+	$(PY) -m pip install -q -e '.[dist]'
+	rm -rf dist $(dir $(SINGLE_FILE)) build/pyinstaller
+	$(PY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath $(dir $(SINGLE_FILE)) \
+	  --workpath build/pyinstaller .dist/agent.spec
+	@ls -l dist/ $(SINGLE_FILE)
+
+dist-deps:
+	@missing=""; for p in $(DIST_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+# The distribution tests (tests/distribution, marker `dist`, deselected by `make test`): the wheel installed with pipx,
+# the missing-extra hint of a minimal install, and the single-file executable restoring inside a Debian
+# minbase chroot without Python, from local, S3 (moto), GCS, SFTP and SMB repositories. Needs root
+# (chroot); the chroot is cached in $(DIST_CACHE) (delete it to start clean).
+DIST_CACHE ?= $(HOME)/.cache/agent-dist
+dist-check: system-deps dist-deps dist
+	AGENT_DIST_CACHE=$(DIST_CACHE) AGENT_SINGLE_FILE=$(SINGLE_FILE) $(PY) -m pytest -m dist -n 0 -q -rP tests/distribution
+
 # Benchmark: agent vs restic 0.18 and 0.14 vs borg on four nightly 4 GiB disk images (docs/benchmarks.md).
 # Needs root (apt, loop devices for the images, page-cache drops). Override any of these:
 BENCH_IMAGES_SCRIPT ?= ../shared/bench/make-images.sh

@@ -118,6 +118,6 @@ def _import(module_name: str, what: str, extra: str | None) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("backends."):
             raise BackendUnavailable(f"{what} is not part of this build") from None
-        install = f"pip install 'agent[{extra}]'" if extra else "reinstall agent"
+        install = f"pip install 'agent-imagebackup[{extra}]'" if extra else "reinstall agent-imagebackup"
         raise BackendUnavailable(f"{what} needs the Python package {exc.name!r}; install it with: {install}",
                                  package=exc.name, install=install) from None

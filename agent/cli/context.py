@@ -111,6 +111,15 @@ class AppContext:
         if self.settings.json:
             write_event("warning", {"message": message})
 
+    def warn_repo_conflict(self, winner: str, from_env: str, from_file: str) -> None:
+        """AGENT_REPO and the config file disagree: say which one is used (docs/configuration.md#precedence)."""
+        from backends.registry import redact_url
+
+        used, other = (from_file, from_env) if winner == "file" else (from_env, from_file)
+        why = "--config wins over AGENT_REPO" if winner == "file" else "AGENT_REPO wins over a config file not " \
+            "named with --config"
+        self.warn(f"using the repository {redact_url(used)}, not {redact_url(other)} ({why})")
+
     def emit_json(self, event: str, obj: dict[str, Any] | None = None) -> None:
         """One JSON line on stdout, always an object whose first key is `event` (docs/json.md)."""
         write_event(event, obj or {})
@@ -184,14 +193,16 @@ class AppContext:
     def repository(self) -> Iterator[Repository]:
         from agent.repo.keyring import unlock
 
-        backend = self.backend()
-        keys = unlock(backend, self.passphrase())  # Argon2id before the engine loads (agent.repo.keyring)
+        with naming_repository(self.settings.require_repo()):
+            backend = self.backend()
+            keys = unlock(backend, self.passphrase())  # Argon2id before the engine loads (agent.repo.keyring)
         from agent.repo.repository import Repository
 
         for key_id in keys.damaged:  # another key opened; the damaged one still needs attention
             self.warn(f"key file {key_id[:8]} is damaged (the integrity digest does not match): its passphrase no "
                       "longer opens the repository; `agent check` lists every damaged key file")
-        repo = Repository.unlocked(backend, keys)
+        with naming_repository(self.settings.require_repo()):
+            repo = Repository.unlocked(backend, keys)
         try:
             yield repo
         finally:
@@ -221,21 +232,43 @@ class AppContext:
         from agent.errors import WrongPassphrase
         from agent.repo.keyring import unlock
 
-        backend = self.other_backend(other, limit_upload=limit_upload, limit_download=limit_download)
-        try:
-            keys = unlock(backend, self.other_passphrase(other))
-        except WrongPassphrase as exc:
-            backend.close()
-            flag = "--to-passphrase-file" if other.what.startswith("target") else "--from-passphrase-file"
-            raise WrongPassphrase(f"{other.what}: {exc}", hint=f"check {flag} and its AGENT_* variables "
-                                  "(docs/copies.md); each repository has its own passphrase") from None
-        except BaseException:
-            backend.close()
-            raise
+        with naming_repository(other.url):
+            backend = self.other_backend(other, limit_upload=limit_upload, limit_download=limit_download)
+            try:
+                keys = unlock(backend, self.other_passphrase(other))
+            except WrongPassphrase as exc:
+                backend.close()
+                flag = "--to-passphrase-file" if other.what.startswith("target") else "--from-passphrase-file"
+                raise WrongPassphrase(f"{other.what}: {exc}", hint=f"check {flag} and its AGENT_* variables "
+                                      "(docs/copies.md); each repository has its own passphrase") from None
+            except BaseException:
+                backend.close()
+                raise
         from agent.repo.repository import Repository
 
-        repo = Repository.unlocked(backend, keys)
+        with naming_repository(other.url):
+            repo = Repository.unlocked(backend, keys)
         try:
             yield repo
         finally:
             repo.close()
+
+
+@contextmanager
+def naming_repository(url: str) -> Iterator[None]:
+    """Errors opening a repository (none there, wrong passphrase, newer format, unreachable storage)
+    name it, credentials redacted: with several configuration sources, which repository matters."""
+    from agent.errors import AgentError, RepositoryNotFound, StorageError, UnsupportedFormat, WrongPassphrase
+    from agent.repo.storage import as_agent_error
+    from backends.registry import redact_url
+
+    try:
+        yield
+    except Exception as exc:
+        err = exc if isinstance(exc, AgentError) else as_agent_error(exc)
+        if not isinstance(err, (RepositoryNotFound, StorageError, UnsupportedFormat, WrongPassphrase)):
+            raise
+        shown = redact_url(url)
+        if shown.split("?", 1)[0].rstrip("/") in str(err):  # the storage layer's message names it already
+            raise err from None
+        raise type(err)(f"repository {shown}: {err}", hint=err.hint) from None

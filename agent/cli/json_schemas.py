@@ -111,13 +111,13 @@ COMMANDS: dict[str, dict[str, Spec | list[Spec]]] = {
     "repair packs": {"repair_packs": _REPAIR},
     "repair snapshots": {"repair_snapshots": _REPAIR},
     "config show": {"config_show": {"config_file": "str?"}},
-    # the shape the config check work emits ({"event": "config_check", ...}); fields beyond these are open
-    "config check": {"config_check": {"ok": "bool"}},
+    "config check": {"config_check": {"config_file": "str?", "ok": "bool",
+                                      "checks": [{"check": "str", "ok": "bool", "detail": "str"}]}},
     "schedule install": {"schedule_install": {"scheduler": "str", "config": "str", "at": "str",
                                               "randomized_delay_s": "int"}},
     "schedule remove": {"schedule_remove": {"removed": ["str"]}},
     "schedule status": {"schedule_status": {"installed": "bool", "scheduler": "str?", "files": ["str"],
-                                            "at": "str?", "next_run": "time?", "state_file": "str",
+                                            "at": "str?", "next_run": "time?", "state_file": "str", "scheduler_running": "bool",
                                             "last_run": "obj?", "state_error": "str?"}},
 }
 # the snapshots listing: complete snapshots carry the snapshot's fields, `--all` adds run records

@@ -81,12 +81,16 @@ def main(
     install()
     settings = Settings.resolve(file, repo=repo, passphrase_file=passphrase_file,
                                 passphrase_command=passphrase_command, json=json_output, quiet=quiet, debug=debug,
-                                config_path=str(path) if path else None)
+                                config_path=str(path) if path else None, file_named=bool(config))
     ctx.obj = AppContext(settings)
+    if settings.repo_conflict:
+        ctx.obj.warn_repo_conflict(*settings.repo_conflict)
     if syslog or (file is not None and file.log.syslog):
+        import os
+
         from agent.cli.progress_view import syslog_logger
 
-        ctx.obj.syslog = syslog_logger()
+        ctx.obj.syslog = syslog_logger(ctx.obj.warn, os.environ.get(env.SYSLOG_SOCKET) or "/dev/log")
 
 
 def _print_version(json_output: bool) -> None:
@@ -194,14 +198,15 @@ def _json_error(kind: str, code: int, message: str, hint: str) -> None:
 
 
 def _fail(message: str, hint: str, code: int, debug: bool, kind: str = "failed") -> None:
+    from agent.cli.redaction import redact, secret_values  # an SDK's message may repeat a URL with its password
+
+    secrets = secret_values()
     if debug:
         import traceback
 
-        from agent.cli.redaction import redact, secret_values
-
-        sys.stderr.write(redact(traceback.format_exc(), secret_values()))
-    sys.stderr.write(f"error: {message}\n")
+        sys.stderr.write(redact(traceback.format_exc(), secrets))
+    sys.stderr.write(f"error: {redact(message, secrets)}\n")
     if hint:
-        sys.stderr.write(f"hint: {hint}\n")
-    _json_error(kind, code, message, hint)
+        sys.stderr.write(f"hint: {redact(hint, secrets)}\n")
+    _json_error(kind, code, redact(message, secrets), redact(hint, secrets) if hint else hint)
     sys.exit(code)

@@ -134,17 +134,39 @@ def rich_bar(label: str, console, warn: Callable[[str], None]) -> Iterator[Liste
         yield listener
 
 
-def syslog_logger() -> logging.Logger:
-    """A logger for warnings and run summaries that goes to the local syslog (journald reads it too)."""
+def syslog_logger(warn: Callable[[str], None], socket_path: str = "/dev/log") -> logging.Logger | None:
+    """A logger for warnings and run summaries that goes to the local syslog (journald reads it too), or
+    None after a warning when there is no syslog socket: never a silent fallback to UDP port 514,
+    where nothing may listen and every line would be lost."""
     import logging.handlers
-    import os
 
     logger = logging.getLogger("agent.syslog")
     logger.propagate = False  # stderr already shows these
     logger.setLevel(logging.INFO)
     if not logger.handlers:
-        address = "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
-        handler = logging.handlers.SysLogHandler(address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        problem = _unusable_socket(socket_path)  # the handler itself ignores a failed connect, then loses lines
+        if problem:
+            warn(f"not logging to syslog: its socket {socket_path} {problem} (is rsyslog or journald running?)")
+            return None
+        handler = logging.handlers.SysLogHandler(socket_path, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
         handler.setFormatter(logging.Formatter("agent[%(process)d]: %(message)s"))
         logger.addHandler(handler)
     return logger
+
+
+def _unusable_socket(path: str) -> str | None:
+    """Why nothing can be sent to the syslog socket at `path`, or None when a datagram or stream
+    connection succeeds (the two kinds SysLogHandler tries)."""
+    import socket
+
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(path)
+                return None
+            except FileNotFoundError:
+                return "does not exist"
+            except OSError as exc:
+                error = exc.strerror or exc.__class__.__name__
+    return f"refuses connections ({error})"
+

@@ -30,6 +30,8 @@ _PATTERNS = [
     re.compile(r"""((?:aws_access_key_id|aws_secret_access_key|aws_session_token|access_token|refresh_token|"""
                r"""id_token|client_secret|private_key|password)['"]?\s*[:=]\s*b?['"]?)[^'"&\s,}]+""", re.IGNORECASE),
     re.compile(r"(bearer\s+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE),
+    # a password in a URL's user part, as an SDK repeats an endpoint: http://user:secret@host
+    re.compile(r"""([a-z][a-z0-9+.-]*://[^/\s:@'"]*:)[^@/\s'"]+(?=@)""", re.IGNORECASE),
 ]
 
 

@@ -68,18 +68,21 @@ def install(
         raise UsageError("--cron and --systemd exclude each other")
     at = "{:02d}:{:02d}".format(*sch.parse_at(at))
     config_path = Path(config or a.settings.config_path or _default_config()).expanduser().absolute()
+    cfg = None
     if not config_path.exists():
         a.warn(f"the config file {config_path} does not exist yet; nightly runs fail until it does")
     elif config:  # catch a typo now rather than at 01:00 (a global/default config was loaded already)
         from agent.nightly.configfile import load_config
 
         try:
-            load_config(config_path)
+            cfg = load_config(config_path)
         except AgentError as exc:
             a.warn(f"{exc}; nightly runs fail until it is fixed")
+    else:
+        cfg = a.config_file
     env_file = str(Path(environment_file).expanduser().absolute()) if environment_file else None
     s = sch.Schedule(config_path=str(config_path), at=at, randomized_delay_s=sch.parse_delay(randomized_delay),
-                     environment_file=env_file)
+                     environment_file=env_file, **_unit_paths(cfg))
     loc = _locations(user)
     try:
         done = sch.install(s, loc, "cron" if cron else "systemd" if systemd else "auto")
@@ -105,6 +108,22 @@ def install(
         a.info(note)
     if os.geteuid() == 0 and user:
         a.warn("--user as root installs a timer in root's own user manager; a system timer is usual")
+
+
+def _unit_paths(cfg) -> dict:
+    """What the hardened system unit must let through: the passphrase file (LoadCredential=) and the local
+    repositories and metrics files the run writes (ReadWritePaths=)."""
+    from pathlib import Path
+
+    if cfg is None:
+        return {}
+    locations = [cfg.repository, *(c.repository for c in cfg.copies)]
+    writable = [str(Path(u).expanduser().absolute()) for u in locations if u and "://" not in u]
+    writable += [u.split("://", 1)[1].split("?", 1)[0] for u in locations if u and u.startswith("file://")]
+    metrics = (cfg.metrics.textfile, cfg.metrics.status_textfile)
+    writable += [str(Path(f).expanduser().absolute().parent) for f in metrics if f]
+    passphrase = str(Path(cfg.passphrase_file).expanduser().absolute()) if cfg.passphrase_file else None
+    return {"passphrase_file": passphrase, "writable": tuple(dict.fromkeys(writable))}
 
 
 def _default_config() -> str:
@@ -145,7 +164,8 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
     a: AppContext = app_context(ctx, json_output)
     loc = _locations(user)
     info = sch.installed(loc)
-    nxt = sch.next_run(loc, info) if info["scheduler"] else None
+    running = loc.scheduler_running(info["scheduler"])
+    nxt = sch.next_run(loc, info) if running else None
     state_path = default_state_path()
     try:
         state, state_error = load_state(state_path), None
@@ -153,14 +173,15 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
         state, state_error = None, str(exc)
     if a.settings.json:
         a.emit_json("schedule_status", {"installed": info["scheduler"] is not None, **info,
-                     "next_run": stamps.rfc3339(nxt), "state_file": str(state_path),
+                     "scheduler_running": running, "next_run": stamps.rfc3339(nxt), "state_file": str(state_path),
                      "last_run": state.to_dict() if state else None, "state_error": state_error})
         return
     p = a.out.print
     if info["scheduler"]:
         p(f"installed:    yes, {info['scheduler']} ({', '.join(info['files'])})")
         p(f"schedule:     every day at {info['at'] or '?'}{_delay_text(info['randomized_delay_s'])}")
-        p(f"next run:     {_local(nxt)}")
+        p(f"next run:     {_local(nxt)}" if running else "next run:     none: " + (
+            "no cron daemon is running" if info["scheduler"] == "cron" else "systemd is not running (PID 1)"))
     else:
         p("installed:    no (install with `agent schedule install`)")
     if state_error:

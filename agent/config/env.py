@@ -33,6 +33,7 @@ CONFIG = "AGENT_CONFIG"
 CACHE_DIR = "AGENT_CACHE_DIR"
 STATE_DIR = "AGENT_STATE_DIR"
 SCHEDULE_ROOT = "AGENT_SCHEDULE_ROOT"  # tests: install schedules under this root instead of /
+SYSLOG_SOCKET = "AGENT_SYSLOG_SOCKET"  # tests: the syslog socket instead of /dev/log
 
 # cloud drive logins (`agent login`; the OneDrive client id is read by its backend, backends.env)
 GDRIVE_CLIENT_SECRETS = "AGENT_GDRIVE_CLIENT_SECRETS"
@@ -47,4 +48,4 @@ STATUS = "AGENT_STATUS"
 #: never passed on to hooks, whatever the configuration says
 SECRETS = (PASSPHRASE, NEW_PASSPHRASE, TO_PASSPHRASE, FROM_PASSPHRASE)
 #: for the test suite only, so not in the user documentation
-TEST_ONLY = (SCHEDULE_ROOT,)
+TEST_ONLY = (SCHEDULE_ROOT, SYSLOG_SOCKET)

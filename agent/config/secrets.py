@@ -9,6 +9,8 @@ keeps it so, as agent.config cannot import backends.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from agent.config import env
 
 #: credentials the storage SDKs (and the Terraform providers of terraform/) read, whatever the suffix
@@ -24,3 +26,16 @@ def is_secret(name: str) -> bool:
     """True for a variable whose value is a secret itself (not a path to one: *_FILE names stay)."""
     upper = name.upper()
     return name in env.SECRETS or upper in SDK_SECRETS or upper.endswith(SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """Marks a config field that holds a credential (`Annotated[str, Secret()]`), so `config show` and
+    every other printout derive what to hide from the model itself instead of a list kept beside it.
+
+    kind: "value" (show only that it is set), "url" (scheme and host; the path and query of a chat
+    webhook or ping URL are its token), "scheme" (Apprise URLs carry tokens even in the host part),
+    "location" (a repository: the path stays, the password and secret query values go).
+    """
+
+    kind: str = "value"

@@ -1,5 +1,10 @@
-"""Settings from flags and AGENT_* environment variables (flags win). Secrets are read from files,
-commands, the environment or a prompt; never from argv, and never logged."""
+"""Settings from flags, AGENT_* environment variables and the config file. Secrets are read from files,
+commands, the environment or a prompt; never from argv, and never logged.
+
+Precedence (docs/configuration.md#precedence): flags > a config file named with --config >
+AGENT_* variables > a config file found by AGENT_CONFIG or in a default location > defaults. A file
+named on the command line is the most recent, deliberate choice; a variable left in a shell must not
+silently pair its repository with that file's passphrase."""
 
 from __future__ import annotations
 
@@ -25,13 +30,22 @@ class Settings:
     limit_download: str | None = None
     config_path: str | None = None
     file: object | None = None  # agent.nightly.config.Config, when a config file was loaded
+    #: (which won: "file" or "environment", AGENT_REPO's value, the file's) when the two name different repositories
+    repo_conflict: tuple[str, str, str] | None = None
 
     @classmethod
-    def resolve(cls, file=None, **flags) -> Settings:
-        """Flags win over AGENT_* variables, which win over the config file."""
+    def resolve(cls, file=None, *, file_named: bool = False, **flags) -> Settings:
+        """Flags win; then the config file when it was named with --config (`file_named`), else the
+        AGENT_* variables before the file."""
         def pick(flag: str, var: str, from_file):
+            if file_named:
+                return flags.get(flag) or from_file or os.environ.get(var) or None
             return flags.get(flag) or os.environ.get(var) or from_file or None
 
+        from_env, from_file = os.environ.get(env.REPO), file and file.repository
+        conflict = None
+        if not flags.get("repo") and from_env and from_file and from_env != from_file:
+            conflict = ("file" if file_named else "environment", from_env, from_file)
         return cls(
             repo=pick("repo", env.REPO, file and file.repository),
             passphrase_file=pick("passphrase_file", env.PASSPHRASE_FILE, file and file.passphrase_file),
@@ -44,6 +58,7 @@ class Settings:
             limit_download=pick("limit_download", env.LIMIT_DOWNLOAD, file and file.limits.download),
             config_path=flags.get("config_path"),
             file=file,
+            repo_conflict=conflict,
         )
 
     def require_repo(self) -> str:

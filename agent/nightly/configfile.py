@@ -1,8 +1,10 @@
 """The configuration file (`agent.toml`): repository, passphrase source, sources, limits, window,
 retention, checks, notifications and metrics for unattended runs.
 
-Validated with pydantic so every mistake is reported with the field's path and the bad value
-before any work starts: a typo found at 01:00 by cron is a missed night.
+Validated with pydantic so every mistake is reported with the field's path before any work
+starts: a typo found at 01:00 by cron is a missed night. Messages are built from the field's path
+and the rule it broke, never from the input: a check across a table or a mistyped table name would
+otherwise print credentials. Fields holding one are marked `Secret` (agent.config.secrets).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from agent.config.bandwidth import RateSchedule
 from agent.config.durations import parse_duration
+from agent.config.secrets import Secret
 from agent.config.settings import parse_percent, read_user_file
 from agent.config.sizes import parse_size
 from agent.config.times import next_clock_time
@@ -55,8 +58,11 @@ PositiveShare = Annotated[str, _parsed_by(lambda t: parse_percent(t, "a share", 
 Size = Annotated[str, _parsed_by(parse_size)]
 
 
+Location = Annotated[str, Secret("location")]  # a repository URL may hold a password or a secret query value
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class SuspicionConfig(_Strict):
@@ -91,7 +97,7 @@ class SourceConfig(_Strict):
     post: Optional[str] = None  # run after it, also when it failed (e.g. remove the snapshot)
     hook_timeout_s: float = Field(600, gt=0)
     #: healthchecks.io-style check: GET URL/start before the backup, URL on success, URL/fail with the reason
-    healthcheck: Optional[PingUrl] = Field(None, repr=False)
+    healthcheck: Annotated[Optional[PingUrl], Secret("url")] = Field(None, repr=False)
     suspicion: SuspicionConfig = SuspicionConfig()  # this source's thresholds over the global [suspicion]
 
 
@@ -109,7 +115,7 @@ class CopyConfig(_Strict):
     """`agent copy` to another repository after the backups (`[[copies]]`, docs/copies.md)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    repository: str = Field(min_length=1)
+    repository: Location = Field(min_length=1)
     passphrase_file: Optional[str] = None
     passphrase_command: Optional[str] = None
     sources: list[str] = []  # names of the sources whose snapshots to copy; empty: all of this host's
@@ -178,11 +184,11 @@ class LogConfig(_Strict):
 
 
 class Config(_Strict):
-    repository: Optional[str] = None
+    repository: Optional[Location] = None
     passphrase_file: Optional[str] = None
     passphrase_command: Optional[str] = None
     host: Optional[str] = None
-    env: dict[str, str] = {}  # backend credentials for the SDKs (AWS_ACCESS_KEY_ID, ...): a secret
+    env: Annotated[dict[str, str], Secret()] = {}  # backend credentials for the SDKs (AWS_ACCESS_KEY_ID, ...): a secret
     limits: LimitsConfig = LimitsConfig()
     window: WindowConfig = WindowConfig()
     sources: list[SourceConfig] = []
@@ -235,27 +241,6 @@ class Config(_Strict):
         return found
 
 
-_SECRET_WORDS = ("env", "webhook", "apprise", "password", "passphrase", "healthcheck", "token", "secret", "key",
-                 "header", "url", "repository")
-
-
-def _shown(err) -> str:
-    """The offending value, for an error message, when it cannot be a secret: a number, a boolean or a
-    short string of a field that holds no credentials. Never a table (a check across a whole table,
-    such as duplicate source names, would print all of it, [env] included), never an unknown key's
-    value (a mistyped [notify.webhok] holds a URL with its token)."""
-    if err["type"] in ("missing", "extra_forbidden"):
-        return ""
-    value = err.get("input")
-    where = " ".join(str(part).lower() for part in err["loc"])
-    if isinstance(value, (bool, int, float)):
-        return f" (got {value!r})"
-    if isinstance(value, str) and len(value) <= 64 and not any(w in where for w in _SECRET_WORDS) \
-            and "://" not in value and "@" not in value:
-        return f" (got {value!r})"
-    return ""
-
-
 def _loc(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -264,7 +249,8 @@ def _loc(loc: tuple) -> str:
 
 
 def load_config(path: Path) -> Config:
-    """Parse and validate; any problem is one UsageError naming the file, the field and the value."""
+    """Parse and validate; any problem is one UsageError naming the file, the field and the rule (a
+    value only where the field's own parser quotes it: sizes, rates, times, never a credential)."""
     raw = read_user_file(path, "config", missing_hint="create it (see docs/nightly.md) or pass --config")
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
@@ -278,7 +264,7 @@ def load_config(path: Path) -> Config:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting (a typo?)"
-            lines.append(f"{_loc(err['loc'])}: {msg}{_shown(err)}")
+            lines.append(f"{_loc(err['loc'])}: {msg}")
         raise UsageError(f"config file {path} has {len(lines)} error(s): " + "; ".join(lines)) from None
     secrets = cfg.secrets()
     mode = stat.S_IMODE(path.stat().st_mode)

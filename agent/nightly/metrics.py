@@ -16,7 +16,7 @@ from agent.nightly.report import RunReport
 
 
 class MetricsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     textfile: str | None = None  # e.g. /var/lib/node_exporter/textfile_collector/agent.prom
     #: where `agent status` writes every host's staleness (its own file: `textfile` is this machine's run)

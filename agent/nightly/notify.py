@@ -17,11 +17,12 @@ import urllib.error
 import urllib.request
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent.config.secrets import Secret
 from agent.nightly.report import RunReport, iso, summarize
 
 Event = Literal["failure", "warning", "success"]
@@ -29,11 +30,11 @@ _RETRY_DELAY_S = 1.0
 
 
 class WebhookConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     # chat webhooks (Slack, Mattermost, ...) carry their token in the URL path: keep it out of reprs
-    url: str = Field(repr=False)
-    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # e.g. Authorization
+    url: Annotated[str, Secret("url")] = Field(repr=False)
+    headers: Annotated[dict[str, str], Secret()] = Field(default_factory=dict, repr=False)  # e.g. Authorization
     timeout_s: float = Field(10.0, gt=0)
     on: list[Event] | None = None  # overrides [notify].on for this channel
 
@@ -47,7 +48,7 @@ class WebhookConfig(BaseModel):
 
 
 class EmailConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     host: str
     port: int = Field(587, ge=1, le=65535)  # 465 when ssl = true and no port is given
@@ -80,9 +81,9 @@ class EmailConfig(BaseModel):
 class AppriseConfig(BaseModel):
     """Any service Apprise knows (Telegram, Matrix, ntfy, Teams, Pushover, ...): one URL each."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    urls: list[str] = Field(min_length=1, repr=False)  # they carry tokens and passwords
+    urls: Annotated[list[str], Secret("scheme")] = Field(min_length=1, repr=False)  # they carry tokens and passwords
     on: list[Event] | None = None
 
     @field_validator("urls", mode="before")
@@ -104,7 +105,7 @@ def _failure_and_warning() -> list[Event]:
 
 
 class NotifyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     on: list[Event] = Field(default_factory=_failure_and_warning)
     webhook: WebhookConfig | None = None
@@ -168,7 +169,7 @@ def _send_apprise(cfg: AppriseConfig, report: RunReport) -> None:
     try:
         import apprise
     except ImportError:
-        raise RuntimeError("Apprise is not installed: pip install 'agent[apprise]'") from None
+        raise RuntimeError("Apprise is not installed: pip install 'agent-imagebackup[apprise]'") from None
     bad = []
     for i, url in enumerate(cfg.urls, 1):  # one object per URL, so a failure names which (by position)
         target = apprise.Apprise()

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.errors import AgentError, UsageError
+from agent.nightly import daemons
 
 NAME = "agent-backup"
 SERVICE, TIMER = f"{NAME}.service", f"{NAME}.timer"
@@ -37,6 +38,8 @@ class Schedule:
     environment_file: str | None = None
     command: list[str] = field(default_factory=lambda: agent_command())
     lock_file: str = LOCK_FILE       # cron only: systemd never starts an active oneshot twice
+    passphrase_file: str | None = None  # system unit: handed over with LoadCredential=
+    writable: tuple[str, ...] = ()   # system unit: paths the run writes besides its cache and state (local repos)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,17 @@ class Locations:
 
     @property
     def systemd_running(self) -> bool:
-        return (self.root / "run/systemd/system").is_dir()
+        return daemons.systemd_running(self.root)
+
+    @property
+    def cron_daemon(self) -> str | None:
+        return daemons.cron_daemon(self.root)
+
+    def scheduler_running(self, scheduler: str | None) -> bool:
+        """Whether the installed schedule can fire now (`status` shows no next run otherwise)."""
+        if scheduler == "cron":
+            return self.cron_daemon is not None
+        return scheduler is not None and self.systemd_running
 
     @property
     def live(self) -> bool:
@@ -103,10 +116,30 @@ def render_service(s: Schedule, *, user: bool = False) -> str:
     # no secrets here: units are world-readable; they live in the config file or the EnvironmentFile
     net = "" if user else "Wants=network-online.target\nAfter=network-online.target\n"
     env = f"EnvironmentFile={_systemd_escape(s.environment_file)}\n" if s.environment_file else ""
+    argv = [_systemd_arg(a) for a in run_argv(s)]
+    if s.passphrase_file and not user:  # a flag: it wins over the config file's passphrase_file (the same file)
+        argv[len(s.command):len(s.command)] = ["--passphrase-file", "%d/passphrase"]
     return (f"{_HEADER}[Unit]\nDescription=agent nightly backup\n{net}\n"
             "[Service]\nType=oneshot\n"
-            f"ExecStart={' '.join(_systemd_arg(a) for a in run_argv(s))}\n{env}"
-            "Nice=19\nIOSchedulingClass=idle\nCPUSchedulingPolicy=batch\n")
+            f"ExecStart={' '.join(argv)}\n{env}"
+            "Nice=19\nIOSchedulingClass=idle\nCPUSchedulingPolicy=batch\n"
+            + ("" if user else _hardening(s)))
+
+
+def _hardening(s: Schedule) -> str:
+    """A system service sees the system read-only except where the run writes: its cache and state
+    (systemd creates them), local repositories and what the config names. Devices stay visible (a backup
+    reads disks; pre hooks make LVM snapshots, hence LVM's lock and metadata dirs). User units get none
+    of this: an unprivileged manager cannot set up these namespaces."""
+    writable = ["-/run/lock", "-/run/lvm", "-/etc/lvm/archive", "-/etc/lvm/backup", *(f"-{p}" for p in s.writable)]
+    cred = ""
+    if s.passphrase_file:
+        cred = (f"LoadCredential=passphrase:{_systemd_escape(s.passphrase_file)}\n"
+                "Environment=AGENT_PASSPHRASE_FILE=%d/passphrase\n")
+    return ("ProtectSystem=strict\nProtectHome=read-only\nPrivateTmp=yes\nNoNewPrivileges=yes\n"
+            "PrivateDevices=no\nProtectKernelTunables=yes\nProtectControlGroups=yes\nRestrictSUIDSGID=yes\n"
+            "CacheDirectory=agent\nStateDirectory=agent\nEnvironment=AGENT_CACHE_DIR=%C/agent\n"
+            f"ReadWritePaths={' '.join(_systemd_arg(p) for p in writable)}\n{cred}")
 
 
 def render_timer(s: Schedule) -> str:
@@ -263,6 +296,11 @@ def choose_scheduler(loc: Locations, scheduler: str = "auto") -> str:
         if not loc.cron_file.parent.is_dir():
             raise UsageError(f"systemd is not running and {loc.cron_file.parent} does not exist: no cron to use",
                              hint="install cron (e.g. apt-get install cron), or run this on a systemd host")
+        if loc.cron_daemon is None:
+            raise UsageError(f"no cron daemon is running (none of {', '.join(sorted(daemons.CRON_DAEMONS))} in "
+                             f"{loc.root / 'proc'}) and systemd is not PID 1: an entry in {loc.cron_file.parent} "
+                             "would never run", hint="start cron (e.g. `service cron start`, and enable it at boot), "
+                             "then install again; for an image that boots systemd, use --systemd")
     return scheduler
 
 

@@ -127,6 +127,10 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                 written = sum(n for _, n in work.supplied)
                 record(work.supplied)
                 listener(Advanced(written))
+            # a fixed window also queues jobs beyond its workers: a worker that finishes starts the next
+            # read at once instead of idling until the main thread gets the interpreter lock to submit it
+            # (a queued job holds no memory until it runs)
+            ahead = int(os.environ.get("AGENT_QUEUE_AHEAD", "2")) if reads.fixed else 0
             pool = ThreadPoolExecutor(reads.limit, thread_name_prefix="restore")
             try:
                 for copied in as_done(pool, copy, [(items,) for items in work.copies], lambda: LOCAL):
@@ -138,7 +142,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                         b = work.copied.pop(cid)
                         by_pack[b.pack].append(b)
                 groups = [(p, g) for p, blist in by_pack.items() for g in ranges(blist, max_read)]
-                for fut in as_done(pool, fetch, groups, lambda: reads.size):
+                for fut in as_done(pool, fetch, groups, lambda: reads.size + ahead):
                     n, bad, done_ranges = fut.result()
                     written += n
                     damaged.extend(bad)

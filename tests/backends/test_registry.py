@@ -111,7 +111,7 @@ def test_missing_sdk_names_the_extra_to_install(url, blocked, extra, package):
     assert child.returncode == 0, child.stderr
     error = json.loads(child.stdout)
     assert error["type"] == "BackendUnavailable" and "BackendError" in error["mro"]
-    assert f"install it with: pip install 'agent[{extra}]'" in error["message"]
+    assert f"install it with: pip install 'agent-imagebackup[{extra}]'" in error["message"]
     assert f"needs the Python package '{package}'" in error["message"]
 
 
@@ -123,4 +123,4 @@ def test_missing_sdk_through_the_cli_is_one_clear_line(tmp_path):
     assert child.returncode == 17, child.stderr
     assert "Traceback" not in child.stderr
     first = child.stderr.splitlines()[0]
-    assert first.startswith("error:") and "pip install 'agent[s3]'" in first
+    assert first.startswith("error:") and "pip install 'agent-imagebackup[s3]'" in first

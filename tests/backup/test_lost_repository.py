@@ -63,7 +63,7 @@ def test_lock_removed_and_pruned_during_the_backup(cli, tmp_path):
 
 
 def test_s3_bucket_emptied_during_the_backup(cli, tmp_path, moto_endpoint):
-    boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+    boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
     bucket = f"lost-{uuid.uuid4().hex[:12]}"

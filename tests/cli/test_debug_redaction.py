@@ -15,7 +15,7 @@ SESSION_TOKEN = "redaction-test-session-token-0123456789"
 
 @pytest.fixture
 def s3_repo(moto_endpoint) -> dict[str, str]:
-    boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+    boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
     bucket = f"debug-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket=bucket)

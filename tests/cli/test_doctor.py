@@ -85,7 +85,7 @@ def test_unknown_scheme_fails_the_open_check(cli):
 # -- S3 (moto) and GCS (fake-gcs-server) ----------------------------------------------------------
 
 def _s3_bucket(endpoint: str) -> tuple[object, str]:
-    boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+    boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
     bucket = f"doctor-{uuid.uuid4().hex[:16]}"
@@ -116,7 +116,7 @@ def test_s3_all_checks_pass_beside_a_live_repository(cli, moto_endpoint):
 
 
 def test_s3_missing_bucket_fails(cli, moto_endpoint):
-    pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+    pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
     cli.env.update(AWS, AGENT_REPO=f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/repo?endpoint={moto_endpoint}")
     res = cli("doctor", check=False, env=NO_PASSPHRASE)
     assert res.code == 17 and "does not exist" in res.err and "Traceback" not in res.err
@@ -147,7 +147,7 @@ def test_s3_wrong_credentials_fail_fast_and_clearly(cli):
 
 
 def test_gcs_all_checks_pass(cli, gcs_endpoint):
-    storage = pytest.importorskip("google.cloud.storage", reason="pip install 'agent[gcs]'")
+    storage = pytest.importorskip("google.cloud.storage", reason="pip install 'agent-imagebackup[gcs]'")
     from google.auth.credentials import AnonymousCredentials
 
     client = storage.Client(project="test", credentials=AnonymousCredentials(),

@@ -27,9 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "schemas"
 
 SUCCESS_IMPOSSIBLE = {"login", "mount", "serve", "retain", "schedule install"}
-#: `config check` prints {"event": "config_check", ...} once the config work lands; until then its
-#: success prints a human line even with --json, so only its failure is validated
-NO_RESULT_YET = {"config check"}
 
 
 @dataclass
@@ -188,13 +185,10 @@ def test_json_output_matches_the_schema(command, world, tmp_path):
     succeed, fail = CASES[command]
     cli = _fresh(world, tmp_path)
     res = cli("--json", *succeed(cli, world), check=False)
-    if command in NO_RESULT_YET:  # prints its human line even with --json until the config work lands
-        assert res.code == 0, res.err
-    else:
-        events = _validate(command, res.out)
+    events = _validate(command, res.out)
     if command in SUCCESS_IMPOSSIBLE:
         assert res.code != 0 and events and events[-1]["event"] == "error", (res.out, res.err)
-    elif command not in NO_RESULT_YET:
+    else:
         assert res.code in RESULT_CODES.get(command, {0}), (res.code, res.out, res.err)
         assert events and events[-1]["event"] == command.replace(" ", "_"), res.out
     res = cli("--json", *fail(cli, world), check=False)

@@ -47,7 +47,7 @@ class Target:
 
 @pytest.fixture
 def s3_target(request) -> Target:
-    boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+    boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = f"copy-{uuid.uuid4().hex[:16]}"
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
@@ -65,7 +65,7 @@ def s3_target(request) -> Target:
 
 @pytest.fixture
 def sftp_target(request) -> Target:
-    pytest.importorskip("paramiko", reason="pip install 'agent[sftp]'")
+    pytest.importorskip("paramiko", reason="pip install 'agent-imagebackup[sftp]'")
     server = request.getfixturevalue("sshd_server")
     root = server.data_dir / uuid.uuid4().hex
     return Target(server.url(root), {"SSH_AUTH_SOCK": ""},

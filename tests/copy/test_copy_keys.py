@@ -35,7 +35,8 @@ def test_wrong_target_passphrase_is_one_clear_line(cli, nights, tmp_path):
     bad.write_text("not it\n")
     res = cli("copy", "--to-repo", str(b), "--to-passphrase-file", str(bad), check=False)
     assert res.code == 11 and "Traceback" not in res.err
-    assert "target repository passphrase: wrong passphrase" in res.err and "not it" not in res.err
+    assert f"error: repository {b}: target repository passphrase: wrong passphrase" in res.err, res.err
+    assert "not it" not in res.err
     assert cli(*on_b, "snapshots", "--json").json()["snapshots"] == []  # nothing was written
 
 

@@ -22,7 +22,7 @@ from tests.diskimage import MissingTool, build_sample_image
 from tests.servers.faultproxy import S3_SLOWDOWN, Fault, FaultProxy
 from tests.servers.moto import moto_api, start_moto
 
-boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
 
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
          "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}

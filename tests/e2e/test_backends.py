@@ -27,7 +27,7 @@ def days(tmp_path_factory) -> Days:
 
 
 def s3_target(request) -> Target:
-    boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+    boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = f"e2e-{uuid.uuid4().hex[:16]}"
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
@@ -44,7 +44,7 @@ def s3_target(request) -> Target:
 
 
 def gcs_target(request) -> Target:
-    storage = pytest.importorskip("google.cloud.storage", reason="pip install 'agent[gcs]'")
+    storage = pytest.importorskip("google.cloud.storage", reason="pip install 'agent-imagebackup[gcs]'")
     from google.auth.credentials import AnonymousCredentials
 
     endpoint = request.getfixturevalue("gcs_endpoint")
@@ -60,14 +60,14 @@ def gcs_target(request) -> Target:
 
 
 def sftp_target(request) -> Target:
-    pytest.importorskip("paramiko", reason="pip install 'agent[sftp]'")
+    pytest.importorskip("paramiko", reason="pip install 'agent-imagebackup[sftp]'")
     server = request.getfixturevalue("sshd_server")
     root = server.data_dir / uuid.uuid4().hex
     return Target(server.url(root), lambda: _files(root), {"SSH_AUTH_SOCK": ""})
 
 
 def smb_target(request) -> Target:
-    pytest.importorskip("smbclient", reason="pip install 'agent[smb]'")
+    pytest.importorskip("smbclient", reason="pip install 'agent-imagebackup[smb]'")
     server = request.getfixturevalue("smbd_server")
     name = uuid.uuid4().hex
     return Target(server.url(f"/{name}"), lambda: _files(server.share_dir / name),

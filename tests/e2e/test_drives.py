@@ -36,7 +36,7 @@ def days(tmp_path_factory) -> Days:
 
 
 def gdrive_target(request, tmp: Path) -> Target:
-    pytest.importorskip("googleapiclient", reason="pip install 'agent[gdrive]'")
+    pytest.importorskip("googleapiclient", reason="pip install 'agent-imagebackup[gdrive]'")
     fake = request.getfixturevalue("gdrive_fake")
     refresh = f"e2e-refresh-{uuid.uuid4().hex}"
     with fake.state.lock:
@@ -71,7 +71,7 @@ def gdrive_target(request, tmp: Path) -> Target:
 
 
 def dropbox_target(request, tmp: Path) -> Target:
-    pytest.importorskip("dropbox", reason="pip install 'agent[dropbox]'")
+    pytest.importorskip("dropbox", reason="pip install 'agent-imagebackup[dropbox]'")
     from backends.dropbox.auth import save_token
 
     fake = request.getfixturevalue("dropbox_fake")
@@ -89,7 +89,7 @@ def dropbox_target(request, tmp: Path) -> Target:
 
 
 def onedrive_target(request, tmp: Path) -> Target:
-    pytest.importorskip("msgraph", reason="pip install 'agent[onedrive]'")
+    pytest.importorskip("msgraph", reason="pip install 'agent-imagebackup[onedrive]'")
     import requests
 
     from backends.onedrive.auth import login

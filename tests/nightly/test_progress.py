@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
 MiB = 1 << 20
 
 
@@ -42,21 +40,19 @@ def test_json_lines_progress_then_one_summary(tmp_path, cli):
 
 
 def test_syslog_receives_warnings_and_the_outcome(tmp_path, cli):
-    """Without /dev/log (containers) the handler sends to localhost:514 over UDP: listen there."""
+    """A real datagram socket stands in for /dev/log (AGENT_SYSLOG_SOCKET), as rsyslog or journald bind it."""
     import socket
 
-    if os.path.exists("/dev/log"):
-        pytest.skip("this machine has /dev/log; the UDP fallback is not used")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind(("127.0.0.1", 514))
-    except OSError as exc:
-        pytest.skip(f"cannot listen on udp/514 here: {exc}")
+    path = tmp_path / "log"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
     sock.settimeout(10)
     try:
         img = _image(tmp_path)
         cli("init")
-        cli("--syslog", "backup", str(img), "--max-duration", "0s", check=False)
+        res = cli("--syslog", "backup", str(img), "--max-duration", "0s", check=False,
+                  env={"AGENT_SYSLOG_SOCKET": str(path)})
+        assert "not logging to syslog" not in res.err
         messages = []
         while True:
             try:
@@ -68,3 +64,12 @@ def test_syslog_receives_warnings_and_the_outcome(tmp_path, cli):
     finally:
         sock.close()
     assert any("agent[" in m and "incomplete" in m and str(img) in m for m in messages), messages
+
+
+def test_syslog_without_a_socket_says_so_instead_of_sending_to_udp_514(tmp_path, cli):
+    """issue 24: without /dev/log the handler went to localhost:514 over UDP, silently; nothing may listen."""
+    cli("init")
+    missing = tmp_path / "no-such-log"
+    res = cli("--syslog", "snapshots", env={"AGENT_SYSLOG_SOCKET": str(missing)})
+    assert f"warning: not logging to syslog: its socket {missing} does not exist" in res.err, res.err
+    assert "0 snapshot(s)" in res.err and res.code == 0  # the command itself still runs

@@ -182,16 +182,23 @@ def test_secrets_need_a_private_file_and_never_show(tmp_path, cli):
     assert res.code == 2 and "chmod 600" in res.err and "env.AWS_SECRET_ACCESS_KEY" in res.err
     cfg.chmod(0o600)
     shown = cli("--config", str(cfg), "config", "show", env={"AGENT_REPO": ""})
-    assert "hunter2hunter2" not in shown.out and "<redacted>" in shown.out
+    assert "hunter2hunter2" not in shown.out and "(set)" in shown.out
 
 
-def test_flags_beat_environment_beat_file(tmp_path, cli):
+def test_flags_beat_named_file_beats_environment_beats_found_file(tmp_path, cli):
     cfg = _write_config(tmp_path / "agent.toml", 'repository = "/from/file"\n[limits]\nupload = "1MiB/s"\n')
     env_only = cli("--config", str(cfg), "config", "show", "--json", env={"AGENT_REPO": ""}).json()
     assert env_only["repository"] == "/from/file" and env_only["limits"]["upload"] == "1MiB/s"
-    from_env = cli("--config", str(cfg), "config", "show", "--json",
-                   env={"AGENT_REPO": "/from/env", "AGENT_LIMIT_UPLOAD": "2MiB/s"}).json()
-    assert from_env["repository"] == "/from/env" and from_env["limits"]["upload"] == "2MiB/s"
+    # a file found through AGENT_CONFIG (or a default location) yields to the variables ...
+    from_env = cli("config", "show", "--json",
+                   env={"AGENT_CONFIG": str(cfg), "AGENT_REPO": "/from/env", "AGENT_LIMIT_UPLOAD": "2MiB/s"})
+    assert from_env.json()["repository"] == "/from/env" and from_env.json()["limits"]["upload"] == "2MiB/s"
+    assert "using the repository /from/env, not /from/file" in from_env.err, from_env.err
+    # ... one named with --config wins over them
+    named = cli("--config", str(cfg), "config", "show", "--json",
+                env={"AGENT_REPO": "/from/env", "AGENT_LIMIT_UPLOAD": "2MiB/s"})
+    assert named.json()["repository"] == "/from/file" and named.json()["limits"]["upload"] == "1MiB/s"
+    assert "using the repository /from/file, not /from/env" in named.err, named.err
     from_flag = cli("--config", str(cfg), "--repo", "/from/flag", "config", "show", "--json",
                     env={"AGENT_REPO": "/from/env"}).json()
     assert from_flag["repository"] == "/from/flag" and from_flag["config_file"] == str(cfg)

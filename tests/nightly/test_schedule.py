@@ -54,10 +54,31 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     for line in ("Type=oneshot", "Nice=19", "IOSchedulingClass=idle", "CPUSchedulingPolicy=batch",
                  "After=network-online.target"):
         assert line + "\n" in text
-    assert "Environment" not in text
+    assert "EnvironmentFile" not in text and "LoadCredential" not in text and "AGENT_PASSPHRASE" not in text
     ttext = timer.read_text()
     for line in ("OnCalendar=*-*-* 02:30:00", "Persistent=true", "RandomizedDelaySec=900", "WantedBy=timers.target"):
         assert line + "\n" in ttext
+
+
+@needs_analyze
+def test_system_unit_is_hardened_and_gets_the_passphrase_as_a_credential(tmp_path):
+    s = sch.Schedule(config_path="/etc/agent/agent.toml", command=PY_AGENT, passphrase_file="/etc/agent/passphrase",
+                     writable=("/srv/backup",))
+    service, timer = _write_units(tmp_path / "system", s)
+    _verify(service, timer)
+    text = service.read_text()
+    for line in ("ProtectSystem=strict", "ProtectHome=read-only", "PrivateTmp=yes", "NoNewPrivileges=yes",
+                 "PrivateDevices=no", "CacheDirectory=agent", "StateDirectory=agent",
+                 "Environment=AGENT_CACHE_DIR=%C/agent", "LoadCredential=passphrase:/etc/agent/passphrase",
+                 "Environment=AGENT_PASSPHRASE_FILE=%d/passphrase"):
+        assert line + "\n" in text, text
+    rw = next(line for line in text.splitlines() if line.startswith("ReadWritePaths="))
+    assert {"-/srv/backup", "-/run/lock"} <= set(rw.removeprefix("ReadWritePaths=").split())
+    # a flag, so it wins over the config file's own passphrase_file (docs/configuration.md#precedence)
+    assert f"ExecStart={sys.executable} -m agent --passphrase-file %d/passphrase --config /etc/agent/agent.toml run\n" \
+        in text
+    user_text = sch.render_service(s, user=True)  # an unprivileged manager cannot set up the namespaces
+    assert "ProtectSystem" not in user_text and "LoadCredential" not in user_text
 
 
 @needs_analyze
@@ -138,6 +159,7 @@ def test_cron_line_runs_and_never_overlaps(tmp_path):
 def root(tmp_path, cli) -> Path:
     r = tmp_path / "root"
     (r / "etc/cron.d").mkdir(parents=True)
+    _process(r, 4242, "cron")  # a cron daemon runs in this tree (agent.nightly.daemons reads root/proc)
     cli.env.update(AGENT_SCHEDULE_ROOT=str(r), AGENT_STATE_DIR=str(tmp_path / "state"))
     return r
 
@@ -175,6 +197,61 @@ def test_cli_install_cron_is_idempotent_and_removable(cli, root, config):
     assert cli("schedule", "remove").out.strip() == "no nightly schedule was installed"
 
 
+def _process(root: Path, pid: int, comm: str, cmdline: str = "") -> None:
+    """Test data: one process as /proc shows it."""
+    d = root / "proc" / str(pid)
+    d.mkdir(parents=True)
+    (d / "comm").write_text(comm + "\n")
+    (d / "cmdline").write_text(cmdline.replace(" ", "\0") + "\0")
+
+
+def test_cron_and_systemd_are_found_only_when_running(tmp_path):
+    from agent.nightly.daemons import cron_daemon, systemd_running
+
+    r = tmp_path / "r"
+    _process(r, 1, "init")
+    _process(r, 77, "sshd")
+    assert cron_daemon(r) is None and not systemd_running(r)
+    _process(r, 78, "busybox", "busybox crond -f")
+    assert cron_daemon(r) == "busybox crond"
+    _process(r, 79, "crond")
+    assert cron_daemon(r) in ("crond", "busybox crond")
+    (r / "proc/1/comm").write_text("systemd\n")  # PID 1 without a shared /run/systemd (a container)
+    assert systemd_running(r)
+    assert cron_daemon(tmp_path / "nothing") is None
+
+
+def test_cli_install_refuses_cron_when_no_cron_daemon_runs(cli, root, config):
+    """issue 24: /etc/cron.d present, neither systemd nor a cron daemon running: install reported
+    success and status showed a next run."""
+    shutil.rmtree(root / "proc")
+    res = cli("schedule", "install", "--at", "01:00", "--config", str(config), check=False)
+    assert res.code == 2 and "no cron daemon is running" in res.err and "would never run" in res.err, res.err
+    assert "installed" not in res.out and not (root / "etc/cron.d/agent-backup").exists()
+    res = cli("schedule", "install", "--cron", "--config", str(config), check=False)
+    assert res.code == 2 and "no cron daemon is running" in res.err
+    # installed while cron ran, which has stopped since: no next run
+    _process(root, 4242, "cron")
+    cli("schedule", "install", "--config", str(config))
+    shutil.rmtree(root / "proc")
+    st = cli("schedule", "status", "--json").json()
+    assert st["installed"] is True and st["scheduler_running"] is False and st["next_run"] is None
+    assert "next run:     none: no cron daemon is running" in cli("schedule", "status").out
+
+
+def test_cli_install_refuses_on_this_machine_without_a_running_scheduler(cli, tmp_path, config):
+    """The real system: this test machine runs neither systemd as PID 1 nor a cron daemon."""
+    from agent.nightly.daemons import cron_daemon, systemd_running
+
+    if systemd_running(Path("/")) or cron_daemon(Path("/")) or not Path("/etc/cron.d").is_dir():
+        pytest.skip("this machine runs a scheduler (or has no /etc/cron.d): the refusal cannot be shown here")
+    before = sorted(os.listdir("/etc/cron.d"))
+    cli.env.update(AGENT_STATE_DIR=str(tmp_path / "state"))
+    res = cli("schedule", "install", "--config", str(config), check=False)
+    assert res.code == 2 and "no cron daemon is running" in res.err, res.err
+    assert sorted(os.listdir("/etc/cron.d")) == before
+
+
 def _cron_fields(text: str) -> tuple[str, str]:
     m, h = next(line for line in text.splitlines() if line and line[0].isdigit()).split()[:2]
     return f"{int(h):02d}", f"{int(m):02d}"
@@ -199,7 +276,8 @@ def test_cli_install_without_any_scheduler_fails_clearly(cli, root, config):
     assert res.code == 2 and "HH:MM" in res.err
     res = cli("schedule", "install", "--user", "--config", str(config), check=False)
     assert res.code == 2 and "no user manager" in res.err
-    assert [p for p in root.rglob("*") if p.is_file()] == []  # nothing half-installed
+    installed = [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "proc"]
+    assert installed == []  # nothing half-installed
 
 
 @needs_analyze

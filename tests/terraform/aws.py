@@ -103,7 +103,7 @@ class Account:
             raise
 
     def _setup(self, aws_module: dict, tmp: Path) -> None:
-        boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+        boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
         from botocore.config import Config
 
         self.endpoint = self.server.url

@@ -21,7 +21,7 @@ import pytest
 from agent.repo import layout
 from tests.terraform.aws import PREFIX, error_code
 
-boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
 from botocore.exceptions import ClientError  # noqa: E402
 
 

@@ -272,7 +272,7 @@ def test_a_lifecycle_rule_aborts_unfinished_uploads_nobody_prunes(aws_module):
 
 # ---- the split of rights, through the real CLI against moto with IAM enforcement -------------
 
-boto3 = pytest.importorskip("boto3", reason="pip install 'agent[s3]'")
+boto3 = pytest.importorskip("boto3", reason="pip install 'agent-imagebackup[s3]'")
 from botocore.exceptions import ClientError  # noqa: E402
 
 
