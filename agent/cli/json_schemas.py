@@ -117,8 +117,8 @@ COMMANDS: dict[str, dict[str, Spec | list[Spec]]] = {
                                               "randomized_delay_s": "int"}},
     "schedule remove": {"schedule_remove": {"removed": ["str"]}},
     "schedule status": {"schedule_status": {"installed": "bool", "scheduler": "str?", "files": ["str"],
-                                            "at": "str?", "next_run": "time?", "state_file": "str", "scheduler_running": "bool",
-                                            "last_run": "obj?", "state_error": "str?"}},
+                                            "at": "str?", "next_run": "time?", "state_file": "str",
+                                            "scheduler_running": "bool", "last_run": "obj?", "state_error": "str?"}},
 }
 # the snapshots listing: complete snapshots carry the snapshot's fields, `--all` adds run records
 COMMANDS["snapshots"]["snapshots"] = {"snapshots": [{"anyOf": [_SNAPSHOT, _RUN_RECORD]}]}

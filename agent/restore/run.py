@@ -27,7 +27,7 @@ from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
 from agent.restore.target import TargetFull, preallocate, punch, pwrite_all, remove_partial, write_error, zero_device
-from agent.restore.window import LOCAL, Window, as_done
+from agent.restore.window import LOCAL, QUEUED, Window, as_done
 from agent.source.skipmap import merged, subtract
 
 
@@ -130,7 +130,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
             # a fixed window also queues jobs beyond its workers: a worker that finishes starts the next
             # read at once instead of idling until the main thread gets the interpreter lock to submit it
             # (a queued job holds no memory until it runs)
-            ahead = int(os.environ.get("AGENT_QUEUE_AHEAD", "2")) if reads.fixed else 0
+            ahead = QUEUED if reads.fixed else 0
             pool = ThreadPoolExecutor(reads.limit, thread_name_prefix="restore")
             try:
                 for copied in as_done(pool, copy, [(items,) for items in work.copies], lambda: LOCAL):

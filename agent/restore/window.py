@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 
 LOCAL = 3  # a local repository: measured best (docs/benchmarks.md); more only held memory
+QUEUED = 2  # jobs queued beyond a fixed window's workers (they hold no memory until they run)
 MEMORY = 96 << 20  # bytes of ranges in flight at most: a 150 ms round trip at 600 MB/s (restic 0.18 holds more)
 _SMOOTH = 0.2  # weight of the newest read in the running averages
 

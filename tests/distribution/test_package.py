@@ -58,9 +58,10 @@ def test_pipx_install_with_extras_gives_a_working_agent(dists, tmp_path):
         pytest.fail("pipx is missing: apt-get install pipx (make dist-deps)")
     env = {"PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin")}
     _run(pipx, "install", f"{dists['.whl']}[s3,sftp]", env=env)
-    # TODO(--version): switch to `agent --version` and check the version printed once the cli part adds it
-    res = _run(tmp_path / "bin" / "agent", "--help")
-    assert "Usage: agent" in res.stdout
+    from agent import __version__
+
+    res = _run(tmp_path / "bin" / "agent", "--version")
+    assert res.stdout.startswith(f"agent {__version__} (repository format "), res.stdout
     _run(tmp_path / "pipx" / "venvs" / NAME / "bin" / "python", "-c", "import boto3, paramiko")
 
 

@@ -9,6 +9,7 @@ Needs root for chroot.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -73,6 +74,16 @@ def disk(tmp_path_factory) -> Path:
 def test_the_chroot_has_no_python(chroot):
     assert run_in(chroot, "python3", "--version").returncode != 0
     assert not list((chroot / "usr/bin").glob("python*"))
+
+
+def test_the_executable_knows_its_version(chroot, inside):
+    from agent import __version__
+
+    _, where = inside
+    res = run_in(chroot, f"{where}/agent", "--version", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"event": "version", "version": __version__, "format_version": 1,
+                                      "python": json.loads(res.stdout)["python"]}
 
 
 def _restore_inside(chroot: Path, where: str, env: dict[str, str]) -> subprocess.CompletedProcess:
