@@ -9,14 +9,12 @@ avoids the terminal: the same code gives the same bytes everywhere.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from typing import Any
 
 import typer
 
-from agent.cli.reference import _default, _help, _option_names, _summary, _type, _walk
+from agent.cli.reference import _default, _help, _option_names, _summary, _type, _walk, generator_main
 
 TITLE = '.TH AGENT 1 "" "agent {version}" "User Commands"'
 SEE_ALSO = ("The full documentation, docs/ in the source tree or the documentation site: cli-reference.md (this "
@@ -87,18 +85,7 @@ def generate(app: typer.Typer | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.cli.manpage", description=__doc__.split("\n")[0])
-    parser.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
-    args = parser.parse_args(argv)
-    text = generate()
-    if not args.output:
-        sys.stdout.write(text)
-        return 0
-    tmp = f"{args.output}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, args.output)
-    return 0
+    return generator_main("python -m agent.cli.manpage", __doc__ or "", generate, argv)
 
 
 if __name__ == "__main__":

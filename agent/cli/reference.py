@@ -13,7 +13,7 @@ import argparse
 import inspect
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import typer
 
@@ -164,8 +164,10 @@ def generate(app: typer.Typer | None = None) -> str:
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.cli.reference", description=__doc__.split("\n")[0])
+def generator_main(prog: str, doc: str, generate: Callable[[], str], argv: list[str] | None) -> int:
+    """The command line of a generated document (this reference, the man page): stdout, or -o FILE
+    written atomically."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
     parser.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
     args = parser.parse_args(argv)
     text = generate()
@@ -177,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         f.write(text)
     os.replace(tmp, args.output)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generator_main("python -m agent.cli.reference", __doc__ or "", generate, argv)
 
 
 if __name__ == "__main__":
