@@ -76,7 +76,9 @@ def _is_connection_error(exc: BaseException) -> bool:
         return not isinstance(exc, paramiko.AuthenticationException)
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         return True
-    return isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS
+    # paramiko's channel raises a bare OSError("Socket is closed") when the session dies under a write
+    return isinstance(exc, OSError) and (exc.errno in _NETWORK_ERRNOS or
+                                         (exc.errno is None and str(exc) == "Socket is closed"))
 
 
 def _translate(exc: BaseException, what: str) -> BackendError:

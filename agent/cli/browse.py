@@ -139,7 +139,8 @@ def _used(image, part: dict) -> int | None:
 
 def _entry_json(e) -> dict:
     return {"path": e.path, "name": e.name, "type": e.kind, "size": e.size, "mode": f"{e.mode:04o}", "uid": e.uid,
-            "gid": e.gid, "mtime": stamps.rfc3339(datetime.fromtimestamp(e.mtime, UTC)), "target": e.target}
+            "gid": e.gid, "mtime": stamps.rfc3339(datetime.fromtimestamp(e.mtime, UTC), fraction=True),
+            "target": e.target}
 
 
 def _long(e, full: bool) -> str:

@@ -369,3 +369,15 @@ def test_a_put_cut_off_mid_write_leaves_a_leftover_that_can_be_removed(sshd_serv
         again.remove_leftover(left)
         assert again.list_leftovers(0) == []
         assert sorted(p.name for p in (repo_dir / "data" / "ab").iterdir()) == ["kept"]
+
+
+def test_a_channel_closed_under_a_write_is_a_transient_error():
+    """paramiko raises a bare OSError("Socket is closed") from Channel.send when the session dies
+    (the cut-off test above hits it when the kill lands between two writes): the retry layer must see
+    a connection problem, not a permanent failure."""
+    from backends.errors import TransientError
+    from backends.sftp import _translate
+
+    err = _translate(OSError("Socket is closed"), "data/ab/big")
+    assert isinstance(err, TransientError), err
+    assert not isinstance(_translate(OSError("something else"), "k"), TransientError)
