@@ -512,20 +512,31 @@ class Repository:
         with translated(f"cannot extend the retention of {key}"):
             self._backend.extend_retention(key, mode, until)
 
+    def _named_records(self, prefix: str, key: Callable[[str], str], what: str
+                       ) -> tuple[list[str], Iterator[tuple[str, bytes]]]:
+        """The names under `prefix` (records named by the hash of their sealed bytes), and a reader of
+        (name, sealed bytes) for each; one deleted since the listing is skipped."""
+        with translated(f"cannot list {what}s"):
+            names = [layout.name_of(i.key) for i in self._backend.list(prefix)]
+
+        def read() -> Iterator[tuple[str, bytes]]:
+            for name in names:
+                try:
+                    yield name, self._backend.get(key(name))
+                except NotFound:
+                    continue
+                except BackendError as exc:
+                    raise storage_error(exc, f"cannot read {what} {name[:8]}") from None
+
+        return names, read()
+
     def load_holds(self) -> tuple[HoldRecord, list[str]]:
         """The newest readable retention record and the names of all of them. Lenient: without a
         record every object counts as holding only its default retention, which costs extensions
         made again, never an object left unprotected."""
-        with translated("cannot list retention records"):
-            names = [layout.name_of(i.key) for i in self._backend.list(layout.RETENTION)]
+        names, records = self._named_records(layout.RETENTION, layout.retention, "retention record")
         found = []
-        for name in names:
-            try:
-                sealed = self._backend.get(layout.retention(name))
-            except NotFound:
-                continue
-            except BackendError as exc:
-                raise storage_error(exc, f"cannot read retention record {name[:8]}") from None
+        for name, sealed in records:
             try:
                 if object_id(sealed) != name:
                     continue
@@ -641,16 +652,9 @@ class Repository:
     def list_acks(self, damaged: list[tuple[str, str]] | None = None) -> list[tuple[str, Acknowledgement]]:
         """(name, acknowledgement) of every one that authenticates. One that does not is left out (its
         night stays protected) and (name, what is wrong) added to `damaged`."""
-        with translated("cannot list acknowledgements"):
-            names = [layout.name_of(i.key) for i in self._backend.list(layout.ACKS)]
+        _, records = self._named_records(layout.ACKS, layout.ack, "acknowledgement")
         out = []
-        for name in names:
-            try:
-                sealed = self._backend.get(layout.ack(name))
-            except NotFound:
-                continue
-            except BackendError as exc:
-                raise storage_error(exc, f"cannot read acknowledgement {name[:8]}") from None
+        for name, sealed in records:
             try:
                 if object_id(sealed) != name:
                     raise CorruptObject(f"acknowledgement {name[:8]} does not match its name (damaged or truncated)")
