@@ -16,7 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench.measure import run_step
+from bench.measure import fresh_work, run_step
 from bench.s3repo import s3_repository
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         _s3(args)
         return
     work = args.work
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    (work / "pw").write_text("bench passphrase\n")
+    fresh_work(work)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENT_")},
            "AGENT_REPO": str(work / "repo"), "AGENT_PASSPHRASE_FILE": str(work / "pw"), "AGENT_KDF": "1,8,1"}
     logs = work / "logs"

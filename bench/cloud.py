@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.measure import run_step
+from bench.measure import fresh_work, run_step
 from bench.verify import verify_restore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,10 +117,7 @@ def main() -> None:
     from tests.servers.moto import start_moto
 
     work = args.work
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    (work / "pw").write_text("bench passphrase\n")
-    (work / "pw").chmod(0o600)
+    fresh_work(work)
     logs = work / "logs"
     restic = str(args.tools_cache / "restic-0.18/usr/bin/restic")
     settings = [(int(d), 0.0) for d in args.delays.split(",")] + ([(0, args.cap_mbit)] if args.cap_mbit else [])

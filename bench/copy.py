@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.measure import run_step, tree_size
+from bench.measure import fresh_work, run_step, tree_size
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = [sys.executable, "-m", "agent"]
@@ -52,11 +52,7 @@ def main() -> None:
     from tests.servers.moto import start_moto
 
     work = args.work
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    pw = work / "pw"
-    pw.write_text("bench passphrase\n")
-    pw.chmod(0o600)
+    pw = fresh_work(work)
     logs = work / "logs"
     restic = str(args.tools_cache / "restic-0.18/usr/bin/restic")
     disk = work / "disk.img"

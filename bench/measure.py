@@ -39,6 +39,16 @@ class StepResult:
         return asdict(self)
 
 
+def fresh_work(work: Path) -> Path:
+    """An empty work directory holding only the benchmark passphrase file (mode 0600); its path."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    pw = work / "pw"
+    pw.write_text("bench passphrase\n")
+    pw.chmod(0o600)
+    return pw
+
+
 def drop_caches() -> bool:
     """sync, then drop page cache, dentries and inodes; False when not permitted (not root)."""
     os.sync()

@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from statistics import median
 
-from bench.measure import run_step
+from bench.measure import fresh_work, run_step
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = [sys.executable, "-m", "agent"]
@@ -33,11 +32,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     work = args.work
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    pw = work / "pw"
-    pw.write_text("bench passphrase\n")
-    pw.chmod(0o600)
+    pw = fresh_work(work)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
     env.update(AGENT_REPO=str(work / "repo"), AGENT_PASSPHRASE_FILE=str(pw), AGENT_CACHE_DIR=str(work / "cache"))
     logs = work / "logs"
