@@ -12,7 +12,8 @@ result is compared byte for byte with day3.img. --limit applies --limit-download
 Results in bench/results/restore_delta.json (--results to choose).
 
 Steps: a full restore of day3 (the baseline); day2 restored to a file, then day3 onto it with
---delta (cold and warm page cache); day3 into a new file with --seed day2-restored.img; a restore
+--delta (cold and warm page cache; by the target's stamp, and with --compare-all reading it);
+day3 into a new file with --seed day2-restored.img; a restore
 of day3 killed with SIGKILL at about half and run again, with the bytes really left measured from
 the target itself (chunks whose bytes are already right), independently of the restore journal.
 """
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             step(f"backup-{day}", "backup", str(args.images / f"{day}.img"), "--tag", day, "--json", "--all-blocks",
                  drop=False)
     snaps = json.loads(subprocess.run([*AGENT, "snapshots", "--json"], env=env, capture_output=True,
-                                      check=True).stdout)
+                                      check=True).stdout)["snapshots"]
     by_tag = {t: s for s in snaps for t in s["tags"]}
     day2, day3 = by_tag["day2"]["id"], by_tag["day3"]["id"]
     added = by_tag["day3"]["stored_bytes"]  # what the day3 backup stored beyond day0..day2
@@ -138,6 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     shutil.copy(target, work / "seed.img")  # the seed: an older restore, kept as it is
     cold = step("delta-cold", "restore", day3, "--to", str(target), "--delta", "--json", *limit)
     assert _same(target, image), "delta restore differs from day3.img"
+    assert cold["held_snapshot"] == day2, "the restored day2 image carried no stamp"
+    os.unlink(target)
+    step("setup-day2-read", "restore", day2, "--to", str(target), "--json", *limit)
+    read = step("delta-read-cold", "restore", day3, "--to", str(target), "--delta", "--compare-all", "--json", *limit)
+    assert _same(target, image), "delta restore (--compare-all) differs from day3.img"
     os.unlink(target)
     step("setup-day2-again", "restore", day2, "--to", str(target), "--json", *limit)
     warm = step("delta-warm", "restore", day3, "--to", str(target), "--delta", "--json", *limit, drop=False)
@@ -158,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         "delta_fetched_over_added": round(cold["fetched_bytes"] / added, 3),
         "delta_cold_wall_over_full": round(cold["wall_s"] / full["wall_s"], 3),
         "delta_warm_wall_over_full": round(warm["wall_s"] / full["wall_s"], 3),
+        "delta_read_cold_wall_s": read["wall_s"], "delta_read_fetched_bytes": read["fetched_bytes"],
+        "delta_read_cold_wall_over_full": round(read["wall_s"] / full["wall_s"], 3),
         "seed_wall_s": seeded["wall_s"], "seed_fetched_bytes": seeded["fetched_bytes"],
         "seed_fetched_over_added": round(seeded["fetched_bytes"] / added, 3),
         "seed_wall_over_full": round(seeded["wall_s"] / full["wall_s"], 3),

@@ -38,6 +38,8 @@ def restore(
                                                "Default: from the target's extension, else raw."),
     delta: bool = typer.Option(False, "--delta", help="The target holds an older copy: compare it chunk by chunk "
                                "and fetch and write only what differs (no --force needed)."),
+    compare_all: bool = typer.Option(False, "--compare-all", help="With --delta: read and compare the whole target "
+                                     "even when its stamp says it is an unchanged earlier restore."),
     seed: list[str] = typer.Option([], "--seed", help="A local image (older restore, copy of the old disk) to copy "
                                    "matching chunks from instead of fetching them; repeatable."),
 ) -> None:
@@ -50,6 +52,8 @@ def restore(
         raise UsageError("give a snapshot id or --at, not both")
     if partition is not None and (size is not None or grow or image_format is not None):
         raise UsageError("--size, --grow and --format apply to a whole disk, not to --partition")
+    if compare_all and not delta:
+        raise UsageError("--compare-all applies to --delta only")
     if (delta or seed) and (size is not None or (image_format or "raw") != "raw"):
         raise UsageError("--delta and --seed write a raw image in place: not with --size or --format")
     from agent.config.sizes import parse_size
@@ -86,7 +90,7 @@ def restore(
         app.info(f"restoring {what}snapshot {snap.id[:8]} of {snap.host}:{snap.source_path} from "
                  f"{stamps.human(snap.time)} to {to}")
         opts = RestoreOptions(force=force, ignore_errors=ignore_errors, sync=sync, window=window, delta=delta,
-                              seeds=list(seed), journal_dir=repo.cache.root)
+                              seeds=list(seed), journal_dir=repo.cache.root, compare_all=compare_all)
         placed = None
         with app.progress("restore") as listener:
             if window is not None:
@@ -119,12 +123,16 @@ def restore(
                        "filesystem_grown": placed.filesystem_grown if placed else None,
                        "reused_bytes": res.reused_bytes, "resumed_bytes": res.resumed_bytes,
                        "seeded": [{"seed": path, "bytes": n} for path, n in res.seeded],
-                       "verified_bytes": res.verified_bytes, "reads_in_flight": res.reads_in_flight})
+                       "verified_bytes": res.verified_bytes, "reads_in_flight": res.reads_in_flight,
+                       "held_snapshot": res.held_snapshot})
     else:
         app.out.print(f"restored {units.size(res.size)} to {to if placed else res.target} in {res.duration_s:.1f} s "
                       f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")
         if res.resumed_bytes:
             app.details.print(f"resumed: {units.size(res.resumed_bytes)} were written by the interrupted run")
+        if res.held_snapshot:
+            app.details.print(f"delta: {to} held snapshot {res.held_snapshot[:8]}, unchanged since it was restored "
+                              "(its stamp): the snapshots were compared instead of reading it (--compare-all reads it)")
         if delta:
             app.details.print(f"delta: {units.size(res.reused_bytes)} were already right")
         for path, n in res.seeded:

@@ -11,6 +11,8 @@
              target already holds (--delta), chunks local images supply (--seed); read-back at the end
     delta    hash a target or seed along the snapshot's chunk boundaries (two threads, native keyed
              BLAKE3), find moved chunks with the repository's chunker, copy and verify chunks
+    stamp    the extended attribute that says which snapshot a restored image file holds, so that
+             --delta compares chunk lists instead of reading it
     journal  the restore journal (beside an image file, or in the cache for a disk): which target
              ranges are written and flushed, so the same command resumes; opening the target for it
     anywhere a whole disk onto any target: another size, --grow, a VM format; refusals before writing

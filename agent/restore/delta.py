@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from agent.errors import TargetError
 from agent.repo.chunklist import DATA, Extent
+from agent.source.spans import SpanReader
 
 _SPAN = 8 << 20  # one read; a chunk list's chunks are at most 16 MiB, so a span holds at least one
 _RESYNC = 32 << 20  # ranges cut by the chunker at a time (a chunk across two is not found)
@@ -134,7 +135,7 @@ def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int
         first = group[0].at
         length = group[-1].at + group[-1].length - first
         try:
-            data = memoryview(os.pread(fd, length, first))
+            data = reader.read(first, length)
         except OSError as exc:
             raise TargetError(f"reading {path} failed: {exc.strerror}") from None
         res = []
@@ -151,7 +152,7 @@ def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int
                 res.append((item, is_zero(view)))
         return res
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="delta-hash") as pool:
+    with SpanReader(fd) as reader, ThreadPoolExecutor(workers, thread_name_prefix="delta-hash") as pool:
         for results in pool.map(check, _spans(todo)):
             for item, ok in results:
                 out.scanned_bytes += item.length
@@ -171,6 +172,45 @@ def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int
     return out
 
 
+def known(held: list[Extent], extents: list[Extent], window: tuple[int, int]) -> tuple[Scan, dict[bytes, int]]:
+    """What `scan` would find in a target that holds the snapshot whose extents are `held` (its
+    stamp says so, agent.restore.stamp), without reading it: a chunk is right where `held` has the
+    same chunk at the same place, a zero run where `held` has zeros. Also returns the chunks `held`
+    has elsewhere (id -> target offset): their places are about to be overwritten, so they are
+    read and checked by id before anything is written (`preload`), like chunks `resync` finds."""
+    start, size = window
+    at_offset = {e.offset: (e.length, e.id) for e in held if e.kind == DATA}
+    zeros: list[tuple[int, int]] = []
+    for e in held:
+        if e.kind != DATA:
+            if zeros and zeros[-1][1] == e.offset:
+                zeros[-1] = (zeros[-1][0], e.offset + e.length)
+            else:
+                zeros.append((e.offset, e.offset + e.length))
+    starts = [z[0] for z in zeros]
+    out = Scan("")
+    elsewhere: dict[bytes, int] = {}
+    for e in held:
+        if e.kind == DATA and e.offset >= start and e.offset + e.length <= start + size:
+            elsewhere.setdefault(e.id, e.offset - start)
+    for item in _items(extents, window, size, zeros=True):
+        pos = item.at + start
+        if item.cid is not None:
+            ok = at_offset.get(pos) == (item.length, item.cid)
+        else:  # a piece of a zero run: within one of `held`'s zero runs (merged above)
+            i = bisect.bisect_right(starts, pos) - 1
+            ok = i >= 0 and zeros[i][1] >= pos + item.length
+        if ok:
+            out.matched_bytes += item.length
+            if item.cid is not None:
+                out.matched.add(item.at)
+                out.sources.setdefault(item.cid, item.at)
+        elif item.cid is None:
+            out.not_zero.append((item.at, item.length))
+    moved = {cid: at for cid, at in elsewhere.items() if cid not in out.sources}
+    return out, moved
+
+
 def resync(fd: int, path: str, found: Scan, cut: Callable[[memoryview], Iterable],
            chunk_id: Callable[[memoryview], bytes], wanted: set[bytes], workers: int = 2) -> dict[bytes, int]:
     """Find chunks that moved: cut the ranges where the image differs with the repository's own
@@ -184,7 +224,7 @@ def resync(fd: int, path: str, found: Scan, cut: Callable[[memoryview], Iterable
     def check(piece: tuple[int, int]) -> list[tuple[bytes, int, int]]:
         at, n = piece
         try:
-            data = memoryview(os.pread(fd, n, at))
+            data = reader.read(at, n)
         except OSError as exc:
             raise TargetError(f"reading {path} failed: {exc.strerror}") from None
         out = []
@@ -195,7 +235,7 @@ def resync(fd: int, path: str, found: Scan, cut: Callable[[memoryview], Iterable
         return out
 
     got: dict[bytes, int] = {}
-    with ThreadPoolExecutor(workers, thread_name_prefix="delta-resync") as pool:
+    with SpanReader(fd) as reader, ThreadPoolExecutor(workers, thread_name_prefix="delta-resync") as pool:
         for hits in pool.map(check, pieces):
             for cid, at, _ in hits:
                 if cid not in found.sources:

@@ -47,6 +47,7 @@ class ReadPlan:
     zero_runs: list[tuple[int, int]]
     missing: list[tuple[int, int]]  # chunks no pack holds (only with ignore_errors)
     extents: list[Extent] = field(default_factory=list)  # the whole image's, in order (--delta, --seed)
+    index: ChunkIndex | None = None  # what the plan was made from (another snapshot's chunk list, --delta)
 
     def groups(self) -> list[tuple[str, list[Blob]]]:
         """(pack, blobs) per ranged read."""
@@ -109,7 +110,7 @@ def plan_reads(repo: Repository, snap: Snapshot, ignore_errors: bool, window: tu
     by_pack: dict[str, list[Blob]] = defaultdict(list)
     for b in blobs.values():
         by_pack[b.pack].append(b)
-    return ReadPlan(dict(by_pack), zero_runs, missing, extents)
+    return ReadPlan(dict(by_pack), zero_runs, missing, extents, index)
 
 
 def _plan(repo: Repository, index: ChunkIndex, snap: Snapshot, ignore_errors: bool, window: tuple[int, int],

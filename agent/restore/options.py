@@ -17,6 +17,8 @@ class RestoreOptions:
     window: tuple[int, int] | None = None
     #: read an existing target along the snapshot's chunks and write only what differs
     delta: bool = False
+    #: with delta: read the whole target even when its stamp says which snapshot it holds
+    compare_all: bool = False
     #: local images to copy matching chunks from instead of fetching them
     seeds: list[str] = field(default_factory=list)
     #: where journals of restores to disks live (a file's journal sits beside it); None: disks do not resume
@@ -42,3 +44,4 @@ class RestoreResult:
     seeded: list[tuple[str, int]] = field(default_factory=list)  # (seed, image bytes it supplied)
     resumed_bytes: int = 0  # written by an interrupted run of the same restore, skipped
     verified_bytes: int = 0  # read back and checked at the end (--delta / --seed)
+    held_snapshot: str | None = None  # --delta: the snapshot the target held by its stamp (not read)

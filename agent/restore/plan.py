@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 from agent.errors import TargetError
 from agent.progress import Advanced, Listener, Started, Warning
 from agent.repo.chunklist import Extent
-from agent.restore.delta import Scan, open_seed, preload, resync, scan, verify
+from agent.restore.delta import Scan, known, open_seed, preload, resync, scan, verify
 from agent.restore.fetch import Blob, clip
 from agent.restore.journal import covered
 from agent.restore.options import RestoreOptions
@@ -68,9 +68,10 @@ def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], 
            kind: str, fresh: bool,
            blobs: dict[bytes, Blob], zero_runs: list[tuple[int, int]], extents: list[Extent],
            window: tuple[int, int], done: list[tuple[int, int]], opts: RestoreOptions,
-           listener: Listener, write: Callable[[memoryview, int], None]) -> Work:
+           listener: Listener, write: Callable[[memoryview, int], None], held: list[Extent] | None = None) -> Work:
     """The work left for this run. `fresh`: a file this run created (all holes). Chunks a seed holds
-    in place are written (`write`) as the seed is scanned."""
+    in place are written (`write`) as the seed is scanned. `held`: the extents of the snapshot a
+    delta target holds, by its stamp (agent.restore.stamp): compared instead of reading the target."""
     zero_bytes = sum(n for _, n in zero_runs)
     work = Work(blobs, [] if fresh and kind == "file" else list(zero_runs), zero_bytes)
     size = window[1]
@@ -80,13 +81,21 @@ def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], 
         _drop(blobs, lambda at, n: covered(done, at, n), window)
     scans: list[tuple[Scan, int]] = []
     if opts.delta and not fresh:
-        listener(Started("compare", size))
-        found = scan(fd, target, size, extents, window, chunk_id, zeros=True,
-                     progress=lambda n: listener(_advanced(n)))
+        elsewhere: dict[bytes, int] = {}
+        if held is not None:
+            found, elsewhere = known(held, extents, window)
+        else:
+            listener(Started("compare", size))
+            found = scan(fd, target, size, extents, window, chunk_id, zeros=True,
+                         progress=lambda n: listener(_advanced(n)))
         work.reused_bytes = found.matched_bytes
         work.zero_runs = _merge(found.not_zero)
         _drop(blobs, lambda at, n: at in found.matched, window)
-        moved = resync(fd, target, found, cut, chunk_id, set(blobs))
+        if held is not None:  # chunks the target holds elsewhere, by its stamp: checked by id when preloaded
+            moved = {cid: at for cid, at in elsewhere.items() if cid in blobs}
+            found.sources.update(moved)
+        else:
+            moved = resync(fd, target, found, cut, chunk_id, set(blobs))
         work.preloaded = preload(fd, moved, {cid: blobs[cid].raw for cid in moved}, chunk_id, _PRELOAD)
         for cid in moved.keys() - work.preloaded.keys():
             del found.sources[cid]  # over the budget: fetched

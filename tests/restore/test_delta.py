@@ -4,30 +4,10 @@ what changed, sparse new files, and one clear line for targets that cannot work.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 MiB = 1 << 20
-
-
-def _images(tmp_path: Path) -> tuple[Path, Path]:
-    """An old disk and the same disk a day later: a few changed and moved regions, a new zero run
-    and zeros that became data."""
-    old = tmp_path / "old.img"
-    with open(old, "wb") as f:
-        f.write(os.urandom(20 * MiB))
-        f.seek(28 * MiB)
-        f.write(os.urandom(4 * MiB))
-        f.truncate(40 * MiB)
-    data = bytearray(old.read_bytes())
-    data[3 * MiB:3 * MiB + 70_000] = os.urandom(70_000)  # an edit in place
-    data[9 * MiB:11 * MiB] = bytes(2 * MiB)  # a region wiped
-    data[14 * MiB:15 * MiB] = data[1 * MiB:2 * MiB]  # data copied from elsewhere in the disk
-    data[22 * MiB:24 * MiB] = os.urandom(2 * MiB)  # zeros that became data
-    new = tmp_path / "new.img"
-    new.write_bytes(bytes(data))
-    return old, new
 
 
 def _day2(tmp_path) -> tuple[str, ...]:
@@ -35,22 +15,16 @@ def _day2(tmp_path) -> tuple[str, ...]:
     return "latest", "--source", str(tmp_path / "new.img")
 
 
-@pytest.fixture
-def two_days(cli, tmp_path):
-    old, new = _images(tmp_path)
-    cli("init")
-    cli("backup", str(old), "--tag", "day1")
-    added = cli("backup", "--json", str(new), "--tag", "day2").json()
-    return old, new, added["stored_bytes"]
-
-
-def test_delta_onto_an_older_restore_fetches_only_the_changes(cli, tmp_path, two_days):
+@pytest.mark.parametrize("read", [[], ["--compare-all"]], ids=["stamp", "compare-all"])
+def test_delta_onto_an_older_restore_fetches_only_the_changes(cli, tmp_path, two_days, read):
+    """By the target's stamp (agent.restore.stamp), and by reading it."""
     old, new, stored = two_days
     target = tmp_path / "restored.img"
     cli("restore", _id(cli, "day1"), "--to", str(target))
     full = cli("restore", "--json", *_day2(tmp_path), "--to", str(tmp_path / "full.img")).json()
 
-    res = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta")  # no --force: that is the point
+    # no --force: that is the point
+    res = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta", *read)
     out = res.json()
     assert target.read_bytes() == new.read_bytes()
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024, (out, stored)
@@ -58,7 +32,7 @@ def test_delta_onto_an_older_restore_fetches_only_the_changes(cli, tmp_path, two
     assert out["reused_bytes"] >= 30 * MiB
     assert out["verified_bytes"] < out["written_bytes"]  # from the page cache: only zeroed ranges are read back
 
-    again = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta").json()  # nothing left to do
+    again = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta", *read).json()  # nothing left
     assert again["written_bytes"] == 0 and again["fetched_bytes"] < 64 * 1024
     assert target.read_bytes() == new.read_bytes()
 
@@ -139,7 +113,7 @@ def _id(cli, tag: str) -> str:
     return next(s["id"] for s in snaps if tag in s["tags"])
 
 
-@pytest.mark.parametrize("mode", ["--delta", "--seed"])
+@pytest.mark.parametrize("mode", ["--delta", "--compare-all", "--seed"])
 def test_data_shifted_by_an_insertion_is_found_where_it_moved(cli, tmp_path, mode):
     """1000 bytes inserted early in the disk shift everything after them: the chunks are the same
     (content-defined), only their places differ, and none of them is fetched again."""
@@ -156,6 +130,10 @@ def test_data_shifted_by_an_insertion_is_found_where_it_moved(cli, tmp_path, mod
     if mode == "--delta":
         cli("restore", _id(cli, "day1"), "--to", str(target))
         out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta").json()
+    elif mode == "--compare-all":
+        cli("restore", _id(cli, "day1"), "--to", str(target))
+        out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta", "--compare-all").json()
+        assert out["held_snapshot"] is None
     else:
         out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--seed", str(old)).json()
     assert target.read_bytes() == new.read_bytes()

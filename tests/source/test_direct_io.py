@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import mmap
 import os
 
 import pytest
@@ -18,6 +16,8 @@ from agent.repo.repository import Repository
 from agent.source.device import DIRECT_ALIGN, open_source
 from backends.local import LocalBackend
 from crypto.kdf import TEST_PARAMS
+from tests.source.cache_helpers import evict as _evict
+from tests.source.cache_helpers import resident_fraction as _resident_fraction
 
 SIZE = (3 << 20) + 1234  # not a multiple of the alignment: the tail is read through the cache
 
@@ -79,38 +79,6 @@ def test_unaligned_buffer_falls_back_to_cached_reads(image):
         at = 4 * DIRECT_ALIGN
         assert _read_all(src, buf, at) == image.read_bytes()[at:at + (1 << 20)]
         assert _read_all(src, buf, 0) == image.read_bytes()[:1 << 20]
-
-
-def _resident_fraction(path) -> float:
-    """Share of the file's pages in the page cache (mincore on a read-only shared mapping)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    size = os.stat(path).st_size
-    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
-        vec = ctypes.create_string_buffer(pages)
-        try:
-            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
-        finally:
-            libc.munmap(addr, size)
-    finally:
-        os.close(fd)
-    return sum(b & 1 for b in vec.raw) / pages
-
-
-def _evict(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def test_backup_reads_past_the_page_cache_and_stores_the_same_snapshot(tmp_path):
