@@ -17,7 +17,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from agent.allocator import keep_freed
-from agent.errors import TargetError
+from agent.errors import AgentError, TargetError
 from agent.progress import Advanced, Finished, Listener, Started, Warning, ignore
 from agent.repo.chunklist import Extent
 from agent.repo.index import ChunkIndex
@@ -28,7 +28,7 @@ from agent.restore.fetch import MAX_READ, REMOTE_READ, Blob, clip, plan_reads, r
 from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
-from agent.restore.stamp import clear_stamp, read_stamp, write_stamp
+from agent.restore.stamp import Stamp, clear_stamp, read_stamp, write_stamp
 from agent.restore.target import TargetFull, preallocate, punch, pwrite_all, remove_partial, write_error, zero_device
 from agent.restore.window import LOCAL, QUEUED, Window, as_done
 from agent.source.skipmap import merged, subtract
@@ -49,10 +49,12 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     plan = plan_reads(repo, snap, opts.ignore_errors, window, listener)
 
     size = window[1]
-    held, held_id = _held(repo, plan.index, target, window) if opts.delta and not opts.compare_all else (None, None)
+    stamp, held = _held(repo, plan.index, target, window) if opts.delta and not opts.compare_all else (None, None)
     prep = prepare(target, Header(snap.id, window, size), opts.force, opts.delta, opts.journal_dir,
                    opts.journal_interval, opts.disk_size, opts.resumable)
     fd, kind, created, journal = prep.fd, prep.kind, prep.created, prep.journal
+    if stamp is not None and not stamp.still_describes(fd):  # replaced or written since it was read, or cut
+        stamp, held = None, None
     if kind == "file" and not created:
         clear_stamp(fd)  # what it holds is about to change
     # a buffered write holds the file's inode lock in the kernel (ext4, XFS): writers wait here, asleep,
@@ -195,20 +197,25 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     return RestoreResult(snapshot_id=snap.id, target=target, size=size, written_bytes=written,
                          zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged),
                          reused_bytes=work.reused_bytes, seeded=work.seeded, resumed_bytes=work.resumed_bytes,
-                         verified_bytes=verified, reads_in_flight=reads.peak, held_snapshot=held_id)
+                         verified_bytes=verified, reads_in_flight=reads.peak,
+                         held_snapshot=stamp.snapshot if stamp is not None else None)
 
 
 def _held(repo: Repository, index: ChunkIndex | None, target: str,
-          window: tuple[int, int]) -> tuple[list[Extent] | None, str | None]:
-    """The extents of the snapshot a delta target holds by its stamp (agent.restore.stamp), and its
-    id; (None, None) when it has no valid stamp of this window or that snapshot is gone."""
+          window: tuple[int, int]) -> tuple[Stamp | None, list[Extent] | None]:
+    """A delta target's stamp (agent.restore.stamp) and the extents of the snapshot it names;
+    (None, None) without a valid stamp of this window, or when that snapshot is gone or its chunk
+    list cannot be read (the target is then read instead)."""
     stamp = read_stamp(target, repo.id, repo.chunk_id)
     if stamp is None or stamp.window != window or index is None:
         return None, None
     old = next((s for s in repo.list_snapshots([]) if s.id == stamp.snapshot), None)
     if old is None:
         return None, None
-    return list(repo.snapshot_extents(index, old)), old.id
+    try:
+        return stamp, list(repo.snapshot_extents(index, old))
+    except AgentError:
+        return None, None
 
 
 def _data_ranges(by_pack: dict[str, list[Blob]], window: tuple[int, int]) -> list[tuple[int, int]]:

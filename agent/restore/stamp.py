@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import stat
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,6 +37,12 @@ class Stamp:
     window: tuple[int, int]  # the image range restored to offset 0
     size: int  # the file's, when stamped
     mtime_ns: int
+    file: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the file it was read from
+
+    def still_describes(self, fd: int) -> bool:
+        """The file a restore opened is the one the stamp was read from, unchanged since."""
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (*self.file, self.size, self.mtime_ns)
 
 
 def _mac(key: Callable[[memoryview], bytes], body: bytes) -> str:
@@ -67,15 +74,17 @@ def read_stamp(path: str, repository: str, key: Callable[[memoryview], bytes]) -
     """The file's stamp when it still describes the file (same size and modification time) and this
     repository made it; None otherwise, or where there is none."""
     try:
-        raw = os.getxattr(path, XATTR)
         st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        raw = os.getxattr(path, XATTR)
         outer = json.loads(raw)
         body = outer["stamp"].encode()
         if not isinstance(outer.get("mac"), str) or not hmac.compare_digest(outer["mac"], _mac(key, body)):
             return None
         fields = json.loads(body)
         stamp = Stamp(fields["repository"], fields["snapshot"], (int(fields["window"][0]), int(fields["window"][1])),
-                      int(fields["size"]), int(fields["mtime_ns"]))
+                      int(fields["size"]), int(fields["mtime_ns"]), (st.st_dev, st.st_ino))
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
     if stamp.repository != repository or (stamp.size, stamp.mtime_ns) != (st.st_size, st.st_mtime_ns):

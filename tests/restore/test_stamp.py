@@ -229,3 +229,35 @@ def test_compare_all_reads_a_stamped_target_anyway(cli, tmp_path, two_days):
     assert target.read_bytes() == new.read_bytes()
     res = cli("restore", *_day2(tmp_path), "--to", str(tmp_path / "x.img"), "--compare-all", check=False)
     assert res.code == 2 and "--compare-all applies to --delta only" in res.err
+
+
+def test_a_stamp_of_a_forgotten_snapshot_means_reading_the_target(cli, tmp_path, two_days):
+    old, new, _ = two_days
+    target = tmp_path / "restored.img"
+    cli("restore", _id(cli, "day1"), "--to", str(target))
+    cli("forget", "--keep-last", "1", "--group-by", "host")  # day1 goes, day2 (newer) stays
+    assert len(cli("snapshots", "--json").json()["snapshots"]) == 1
+    out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta").json()
+    assert out["held_snapshot"] is None
+    assert target.read_bytes() == new.read_bytes()
+
+
+def test_a_stamp_still_describes_only_the_file_it_was_read_from_unchanged(stamped, tmp_path):
+    stamp = read_stamp(str(stamped), "repo1", _key)
+    assert stamp is not None
+    fd = os.open(stamped, os.O_RDWR)
+    try:
+        assert stamp.still_describes(fd)
+        os.pwrite(fd, b"y", 10)  # between reading the stamp and the restore's first write
+        assert not stamp.still_describes(fd)
+    finally:
+        os.close(fd)
+    other = tmp_path / "other"
+    other.write_bytes(stamped.read_bytes())
+    st = os.stat(stamped)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    fd = os.open(other, os.O_RDONLY)
+    try:
+        assert not stamp.still_describes(fd)  # same size and time, another file
+    finally:
+        os.close(fd)
