@@ -1,10 +1,14 @@
-"""The page cache as tests see it: how much of a file it holds, and emptying it of one file."""
+"""The page cache as tests see it: how much of a file it holds, emptying it of one file, and an
+image file that O_DIRECT can read."""
 
 from __future__ import annotations
 
 import ctypes
 import mmap
 import os
+from pathlib import Path
+
+import pytest
 
 
 def resident_fraction(path) -> float:
@@ -37,3 +41,14 @@ def evict(path) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+def direct_image(tmp_path: Path, size: int) -> Path:
+    """`size` random bytes in a file of `tmp_path`; the test is skipped where O_DIRECT is refused."""
+    img = tmp_path / "disk.img"
+    img.write_bytes(os.urandom(size))
+    try:
+        os.close(os.open(img, os.O_RDONLY | os.O_DIRECT))
+    except OSError:
+        pytest.skip(f"{tmp_path} does not support O_DIRECT")
+    return img

@@ -16,27 +16,16 @@ from agent.repo.repository import Repository
 from agent.source.device import DIRECT_ALIGN, open_source
 from backends.local import LocalBackend
 from crypto.kdf import TEST_PARAMS
+from tests.source.cache_helpers import direct_image
 from tests.source.cache_helpers import evict as _evict
 from tests.source.cache_helpers import resident_fraction as _resident_fraction
 
 SIZE = (3 << 20) + 1234  # not a multiple of the alignment: the tail is read through the cache
 
 
-def _supports_direct(path) -> bool:
-    try:
-        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def image(tmp_path):
-    img = tmp_path / "disk.img"
-    img.write_bytes(os.urandom(SIZE))
-    if not _supports_direct(img):
-        pytest.skip(f"{tmp_path} does not support O_DIRECT")
-    return img
+    return direct_image(tmp_path, SIZE)
 
 
 def _read_all(src, buf: memoryview, offset: int) -> bytes:
@@ -82,10 +71,7 @@ def test_unaligned_buffer_falls_back_to_cached_reads(image):
 
 
 def test_backup_reads_past_the_page_cache_and_stores_the_same_snapshot(tmp_path):
-    img = tmp_path / "big.img"
-    img.write_bytes(os.urandom(24 << 20))
-    if not _supports_direct(img):
-        pytest.skip(f"{tmp_path} does not support O_DIRECT")
+    img = direct_image(tmp_path, 24 << 20)
     _evict(img)
     if _resident_fraction(img) > 0.1:
         pytest.skip("this filesystem keeps pages cached after POSIX_FADV_DONTNEED")

@@ -10,26 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.source.spans import SpanReader
-from tests.source.cache_helpers import evict, resident_fraction
+from tests.source.cache_helpers import direct_image, evict, resident_fraction
 
 SIZE = (6 << 20) + 777  # the tail is not a whole page
 
 
-def _supports_direct(path) -> bool:
-    try:
-        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def image(tmp_path):
-    img = tmp_path / "disk.img"
-    img.write_bytes(os.urandom(SIZE))
-    if not _supports_direct(img):
-        pytest.skip(f"{tmp_path} does not support O_DIRECT")
-    return img
+    return direct_image(tmp_path, SIZE)
 
 
 def _cold(path) -> None:
