@@ -4,6 +4,8 @@
              decompress, check each chunk's id (also what `agent verify` reads with)
     run      parallel fetches, pwrite at every offset a chunk appears; --ignore-errors writes zeros
              over damaged ranges and reports them
+    writer   the thread that writes fetched chunks in order, so fetching workers never wait on the
+             target's inode lock; tickets say what a journal may record
     target   open and size the target (sparse file with fresh holes, or an unmounted device
              large enough), write, zero ranges, and say what to do when the disk is full
     options  RestoreOptions and RestoreResult

@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 from agent.allocator import keep_freed
@@ -31,6 +31,7 @@ from agent.restore.plan import Work, check_same, narrow, read_back
 from agent.restore.stamp import Stamp, clear_stamp, read_stamp, write_stamp
 from agent.restore.target import TargetFull, preallocate, punch, pwrite_all, remove_partial, write_error, zero_device
 from agent.restore.window import LOCAL, QUEUED, Window, as_done
+from agent.restore.writer import BATCH, Writer
 from agent.source.skipmap import merged, subtract
 
 
@@ -96,18 +97,24 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     remote = repo.capabilities.max_connections > 2  # object storage or a network share, not a local disk
     max_read = REMOTE_READ if remote else MAX_READ
     reads = Window.for_backend(repo.capabilities.max_connections, max_read, opts.workers)
+    writer = Writer(write)  # fetched chunks are written on a thread of their own (restore.writer)
 
-    def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+    def fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]], int]:
         t0, c0 = time.monotonic(), time.thread_time()
         try:
             return _fetch(pack_id, group)
         finally:
             reads.observe(time.monotonic() - t0, time.thread_time() - c0)
 
-    def _fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+    def _fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]], int]:
         bad: list[tuple[int, int]] = []
         done: list[tuple[int, int]] = []
+        writes: list[tuple[memoryview, int]] = []
+        ticket = writer.ticket()
         for b, raw, _ in read_group(repo, pack_id, group, opts.ignore_errors):
+            if sum(len(v) for v, _ in writes) >= BATCH:  # handed over as they come: a group's chunks are ~10 MiB
+                ticket = writer.submit(writes)
+                writes = []
             if raw is None:
                 bad.extend(r for t in b.targets if (r := clip(t, b.raw, window)) is not None)
                 continue
@@ -115,25 +122,32 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                 at, n = clip(t, len(raw), window) or (0, 0)
                 if n:  # a chunk across the window's edge is fetched whole and written in part
                     skip = at + window[0] - t
-                    write(memoryview(raw)[skip:skip + n], at)
+                    writes.append((memoryview(raw)[skip:skip + n], at))
                     done.append((at, n))
-        return sum(n for _, n in done), bad, done
+        return sum(n for _, n in done), bad, done, writer.submit(writes) if writes else ticket
 
-    def copy(items: list) -> tuple[int, list[tuple[int, int]], list[bytes]]:
-        done, stale, _ = copy_chunks(items, repo.chunk_id, write, work.preloaded)
-        return sum(n for _, n in done), done, stale
+    def copy(items: list) -> tuple[int, list[tuple[int, int]], list[bytes], int]:
+        writes: list[tuple[memoryview, int]] = []
+        done, stale, _ = copy_chunks(items, repo.chunk_id, lambda view, at: writes.append((view, at)), work.preloaded)
+        return sum(n for _, n in done), done, stale, writer.submit(writes) if writes else writer.ticket()
 
-    def record(done: list[tuple[int, int]]) -> None:
-        if journal is not None:
-            if journal.error is not None:
-                raise write_error(journal.error, target)
-            journal.written(done)
+    unsettled: deque[tuple[int, list[tuple[int, int]]]] = deque()  # (ticket, ranges) maybe still queued
+
+    def record(done: list[tuple[int, int]], ticket: int) -> None:
+        """Journal ranges once the writer has written them (and raise a write that failed)."""
+        unsettled.append((ticket, done))
+        if journal is not None and journal.error is not None:
+            raise write_error(journal.error, target)
+        while unsettled and writer.done(unsettled[0][0]):
+            ranges_done = unsettled.popleft()[1]
+            if journal is not None:
+                journal.written(ranges_done)
 
     try:
         try:
             if work.supplied:  # written by the seeds while they were scanned
                 written = sum(n for _, n in work.supplied)
-                record(work.supplied)
+                record(work.supplied, 0)  # written already
                 listener(Advanced(written))
             # a fixed window also queues jobs beyond its workers: a worker that finishes starts the next
             # read at once instead of idling until the main thread gets the interpreter lock to submit it
@@ -142,23 +156,25 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
             pool = ThreadPoolExecutor(reads.limit, thread_name_prefix="restore")
             try:
                 for copied in as_done(pool, copy, [(items,) for items in work.copies], lambda: LOCAL):
-                    n, done, stale = copied.result()
+                    n, done, stale, ticket = copied.result()
                     written += n
-                    record(done)
+                    record(done, ticket)
                     listener(Advanced(written))
                     for cid in stale:  # the seed changed since it was scanned: fetch instead
                         b = work.copied.pop(cid)
                         by_pack[b.pack].append(b)
                 groups = [(p, g) for p, blist in by_pack.items() for g in ranges(blist, max_read)]
                 for fut in as_done(pool, fetch, groups, lambda: reads.size + ahead):
-                    n, bad, done_ranges = fut.result()
+                    n, bad, done_ranges, ticket = fut.result()
                     written += n
                     damaged.extend(bad)
-                    record(done_ranges)
+                    record(done_ranges, ticket)
                     check_same(target, fd, kind)
                     listener(Advanced(written))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
+            writer.drain()  # before zeroing, flushing and reading back
+            record([], writer.ticket())
             # a fresh image file has holes where zeros go; anything else is zeroed
             for off, n in zero_runs + (damaged if kind == "block" or not created else []):
                 if kind == "block":
@@ -179,6 +195,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
             if kind == "file" and not damaged:  # after the last write: a later one changes its mtime
                 write_stamp(fd, repo.id, snap.id, window, repo.chunk_id)
         finally:
+            writer.close()
             if journal is not None:  # an interrupted run makes what it recorded durable
                 journal.close(flush=sys.exc_info()[1] is not None)
             os.close(fd)

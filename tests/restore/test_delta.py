@@ -97,8 +97,9 @@ def test_a_seed_supplies_only_chunks_whose_bytes_match(cli, tmp_path, two_days):
     target = tmp_path / "t.img"
     out = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--seed", str(seed)).json()
     assert target.read_bytes() == new.read_bytes()
-    # only the untouched region at 28 MiB, give or take the chunks across its edges
-    assert 3 * MiB <= out["seeded"][0]["bytes"] <= 6 * MiB
+    # only the untouched region at 28-32 MiB, give or take a chunk (at most 1 MiB) across each of its
+    # edges and one across the end of the changed bytes at 20 MiB (it may reach past the last change)
+    assert 3 * MiB <= out["seeded"][0]["bytes"] <= 7 * MiB
 
 
 def test_missing_seed_is_one_line_and_leaves_no_target(cli, tmp_path, two_days):
