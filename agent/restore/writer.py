@@ -20,8 +20,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from agent.errors import TargetError
-
 LIMIT = 8 << 20  # bytes of chunks waiting to be written, at most
 BATCH = 1 << 20  # a worker hands over its chunks in batches of about this many bytes
 
@@ -95,7 +93,7 @@ class Writer:
                 try:
                     for view, at in writes:
                         self._write(view, at)
-                except (TargetError, OSError) as exc:
+                except BaseException as exc:  # noqa: BLE001 - raised again where progress is recorded
                     self._error = exc
             with self._cond:
                 self._waiting -= n

@@ -92,3 +92,16 @@ def test_a_failed_write_is_raised_where_progress_is_recorded_and_later_ones_are_
         assert written == [0]
     finally:
         w.close()
+
+
+def test_any_failure_in_the_writer_reaches_the_caller_instead_of_a_hang():
+    def write(view, at):
+        raise ValueError("a bug")
+
+    w = Writer(write)
+    try:
+        w.submit([(memoryview(b"a"), 0)])
+        with pytest.raises(ValueError, match="a bug"):
+            w.drain()
+    finally:
+        w.close()
