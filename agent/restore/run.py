@@ -110,11 +110,11 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         bad: list[tuple[int, int]] = []
         done: list[tuple[int, int]] = []
         writes: list[tuple[memoryview, int]] = []
+        batched = 0  # bytes in `writes`
         ticket = writer.ticket()
         for b, raw, _ in read_group(repo, pack_id, group, opts.ignore_errors):
-            if sum(len(v) for v, _ in writes) >= BATCH:  # handed over as they come: a group's chunks are ~10 MiB
-                ticket = writer.submit(writes)
-                writes = []
+            if batched >= BATCH:  # handed over as they come: a group's chunks are ~10 MiB
+                ticket, writes, batched = writer.submit(writes), [], 0
             if raw is None:
                 bad.extend(r for t in b.targets if (r := clip(t, b.raw, window)) is not None)
                 continue
@@ -123,6 +123,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                 if n:  # a chunk across the window's edge is fetched whole and written in part
                     skip = at + window[0] - t
                     writes.append((memoryview(raw)[skip:skip + n], at))
+                    batched += n
                     done.append((at, n))
         return sum(n for _, n in done), bad, done, writer.submit(writes) if writes else ticket
 
