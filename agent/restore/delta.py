@@ -152,7 +152,7 @@ def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int
                 res.append((item, is_zero(view)))
         return res
 
-    with SpanReader(fd) as reader, ThreadPoolExecutor(workers, thread_name_prefix="delta-hash") as pool:
+    with SpanReader(fd, path) as reader, ThreadPoolExecutor(workers, thread_name_prefix="delta-hash") as pool:
         for results in pool.map(check, _spans(todo)):
             for item, ok in results:
                 out.scanned_bytes += item.length
@@ -235,7 +235,7 @@ def resync(fd: int, path: str, found: Scan, cut: Callable[[memoryview], Iterable
         return out
 
     got: dict[bytes, int] = {}
-    with SpanReader(fd) as reader, ThreadPoolExecutor(workers, thread_name_prefix="delta-resync") as pool:
+    with SpanReader(fd, path) as reader, ThreadPoolExecutor(workers, thread_name_prefix="delta-resync") as pool:
         for hits in pool.map(check, pieces):
             for cid, at, _ in hits:
                 if cid not in found.sources:

@@ -169,7 +169,7 @@ def open_source(path: str, direct: bool = False) -> Source:
     src = Source(os.path.abspath(path), fd, kind, size_of(fd, kind), identity,
                  opened=file_state(st) if kind == "file" else None)
     if direct:
-        src.direct_fd = _open_direct(path, st)
+        src.direct_fd = open_direct(path, st)
     if kind == "block":
         identity.update(_block_identity(st.st_rdev))
         mounted = mounts_of(st.st_rdev)
@@ -181,7 +181,7 @@ def open_source(path: str, direct: bool = False) -> Source:
     return src
 
 
-def _open_direct(path: str, st: os.stat_result) -> int | None:
+def open_direct(path: str, st: os.stat_result) -> int | None:
     """The same object opened with O_DIRECT, or None where that is refused (tmpfs before Linux 6.6,
     some network and FUSE filesystems) or the path now names something else."""
     flags = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECT", 0)

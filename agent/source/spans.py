@@ -18,7 +18,7 @@ import mmap
 import os
 import threading
 
-from agent.source.device import DIRECT_ALIGN
+from agent.source.device import DIRECT_ALIGN, open_direct
 
 _CACHESTAT = 451  # the syscall's number on every architecture (Linux 6.5+)
 
@@ -33,12 +33,13 @@ class _Stat(ctypes.Structure):
 
 
 class SpanReader:
-    """read(at, n) -> a view of the bytes at `at` (short at the end of the file), valid until the
+    """The file `fd` has open (also opened by `path` with O_DIRECT when it is still the same file).
+    read(at, n) -> a view of the bytes at `at` (short at the end of the file), valid until the
     same thread's next read. Thread-safe: each thread reads into its own aligned buffer."""
 
-    def __init__(self, fd: int, direct: bool = True) -> None:
+    def __init__(self, fd: int, path: str, direct: bool = True) -> None:
         self._fd = fd
-        self._dfd = _reopen_direct(fd) if direct else None
+        self._dfd = open_direct(path, os.fstat(fd)) if direct else None
         self._direct_ok = self._dfd is not None
         self._cachestat_ok = self._dfd is not None
         self._libc = ctypes.CDLL(None, use_errno=True)
@@ -104,14 +105,3 @@ class SpanReader:
         if buf is None or len(buf) < n:  # anonymous memory is page-aligned
             buf = self._local.buf = memoryview(mmap.mmap(-1, max(n, 1 << 20)))
         return buf[:n]
-
-
-def _reopen_direct(fd: int) -> int | None:
-    """The file `fd` has open, again with O_DIRECT (through /proc: never another file by the same
-    name), or None."""
-    if not hasattr(os, "O_DIRECT"):
-        return None
-    try:
-        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
-    except OSError:
-        return None

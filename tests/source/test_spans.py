@@ -35,7 +35,7 @@ def test_any_span_reads_the_files_bytes(image, at, length, cold, direct):
         evict(image)
     fd = os.open(image, os.O_RDONLY)
     try:
-        with SpanReader(fd, direct=direct) as reader:
+        with SpanReader(fd, str(image), direct=direct) as reader:
             assert bytes(reader.read(at, length)) == expected
             if not direct:
                 assert reader.direct_bytes == 0
@@ -47,7 +47,7 @@ def test_a_cold_image_is_read_past_the_page_cache(image):
     _cold(image)
     fd = os.open(image, os.O_RDONLY)
     try:
-        with SpanReader(fd) as reader:
+        with SpanReader(fd, str(image)) as reader:
             data = b"".join(bytes(reader.read(at, 1 << 20)) for at in range(0, SIZE, 1 << 20))
             assert reader.direct_bytes >= SIZE - 4096  # all but the part page at the end
     finally:
@@ -62,7 +62,7 @@ def test_a_cached_image_is_read_from_memory(image):
     assert resident_fraction(image) > 0.9
     fd = os.open(image, os.O_RDONLY)
     try:
-        with SpanReader(fd) as reader:
+        with SpanReader(fd, str(image)) as reader:
             assert bytes(reader.read(12345, 4 << 20)) == image.read_bytes()[12345:12345 + (4 << 20)]
             assert reader.direct_bytes == 0
     finally:
@@ -78,7 +78,7 @@ def test_bytes_written_and_not_yet_flushed_are_read_back(image):
         os.pwrite(wfd, new, (2 << 20) + 100)  # one dirty page or two in a cold 4 MiB span
         fd = os.open(image, os.O_RDONLY)
         try:
-            with SpanReader(fd) as reader:
+            with SpanReader(fd, str(image)) as reader:
                 got = bytes(reader.read(1 << 20, 4 << 20))
                 assert reader.direct_bytes > 0
         finally:
@@ -96,7 +96,7 @@ def test_threads_read_into_their_own_buffers(image):
     evict(image)
     fd = os.open(image, os.O_RDONLY)
     try:
-        with SpanReader(fd) as reader, ThreadPoolExecutor(4) as pool:
+        with SpanReader(fd, str(image)) as reader, ThreadPoolExecutor(4) as pool:
             def one(at: int) -> bool:
                 view = reader.read(at, 700_001)
                 return bytes(view) == whole[at:at + 700_001]
