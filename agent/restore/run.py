@@ -1,10 +1,11 @@
 """Restore a snapshot to an image file (sparse) or a block device.
 
 Plan and reads come from `restore.fetch` (chunk list -> pack ranges, coalesced; authenticate,
-decompress, check id); here they run in parallel and each chunk is written with pwrite at every
-image offset it appears. Zero runs become holes in files, and zeroed ranges on devices. Before
-that, `restore.plan` narrows the plan to what is left (resume, --delta, --seed), and
-`restore.journal` records each finished job so that an interrupted restore resumes.
+decompress, check id); here they run in parallel and each chunk is written at every image offset
+it appears, by `restore.writer` (chunks that follow one another in one vectored write). Zero runs
+become holes in files, and zeroed ranges on devices. Before that, `restore.plan` narrows the plan
+to what is left (resume, --delta, --seed), and `restore.journal` records each finished job so that
+an interrupted restore resumes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
 from agent.restore.stamp import Stamp, clear_stamp, read_stamp, write_stamp
-from agent.restore.target import TargetFull, preallocate, punch, pwrite_all, remove_partial, write_error, zero_device
+from agent.restore.target import TargetFull, preallocate, punch, pwritev_all, remove_partial, write_error, zero_device
 from agent.restore.window import LOCAL, QUEUED, Window, as_done
 from agent.restore.writer import BATCH, Writer
 from agent.source.skipmap import merged, subtract
@@ -62,9 +63,9 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     # instead of spinning on the lock there
     write_lock = threading.Lock()
 
-    def write(data: memoryview, at: int) -> None:
+    def write(views: list[memoryview], at: int) -> None:
         with write_lock:
-            pwrite_all(fd, data, at, target)
+            pwritev_all(fd, views, at, target)
 
     try:
         if created and kind == "file":  # a fresh file receives every chunk of the plan
@@ -72,7 +73,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         cdc = repo.new_chunker()
         blobs = {b.cid: b for blist in plan.by_pack.values() for b in blist}
         work = narrow(repo.chunk_id, cdc.cut_buf, fd, target, kind, created, blobs, plan.zero_runs, plan.extents,
-                      window, prep.done, opts, listener, write, held=held)
+                      window, prep.done, opts, listener, lambda data, at: write([data], at), held=held)
     except BaseException as exc:  # a seed that cannot be read, Ctrl-C while comparing, no room for the image
         if journal is not None:
             journal.close()

