@@ -13,7 +13,9 @@ Results in bench/results/restore_delta.json (--results to choose).
 
 Steps: a full restore of day3 (the baseline); day2 restored to a file, then day3 onto it with
 --delta (cold and warm page cache; by the target's stamp, and with --compare-all reading it);
-day3 into a new file with --seed day2-restored.img; a restore
+day3 into a new file with --seed day2-restored.img, once from a plain copy of it (no stamp: read
+and hashed) and once from a `cp -a` copy that keeps its stamp (on XFS or btrfs its blocks are then
+shared without reading it; elsewhere it is read like the other); a restore
 of day3 killed with SIGKILL at about half and run again, with the bytes really left measured from
 the target itself (chunks whose bytes are already right), independently of the restore journal.
 """
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                **_json(res.stdout)}
         results[name] = out
         print(name, {k: out.get(k) for k in ("wall_s", "fetched_bytes", "written_bytes", "reused_bytes",
-                                              "seeded", "resumed_bytes")}, flush=True)
+                                              "seeded", "resumed_bytes", "shared_bytes")}, flush=True)
         return out
 
     if not args.repo:
@@ -136,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
 
     target = work / "day2-restored.img"
     step("setup-day2", "restore", day2, "--to", str(target), "--json", *limit)
-    shutil.copy(target, work / "seed.img")  # the seed: an older restore, kept as it is
+    shutil.copy(target, work / "seed.img")  # the seed: an older restore, kept as it is (no xattrs: no stamp)
+    # the same kept with its stamp (xattr and mtime); on XFS or btrfs the copy shares the blocks
+    subprocess.run(["cp", "-a", "--reflink=auto", str(target), str(work / "seed-stamped.img")], check=True)
     cold = step("delta-cold", "restore", day3, "--to", str(target), "--delta", "--json", *limit)
     assert _same(target, image), "delta restore differs from day3.img"
     assert cold["held_snapshot"] == day2, "the restored day2 image carried no stamp"
@@ -155,6 +159,12 @@ def main(argv: list[str] | None = None) -> None:
     alloc = os.stat(work / "seeded.img").st_blocks * 512
     os.unlink(work / "seeded.img")
     os.unlink(work / "seed.img")
+    stamped = step("seed-stamped", "restore", day3, "--to", str(work / "seeded.img"), "--seed",
+                   str(work / "seed-stamped.img"), "--json", *limit)
+    assert _same(work / "seeded.img", image), "seeded restore (stamped seed) differs from day3.img"
+    os.unlink(work / "seeded.img")
+    os.unlink(work / "seed-stamped.img")
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(work)], capture_output=True, text=True).stdout.strip()
 
     summary = {
         "day3_stored_bytes_added": added,
@@ -169,7 +179,10 @@ def main(argv: list[str] | None = None) -> None:
         "seed_wall_s": seeded["wall_s"], "seed_fetched_bytes": seeded["fetched_bytes"],
         "seed_fetched_over_added": round(seeded["fetched_bytes"] / added, 3),
         "seed_wall_over_full": round(seeded["wall_s"] / full["wall_s"], 3),
-        "seeded_file_allocated_bytes": alloc,
+        "seeded_file_allocated_bytes": alloc, "seed_shared_bytes": seeded.get("shared_bytes"),
+        "seed_stamped_wall_s": stamped["wall_s"], "seed_stamped_fetched_bytes": stamped["fetched_bytes"],
+        "seed_stamped_wall_over_full": round(stamped["wall_s"] / full["wall_s"], 3),
+        "seed_stamped_shared_bytes": stamped.get("shared_bytes"), "work_filesystem": fs,
     }
     if not args.skip_resume:
         summary.update(_resume(env, work, day3, image, full, args.limit or "200MiB/s", logs))

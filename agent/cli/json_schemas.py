@@ -54,7 +54,8 @@ COMMANDS: dict[str, dict[str, Spec | list[Spec]]] = {
         "snapshot_id": "str", "target": "str", "size": "int", "partition": "int?", "written_bytes": "int",
         "zero_bytes": "int", "fetched_bytes": "int?", "duration_s": "num", "damaged_ranges": [["int"]],
         "disk_size": "int", "format": "str", "gpt_moved": "bool", "grown_partition": "int?",
-        "reused_bytes": "int", "resumed_bytes": "int", "verified_bytes": "int", "held_snapshot": "str?"}},
+        "reused_bytes": "int", "resumed_bytes": "int", "verified_bytes": "int", "held_snapshot": "str?",
+        "shared_bytes": "int"}},
     "ls": {"ls": [
         {"snapshot_id": "str", "partition": "int?", "filesystem": "str", "path": "str", "entries": [_ENTRY],
          "fetched_bytes": "int"},

@@ -124,7 +124,7 @@ def restore(
                        "reused_bytes": res.reused_bytes, "resumed_bytes": res.resumed_bytes,
                        "seeded": [{"seed": path, "bytes": n} for path, n in res.seeded],
                        "verified_bytes": res.verified_bytes, "reads_in_flight": res.reads_in_flight,
-                       "held_snapshot": res.held_snapshot})
+                       "held_snapshot": res.held_snapshot, "shared_bytes": res.shared_bytes})
     else:
         app.out.print(f"restored {units.size(res.size)} to {to if placed else res.target} in {res.duration_s:.1f} s "
                       f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")
@@ -137,6 +137,9 @@ def restore(
             app.details.print(f"delta: {units.size(res.reused_bytes)} were already right")
         for path, n in res.seeded:
             app.details.print(f"seed {path} supplied {units.size(n)}")
+        if res.shared_bytes:
+            app.details.print(f"seed: {units.size(res.shared_bytes)} share the seed's blocks (reflinks): neither "
+                              "written nor taking space until one of the files changes there")
         if res.verified_bytes:
             app.details.print(f"verified: read back {units.size(res.verified_bytes)} written by this run")
         elif (delta or res.seeded) and res.written_bytes:

@@ -4,8 +4,8 @@
              decompress, check each chunk's id (also what `agent verify` reads with)
     run      parallel fetches, pwrite at every offset a chunk appears; --ignore-errors writes zeros
              over damaged ranges and reports them
-    writer   the thread that writes fetched chunks in order, so fetching workers never wait on the
-             target's inode lock; tickets say what a journal may record
+    writer   the thread that writes fetched chunks in order (contiguous ones in one pwritev), so
+             fetching workers never wait on the target's inode lock; tickets say what a journal may record
     target   open and size the target (sparse file with fresh holes, or an unmounted device
              large enough), write, zero ranges, and say what to do when the disk is full
     options  RestoreOptions and RestoreResult
@@ -15,6 +15,7 @@
              BLAKE3), find moved chunks with the repository's chunker, copy and verify chunks
     stamp    the extended attribute that says which snapshot a restored image file holds, so that
              --delta compares chunk lists instead of reading it
+    share    a seed's blocks shared with the new image (FICLONERANGE) on XFS and btrfs, else copied
     journal  the restore journal (beside an image file, or in the cache for a disk): which target
              ranges are written and flushed, so the same command resumes; opening the target for it
     anywhere a whole disk onto any target: another size, --grow, a VM format; refusals before writing

@@ -116,11 +116,11 @@ def _in_hole(holes_map: list[tuple[int, int]] | None, at: int, length: int) -> b
 def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int, int],
          chunk_id: Callable[[memoryview], bytes], zeros: bool, workers: int = 4,
          progress: Callable[[int], None] = lambda n: None,
-         supply: Callable[[bytes, memoryview], None] | None = None) -> Scan:
+         supply: Callable[[bytes, memoryview, int], None] | None = None) -> Scan:
     """Hash the local image `fd` (`size` bytes) along the snapshot's chunk boundaries; with `zeros`,
     also check that the zero runs read as zeros (a target; a seed supplies only data). `supply`
-    receives each matching chunk's bytes on the hashing thread, while they are in memory: a seed's
-    chunks are written from there, not read and hashed a second time."""
+    receives each matching chunk's id, bytes and offset on the hashing thread, while they are in
+    memory: a seed's chunks are written from there, not read and hashed a second time."""
     out = Scan(path)
     allocated = data_ranges(fd, size)
     todo: list[_Item] = []
@@ -146,7 +146,7 @@ def scan(fd: int, path: str, size: int, extents: list[Extent], window: tuple[int
             elif item.cid is not None:
                 ok = chunk_id(view) == item.cid
                 if ok and supply is not None:
-                    supply(item.cid, view)
+                    supply(item.cid, view, item.at)
                 res.append((item, ok))
             else:
                 res.append((item, is_zero(view)))

@@ -45,3 +45,4 @@ class RestoreResult:
     resumed_bytes: int = 0  # written by an interrupted run of the same restore, skipped
     verified_bytes: int = 0  # read back and checked at the end (--delta / --seed)
     held_snapshot: str | None = None  # --delta: the snapshot the target held by its stamp (not read)
+    shared_bytes: int = 0  # --seed: bytes sharing the seed's blocks (reflinks on XFS, btrfs), not written

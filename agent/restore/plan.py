@@ -17,6 +17,7 @@ from agent.restore.delta import Scan, known, open_seed, preload, resync, scan, v
 from agent.restore.fetch import Blob, clip
 from agent.restore.journal import covered
 from agent.restore.options import RestoreOptions
+from agent.restore.share import Sharer, can_share
 
 _COPY_BATCH = 8 << 20  # image bytes per copy job
 _PRELOAD = 256 << 20  # chunks that moved within a delta target, held in memory before they are overwritten
@@ -40,6 +41,7 @@ class Work:
     supplied: list[tuple[int, int]] = field(default_factory=list)  # target ranges seeds wrote while scanned
     supplied_blobs: dict[bytes, Blob] = field(default_factory=dict)  # the chunks written there
     preloaded: dict[bytes, bytes] = field(default_factory=dict)  # chunks that moved within the target
+    shared_bytes: int = 0  # supplied by sharing a seed's blocks (reflinks), not written (agent.restore.share)
 
     def close(self) -> None:
         for sfd in self.seed_fds:
@@ -68,10 +70,14 @@ def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], 
            kind: str, fresh: bool,
            blobs: dict[bytes, Blob], zero_runs: list[tuple[int, int]], extents: list[Extent],
            window: tuple[int, int], done: list[tuple[int, int]], opts: RestoreOptions,
-           listener: Listener, write: Callable[[memoryview, int], None], held: list[Extent] | None = None) -> Work:
+           listener: Listener, write: Callable[[memoryview, int], None], held: list[Extent] | None = None,
+           seed_held: Callable[[str, int], list[Extent] | None] | None = None) -> Work:
     """The work left for this run. `fresh`: a file this run created (all holes). Chunks a seed holds
-    in place are written (`write`) as the seed is scanned. `held`: the extents of the snapshot a
-    delta target holds, by its stamp (agent.restore.stamp): compared instead of reading the target."""
+    in place are written (`write`) as the seed is scanned, or share its blocks after the scan where
+    the filesystem can (agent.restore.share). `held`: the extents of the snapshot a
+    delta target holds, by its stamp (agent.restore.stamp): compared instead of reading the target.
+    `seed_held(path, fd)`: the same for a seed; used where its blocks can be shared, so that a
+    stamped seed is not read at all."""
     zero_bytes = sum(n for _, n in zero_runs)
     work = Work(blobs, [] if fresh and kind == "file" else list(zero_runs), zero_bytes)
     size = window[1]
@@ -106,15 +112,27 @@ def narrow(chunk_id: Callable[[memoryview], bytes], cut: Callable[[memoryview], 
         for seed in opts.seeds:
             sfd, ssize = open_seed(seed)
             work.seed_fds.append(sfd)
-            listener(Started(f"seed {seed}", min(ssize, size)))
-            supply, taken = _supplier(blobs, window, write)
-            found = scan(sfd, seed, ssize, extents, window, chunk_id, zeros=False,
-                         progress=lambda n: listener(_advanced(n)), supply=supply)
+            sharer = Sharer(sfd, seed, fd, target, write) if kind == "file" and can_share(sfd, fd) else None
+            seed_holds = seed_held(seed, sfd) if sharer is not None and seed_held is not None else None
+            if sharer is not None and seed_holds is not None:  # stamped: what it holds is known, not read
+                found, elsewhere = known(seed_holds, extents, window)
+                found.path = seed
+                taken = _in_place(blobs, window, found.matched, sharer)
+                found.sources.update((cid, at) for cid, at in elsewhere.items() if cid in blobs)
+            else:
+                listener(Started(f"seed {seed}", min(ssize, size)))
+                supply, taken = _supplier(blobs, window, write, sharer)
+                found = scan(sfd, seed, ssize, extents, window, chunk_id, zeros=False,
+                             progress=lambda n: listener(_advanced(n)), supply=supply)
+            if sharer is not None:
+                sharer.finish()
+                work.shared_bytes += sharer.shared_bytes
             for cid, ats in taken.items():
                 b = work.supplied_blobs[cid] = blobs.pop(cid)
                 work.supplied.extend((at, b.raw) for at in ats)
                 direct[sfd] = direct.get(sfd, 0) + b.raw * len(ats)
-            resync(sfd, seed, found, cut, chunk_id, set(blobs))
+            if seed_holds is None:  # chunks that moved: a stamped seed's chunk list names them
+                resync(sfd, seed, found, cut, chunk_id, set(blobs))
             scans.append((found, sfd))
             work.verify = True
         _plan_copies(work, scans, window, direct)
@@ -164,21 +182,39 @@ def _whole(b: Blob, window: tuple[int, int]) -> list[int] | None:
     return ats if len(ats) == len(b.targets) else None
 
 
-def _supplier(blobs: dict[bytes, Blob], window: tuple[int, int], write: Callable[[memoryview, int], None]
-              ) -> tuple[Callable[[bytes, memoryview], None], dict[bytes, list[int]]]:
+def _in_place(blobs: dict[bytes, Blob], window: tuple[int, int], matched: set[int], sharer: Sharer
+              ) -> dict[bytes, list[int]]:
+    """Chunks that a stamped seed holds at every place the target needs them, handed to `sharer`
+    (id -> target offsets); a chunk also needed elsewhere is left to the copies, which read it."""
+    taken: dict[bytes, list[int]] = {}
+    for cid, b in blobs.items():
+        ats = _whole(b, window)
+        if ats and all(at in matched for at in ats):
+            for at in ats:
+                sharer.add(at, b.raw)
+            taken[cid] = ats
+    return taken
+
+
+def _supplier(blobs: dict[bytes, Blob], window: tuple[int, int], write: Callable[[memoryview, int], None],
+              sharer: Sharer | None = None) -> tuple[Callable[[bytes, memoryview, int], None], dict[bytes, list[int]]]:
     """A `scan` callback that writes each still-needed chunk once, at every place, from the bytes the
-    scan has just matched by id; and what it wrote (id -> target offsets). Hashing threads call it."""
+    scan has just matched by id; and what it wrote (id -> target offsets). Hashing threads call it.
+    With a `sharer`, a place at the chunk's own offset in the seed is left to it instead."""
     wanted = {cid: ats for cid, b in blobs.items() if (ats := _whole(b, window))}
     taken: dict[bytes, list[int]] = {}
     lock = threading.Lock()
 
-    def supply(cid: bytes, data: memoryview) -> None:
+    def supply(cid: bytes, data: memoryview, seed_at: int) -> None:
         with lock:
             ats = wanted.pop(cid, None)
         if ats is None:
             return
         for at in ats:
-            write(data, at)
+            if sharer is not None and at == seed_at:
+                sharer.add(at, len(data))
+            else:
+                write(data, at)
         with lock:
             taken[cid] = ats
 

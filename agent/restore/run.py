@@ -73,7 +73,8 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
         cdc = repo.new_chunker()
         blobs = {b.cid: b for blist in plan.by_pack.values() for b in blist}
         work = narrow(repo.chunk_id, cdc.cut_buf, fd, target, kind, created, blobs, plan.zero_runs, plan.extents,
-                      window, prep.done, opts, listener, lambda data, at: write([data], at), held=held)
+                      window, prep.done, opts, listener, lambda data, at: write([data], at), held=held,
+                      seed_held=lambda path, sfd: _seed_held(repo, plan.index, path, sfd, window))
     except BaseException as exc:  # a seed that cannot be read, Ctrl-C while comparing, no room for the image
         if journal is not None:
             journal.close()
@@ -217,7 +218,8 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                          zero_bytes=zero_bytes, duration_s=round(time.monotonic() - t0, 3), damaged=sorted(damaged),
                          reused_bytes=work.reused_bytes, seeded=work.seeded, resumed_bytes=work.resumed_bytes,
                          verified_bytes=verified, reads_in_flight=reads.peak,
-                         held_snapshot=stamp.snapshot if stamp is not None else None)
+                         held_snapshot=stamp.snapshot if stamp is not None else None,
+                         shared_bytes=work.shared_bytes)
 
 
 def _held(repo: Repository, index: ChunkIndex | None, target: str,
@@ -235,6 +237,13 @@ def _held(repo: Repository, index: ChunkIndex | None, target: str,
         return stamp, list(repo.snapshot_extents(index, old))
     except AgentError:
         return None, None
+
+
+def _seed_held(repo: Repository, index: ChunkIndex | None, path: str, sfd: int,
+               window: tuple[int, int]) -> list[Extent] | None:
+    """The extents a seed holds by its stamp, when the stamp still describes the open seed."""
+    stamp, extents = _held(repo, index, path, window)
+    return extents if stamp is not None and stamp.still_describes(sfd) else None
 
 
 def _data_ranges(by_pack: dict[str, list[Blob]], window: tuple[int, int]) -> list[tuple[int, int]]:
