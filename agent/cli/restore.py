@@ -41,7 +41,8 @@ def restore(
     compare_all: bool = typer.Option(False, "--compare-all", help="With --delta: read and compare the whole target "
                                      "even when its stamp says it is an unchanged earlier restore."),
     seed: list[str] = typer.Option([], "--seed", help="A local image (older restore, copy of the old disk) to copy "
-                                   "matching chunks from instead of fetching them; repeatable."),
+                                   "matching chunks from instead of fetching them (on XFS and btrfs, its blocks "
+                                   "are shared instead); repeatable."),
 ) -> None:
     """Restore a snapshot (by id, 'latest', or --at) to --to."""
     from agent.config.times import parse_instant
