@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AGENT := $(VENV)/bin/agent
-APT_PACKAGES := gdisk fdisk dosfstools mtools e2fsprogs xfsprogs ntfs-3g exfatprogs exfat-fuse fuse3 openssh-server samba qemu-utils chromium groff-base
+APT_PACKAGES := gdisk fdisk dosfstools mtools e2fsprogs xfsprogs btrfs-progs ntfs-3g exfatprogs exfat-fuse fuse3 openssh-server samba qemu-utils chromium groff-base
 DEMO := demo
 
 .PHONY: demo test system-deps venv clean

@@ -1,6 +1,6 @@
-"""`restore --seed` on XFS shares the seed's blocks (reflinks) instead of copying them; elsewhere
-the same runs are copied. Real filesystems: an XFS made by mkfs.xfs on a loop mount (root), and
-the ext4 the tests run on."""
+"""`restore --seed` on XFS and btrfs shares the seed's blocks (reflinks) instead of copying them;
+elsewhere the same runs are copied. Real filesystems: XFS and btrfs made by their mkfs on loop
+mounts (root; the `fs` fixture, once each), and the ext4 the tests run on."""
 
 from __future__ import annotations
 
@@ -21,19 +21,23 @@ from agent.restore.share import Sharer, can_share
 
 from .conftest import MiB
 
+_MKFS = {"xfs": ["mkfs.xfs", "-q", "-m", "reflink=1"], "btrfs": ["mkfs.btrfs", "-q"]}
 
-@pytest.fixture
-def xfs(tmp_path):
-    """A mounted XFS (reflinks on, mkfs.xfs's default) of 512 MiB."""
-    if os.geteuid() != 0 or not shutil.which("mkfs.xfs"):
-        pytest.skip("needs root and mkfs.xfs to mount an XFS")
-    backing, mnt = tmp_path / "xfs.img", tmp_path / "xfs"
+
+@pytest.fixture(params=sorted(_MKFS))
+def fs(request, tmp_path):
+    """A mounted filesystem that shares blocks, of 512 MiB: XFS (reflinks on, mkfs.xfs's default) or
+    btrfs."""
+    mkfs = _MKFS[request.param]
+    if os.geteuid() != 0 or not shutil.which(mkfs[0]):
+        pytest.skip(f"needs root and {mkfs[0]} to mount a {request.param}")
+    backing, mnt = tmp_path / "fs.img", tmp_path / request.param
     with open(backing, "wb") as f:
         f.truncate(512 * MiB)
-    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(backing)], check=True)
+    subprocess.run([*mkfs, str(backing)], check=True, capture_output=True)
     mnt.mkdir()
     if subprocess.run(["mount", "-o", "loop", str(backing), str(mnt)], capture_output=True).returncode != 0:
-        pytest.skip("this kernel cannot mount XFS")
+        pytest.skip(f"this kernel cannot mount {request.param}")
     try:
         yield mnt
     finally:
@@ -55,11 +59,11 @@ def _shared_blocks(path: Path) -> int:
     return n
 
 
-def test_a_seed_on_xfs_shares_its_unchanged_blocks(cli, tmp_path, two_days, xfs):
+def test_a_seed_on_xfs_or_btrfs_shares_its_unchanged_blocks(cli, tmp_path, two_days, fs):
     old, new, _ = two_days
-    seed = xfs / "old.img"
+    seed = fs / "old.img"
     subprocess.run(["cp", "--sparse=always", str(old), str(seed)], check=True)
-    target = xfs / "new.img"
+    target = fs / "new.img"
     res = cli("restore", "--json", *_day2(new), "--to", str(target), "--seed", str(seed))
     out = res.json()
     assert target.read_bytes() == new.read_bytes()
@@ -69,14 +73,14 @@ def test_a_seed_on_xfs_shares_its_unchanged_blocks(cli, tmp_path, two_days, xfs)
     # blocks of zeros are holes in the sparse seed: shared as holes, not as extents
     assert 17 * MiB <= _shared_blocks(target) * 4096 <= out["shared_bytes"]
     assert out["seeded"][0]["bytes"] >= out["shared_bytes"]
-    text = cli("restore", *_day2(new), "--to", str(xfs / "again.img"), "--seed", str(seed)).out
+    text = cli("restore", *_day2(new), "--to", str(fs / "again.img"), "--seed", str(seed)).out
     assert "share the seed's blocks" in text
-    assert (xfs / "again.img").read_bytes() == new.read_bytes()
+    assert (fs / "again.img").read_bytes() == new.read_bytes()
 
 
-def test_a_seed_on_another_filesystem_is_copied(cli, tmp_path, two_days, xfs):
+def test_a_seed_on_another_filesystem_is_copied(cli, tmp_path, two_days, fs):
     old, new, _ = two_days
-    target = xfs / "new.img"  # the seed stays on the test's own filesystem
+    target = fs / "new.img"  # the seed stays on the test's own filesystem
     out = cli("restore", "--json", *_day2(new), "--to", str(target), "--seed", str(old)).json()
     assert target.read_bytes() == new.read_bytes()
     assert out["shared_bytes"] == 0 and out["seeded"][0]["bytes"] >= 17 * MiB
@@ -117,8 +121,8 @@ def _expected(data: bytes, ranges: list[tuple[int, int]]) -> bytes:
 
 @given(_RANGES)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_unaligned_runs_on_xfs_hold_the_seed_bytes_and_nothing_else(xfs, ranges):
-    seed, target, data = _pair(xfs, 400_000)
+def test_unaligned_runs_hold_the_seed_bytes_and_nothing_else(fs, ranges):
+    seed, target, data = _pair(fs, 400_000)
     sharer = _share(seed, target, ranges)
     assert target.read_bytes() == _expected(data, ranges)
     assert sharer.shared_bytes + sharer.copied_bytes == sum(e - s for s, e in sharer.runs())
@@ -134,9 +138,9 @@ def test_where_blocks_cannot_be_shared_the_runs_are_copied(tmp_path_factory, ran
     assert sharer.shared_bytes == 0
 
 
-def test_sharing_needs_one_filesystem_that_can(tmp_path, xfs):
-    for a, b, want in ((xfs / "a", xfs / "b", True), (tmp_path / "a", tmp_path / "b", False),
-                       (tmp_path / "a", xfs / "b", False)):
+def test_sharing_needs_one_filesystem_that_can(tmp_path, fs):
+    for a, b, want in ((fs / "a", fs / "b", True), (tmp_path / "a", tmp_path / "b", False),
+                       (tmp_path / "a", fs / "b", False)):
         a.write_bytes(b"x")
         b.write_bytes(b"y")
         fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
@@ -147,8 +151,8 @@ def test_sharing_needs_one_filesystem_that_can(tmp_path, xfs):
             os.close(fb)
 
 
-def test_a_seed_written_during_the_restore_stops_it(xfs):
-    seed, target, _ = _pair(xfs, 1 * MiB)
+def test_a_seed_written_during_the_restore_stops_it(fs):
+    seed, target, _ = _pair(fs, 1 * MiB)
     sfd, tfd = os.open(seed, os.O_RDWR), os.open(target, os.O_RDWR)
     try:
         sharer = Sharer(sfd, str(seed), tfd, str(target), lambda data, at: os.pwrite(tfd, data, at))
@@ -166,22 +170,22 @@ def _events(res) -> list[dict]:
     return [json.loads(line) for line in res.out.splitlines() if line.startswith("{")]
 
 
-def test_a_stamped_seed_on_xfs_is_shared_without_being_read(cli, tmp_path, two_days, xfs):
+def test_a_stamped_seed_is_shared_without_being_read(cli, tmp_path, two_days, fs):
     """An earlier restore carries its stamp: the snapshots' chunk lists say what it holds where, so
     it is not scanned; once written to, it is scanned again."""
     old, new, _ = two_days
-    seed = xfs / "day1.img"
+    seed = fs / "day1.img"
     cli("restore", "latest", "--source", str(old), "--to", str(seed))
-    res = cli("restore", "--json", *_day2(new), "--to", str(xfs / "a.img"), "--seed", str(seed))
-    assert (xfs / "a.img").read_bytes() == new.read_bytes()
+    res = cli("restore", "--json", *_day2(new), "--to", str(fs / "a.img"), "--seed", str(seed))
+    assert (fs / "a.img").read_bytes() == new.read_bytes()
     assert not [e for e in _events(res) if e.get("operation", "").startswith("seed ")]  # not scanned
     shared = res.json()["shared_bytes"]
     assert 17 * MiB <= shared < 24 * MiB
     with open(seed, "r+b") as f:  # a write voids the stamp: the seed is read and checked again
         f.seek(5 * MiB)
         f.write(os.urandom(4096))
-    res = cli("restore", "--json", *_day2(new), "--to", str(xfs / "b.img"), "--seed", str(seed))
-    assert (xfs / "b.img").read_bytes() == new.read_bytes()
+    res = cli("restore", "--json", *_day2(new), "--to", str(fs / "b.img"), "--seed", str(seed))
+    assert (fs / "b.img").read_bytes() == new.read_bytes()
     assert [e for e in _events(res) if e.get("operation", "").startswith("seed ")]
     # read, it can also give chunks whose bytes are in place though day1 had cut them otherwise
     assert res.json()["shared_bytes"] >= 17 * MiB
