@@ -47,7 +47,7 @@ class ReadPlan:
     zero_runs: list[tuple[int, int]]
     missing: list[tuple[int, int]]  # chunks no pack holds (only with ignore_errors)
     extents: list[Extent] = field(default_factory=list)  # the whole image's, in order (--delta, --seed)
-    index: ChunkIndex | None = None  # what the plan was made from (another snapshot's chunk list, --delta)
+    index: ChunkIndex | None = None  # the index the plan was made from; reads another snapshot's chunk list
 
     def groups(self) -> list[tuple[str, list[Blob]]]:
         """(pack, blobs) per ranged read."""

@@ -165,13 +165,7 @@ def write_error(exc: OSError, path: str) -> TargetError:
 
 
 def pwrite_all(fd: int, data, offset: int, path: str) -> None:
-    view = memoryview(data)
-    try:
-        while view:
-            n = os.pwrite(fd, view, offset)
-            view, offset = view[n:], offset + n
-    except OSError as exc:
-        raise write_error(exc, path) from None
+    pwritev_all(fd, [memoryview(data)], offset, path)
 
 
 def pwritev_all(fd: int, views: list[memoryview], offset: int, path: str) -> None:
