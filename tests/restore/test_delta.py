@@ -29,7 +29,10 @@ def test_delta_onto_an_older_restore_fetches_only_the_changes(cli, tmp_path, two
     assert target.read_bytes() == new.read_bytes()
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024, (out, stored)
     assert out["fetched_bytes"] < full["fetched_bytes"] / 4
-    assert out["reused_bytes"] >= 30 * MiB
+    # 40 MiB, of which 5 MiB changed in four places. Reading finds every chunk whose bytes stayed;
+    # the stamp compares chunk lists, where a chunk whose bytes stayed but that day1 cut otherwise
+    # (next to a change; chunks are at most 1 MiB) counts as changed: 29.7 MiB was seen on random data
+    assert out["reused_bytes"] >= (26 if not read else 30) * MiB
     assert out["verified_bytes"] < out["written_bytes"]  # from the page cache: only zeroed ranges are read back
 
     again = cli("restore", "--json", *_day2(tmp_path), "--to", str(target), "--delta", *read).json()  # nothing left
