@@ -15,7 +15,6 @@ also returns free pages from the middle of the arena.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from functools import lru_cache
 
 _M_TRIM_THRESHOLD = -1
@@ -26,7 +25,9 @@ _M_ARENA_MAX = -8
 @lru_cache(maxsize=1)
 def _libc():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # the process's own symbols, libc's among them: find_library would run ldconfig (a cold
+        # start-up paid 20-50 ms for it)
+        libc = ctypes.CDLL(None)
         return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
     except OSError:  # not glibc: nothing to tune
         return None

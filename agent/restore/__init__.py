@@ -6,6 +6,8 @@
              over damaged ranges and reports them
     writer   the thread that writes fetched chunks in order (contiguous ones in one pwritev), so
              fetching workers never wait on the target's inode lock; tickets say what a journal may record
+    direct   its writes: through the page cache while that is fast, then each run's whole blocks with
+             O_DIRECT from one reused buffer (the ragged ends still buffered)
     target   open and size the target (sparse file with fresh holes, or an unmounted device
              large enough), write, zero ranges, and say what to do when the disk is full
     options  RestoreOptions and RestoreResult

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass
@@ -28,6 +29,9 @@ class RestoreOptions:
     resumable: bool = True
     #: the size of a target file (a disk larger or smaller than what is written); default: what is written
     disk_size: int | None = None
+    #: writes past the page cache (agent.restore.direct): "auto" once buffered writes turn slow,
+    #: "always", or "never"
+    direct: Literal["auto", "always", "never"] = "auto"
 
 
 @dataclass
@@ -46,3 +50,4 @@ class RestoreResult:
     verified_bytes: int = 0  # read back and checked at the end (--delta / --seed)
     held_snapshot: str | None = None  # --delta: the snapshot the target held by its stamp (not read)
     shared_bytes: int = 0  # --seed: bytes sharing the seed's blocks (reflinks on XFS, btrfs), not written
+    direct_bytes: int = 0  # written past the page cache (agent.restore.direct)

@@ -25,12 +25,13 @@ from agent.repo.index import ChunkIndex
 from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.restore.delta import copy_chunks
+from agent.restore.direct import DirectWriter
 from agent.restore.fetch import MAX_READ, REMOTE_READ, Blob, clip, plan_reads, ranges, read_group
 from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
 from agent.restore.stamp import Stamp, clear_stamp, read_stamp, write_stamp
-from agent.restore.target import TargetFull, preallocate, punch, pwritev_all, remove_partial, write_error, zero_device
+from agent.restore.target import TargetFull, preallocate, punch, remove_partial, write_error, zero_device
 from agent.restore.window import LOCAL, QUEUED, Window, as_done
 from agent.restore.writer import BATCH, Writer
 from agent.source.skipmap import merged, subtract
@@ -62,10 +63,11 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
     # a buffered write holds the file's inode lock in the kernel (ext4, XFS): writers wait here, asleep,
     # instead of spinning on the lock there
     write_lock = threading.Lock()
+    direct = DirectWriter(fd, target, opts.direct)
 
     def write(views: list[memoryview], at: int) -> None:
         with write_lock:
-            pwritev_all(fd, views, at, target)
+            direct.write(views, at)
 
     try:
         if created and kind == "file":  # a fresh file receives every chunk of the plan
@@ -76,6 +78,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                       window, prep.done, opts, listener, lambda data, at: write([data], at), held=held,
                       seed_held=lambda path, sfd: _seed_held(repo, plan.index, path, sfd, window))
     except BaseException as exc:  # a seed that cannot be read, Ctrl-C while comparing, no room for the image
+        direct.close()
         if journal is not None:
             journal.close()
             if created:
@@ -199,6 +202,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                 write_stamp(fd, repo.id, snap.id, window, repo.chunk_id)
         finally:
             writer.close()
+            direct.close()
             if journal is not None:  # an interrupted run makes what it recorded durable
                 journal.close(flush=sys.exc_info()[1] is not None)
             os.close(fd)
@@ -219,7 +223,7 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                          reused_bytes=work.reused_bytes, seeded=work.seeded, resumed_bytes=work.resumed_bytes,
                          verified_bytes=verified, reads_in_flight=reads.peak,
                          held_snapshot=stamp.snapshot if stamp is not None else None,
-                         shared_bytes=work.shared_bytes)
+                         shared_bytes=work.shared_bytes, direct_bytes=direct.direct_bytes)
 
 
 def _held(repo: Repository, index: ChunkIndex | None, target: str,

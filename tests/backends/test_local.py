@@ -69,3 +69,23 @@ def test_the_first_write_creates_a_missing_root_privately(tmp_path):
     b.put("keys/" + "ab" * 16, b"k")
     assert (tmp_path / "new" / "repo" / "keys" / ("ab" * 16)).read_bytes() == b"k"
     assert stat.S_IMODE((tmp_path / "new" / "repo").stat().st_mode) == 0o700
+
+
+def test_a_ranged_read_leaves_its_pages_out_of_the_page_cache(tmp_path):
+    """A part of a pack is read once (restore, copy): its pages are dropped after the read. A whole
+    object (a key, an index segment) stays cached."""
+    from tests.source.cache_helpers import evict, resident_fraction
+
+    be = LocalBackend(tmp_path / "repo")
+    data = os.urandom(4 << 20)
+    be.put("data/ab/pack", data)
+    path = tmp_path / "repo" / "data" / "ab" / "pack"
+    evict(path)
+    if resident_fraction(path) > 0.1:
+        pytest.skip("this filesystem keeps pages cached after POSIX_FADV_DONTNEED")
+    assert be.get("data/ab/pack", offset=0, length=4 << 20) == data
+    assert resident_fraction(path) < 0.1
+    assert be.get("data/ab/pack", offset=1000, length=5000) == data[1000:6000]
+    assert resident_fraction(path) < 0.1
+    assert be.get("data/ab/pack") == data
+    assert resident_fraction(path) > 0.9

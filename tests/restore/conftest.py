@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,26 @@ def two_days(cli, tmp_path):
     cli("backup", str(old), "--tag", "day1")
     added = cli("backup", "--json", str(new), "--tag", "day2").json()
     return old, new, added["stored_bytes"]
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    """make(size): a loop device over a sparse file of `size` bytes (root; skipped otherwise)."""
+    if os.geteuid() != 0 or not shutil.which("losetup"):
+        pytest.skip("needs root and losetup for loop devices")
+    made: list[str] = []
+
+    def make(size: int) -> str:
+        backing = tmp_path / f"disk{len(made)}"
+        with open(backing, "wb") as f:
+            f.truncate(size)
+        res = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"no loop device available: {res.stderr.strip()}")
+        made.append(res.stdout.strip())
+        return made[-1]
+
+    yield make
+    for dev in made:
+        subprocess.run(["umount", dev], capture_output=True)
+        subprocess.run(["losetup", "-d", dev], capture_output=True)

@@ -144,31 +144,6 @@ def test_data_shifted_by_an_insertion_is_found_where_it_moved(cli, tmp_path, mod
     assert out["fetched_bytes"] <= 1.1 * stored + 64 * 1024, (out, stored)
 
 
-@pytest.fixture
-def loop_device(tmp_path):
-    import shutil
-    import subprocess
-
-    if os.geteuid() != 0 or not shutil.which("losetup"):
-        pytest.skip("needs root and losetup for loop devices")
-    made: list[str] = []
-
-    def make(size: int) -> str:
-        backing = tmp_path / f"disk{len(made)}"
-        with open(backing, "wb") as f:
-            f.truncate(size)
-        res = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
-        if res.returncode != 0:
-            pytest.skip(f"no loop device available: {res.stderr.strip()}")
-        made.append(res.stdout.strip())
-        return made[-1]
-
-    yield make
-    for dev in made:
-        subprocess.run(["umount", dev], capture_output=True)
-        subprocess.run(["losetup", "-d", dev], capture_output=True)
-
-
 def test_delta_onto_a_disk_and_refusals(cli, tmp_path, two_days, loop_device):
     import subprocess
 
