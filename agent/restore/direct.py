@@ -13,8 +13,8 @@ writes start buffered, the writer measures the CPU time they cost (`Pace`), and 
 A write that sleeps in the kernel's dirty-page throttling costs no CPU and does not switch: the
 disk is the limit then either way.
 
-A direct write must start and end on block boundaries, and chunks do not: a run's whole blocks go
-direct, its ragged head and tail (under a block each) through the page cache. A block at the seam
+A direct write must start and end on block boundaries, and chunks do not: a run's whole blocks (and
+pages) go direct, its ragged head and tail (under a block each) through the page cache. A block at the seam
 of two runs is thus only ever written through the page cache, by both, and no block is written
 both ways. Where the filesystem refuses O_DIRECT (tmpfs, some FUSE and network filesystems), every
 write stays buffered.
@@ -30,7 +30,10 @@ from typing import Literal
 
 from agent.restore.target import pwritev_all, write_error
 
-ALIGN = 4096  # a multiple of every logical block size Linux supports (512 and 4096)
+# a multiple of every logical block size (512 and 4096), and whole pages: a direct write must not
+# share a page with a buffered one (64 KiB pages on some arm64 kernels), whose dirty copy would
+# later be written back over it
+ALIGN = max(4096, mmap.PAGESIZE)
 MIN_DIRECT = 64 << 10  # fewer whole blocks than this in a run: buffered (one copy either way, no wait for the disk)
 SAMPLE = 32 << 20  # buffered bytes per measurement
 SLOW_RATE = 1 << 30  # bytes per CPU second below which buffered writes cost more than the disk takes direct
