@@ -243,9 +243,9 @@ class LocalBackend(Backend):
 
 
 def _forget(fd: int, offset: int, length: int) -> None:
-    """Drop a ranged read's pages from the page cache. A range is a part of a pack, and a restore,
-    `check --read-data` or `copy` reads each part once: cached, it would only push out pages that
-    are used again. Dropped, its pages are the next read's: on the bench host, a page the kernel
+    """Drop a ranged read's pages from the page cache. A range is a part of a pack (or a pack's
+    header), and a restore, `verify` or `copy` reads each part once (`mount` keeps its own cache
+    of chunks): cached, it would only push out pages that are used again. Dropped, its pages are the next read's: on the bench host, a page the kernel
     had not used lately cost a fault on the hypervisor, and a day3 restore spent a fifth of its CPU
     time copying pack reads out of such pages (1.4 -> 1.0 s of system time, 0.2 s faster)."""
     try:
