@@ -245,9 +245,10 @@ class LocalBackend(Backend):
 def _forget(fd: int, offset: int, length: int) -> None:
     """Drop a ranged read's pages from the page cache. A range is a part of a pack (or a pack's
     header), and a restore, `verify` or `copy` reads each part once (`mount` keeps its own cache
-    of chunks): cached, it would only push out pages that are used again. Dropped, its pages are the next read's: on the bench host, a page the kernel
-    had not used lately cost a fault on the hypervisor, and a day3 restore spent a fifth of its CPU
-    time copying pack reads out of such pages (1.4 -> 1.0 s of system time, 0.2 s faster)."""
+    of chunks): cached, it would only push out pages that are used again. Dropped, its pages are
+    the next read's: on the bench host, a page the kernel had not used lately cost a fault on the
+    hypervisor, and a day3 restore spent a fifth of its CPU time copying pack reads out of such
+    pages (1.4 -> 1.0 s of system time, 0.2 s faster)."""
     try:
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
     except OSError:  # advice only
