@@ -29,11 +29,12 @@ import time
 from typing import Literal
 
 from agent.restore.target import pwritev_all, write_error
+from agent.source.device import DIRECT_ALIGN, open_direct
 
 # a multiple of every logical block size (512 and 4096), and whole pages: a direct write must not
 # share a page with a buffered one (64 KiB pages on some arm64 kernels), whose dirty copy would
 # later be written back over it
-ALIGN = max(4096, mmap.PAGESIZE)
+ALIGN = max(DIRECT_ALIGN, mmap.PAGESIZE)
 MIN_DIRECT = 64 << 10  # fewer whole blocks than this in a run: buffered (one copy either way, no wait for the disk)
 SAMPLE = 32 << 20  # buffered bytes per measurement
 SLOW_RATE = 1 << 30  # bytes per CPU second below which buffered writes cost more than the disk takes direct
@@ -91,7 +92,8 @@ class DirectWriter:
     def __init__(self, fd: int, path: str, mode: Mode = "auto", pace: Pace | None = None) -> None:
         self._fd = fd
         self._path = path
-        self._direct = _reopen_direct(fd) if mode != "never" else None
+        # the same open file again (its /proc link), checked to be the same
+        self._direct = open_direct(f"/proc/self/fd/{fd}", os.fstat(fd), write=True) if mode != "never" else None
         self._pace = pace or Pace()
         self._pace.slow = self._pace.slow or mode == "always"
         self._slab: mmap.mmap | None = None
@@ -161,19 +163,3 @@ class DirectWriter:
                 return False
             raise write_error(exc, self._path) from None
         return True
-
-
-def _reopen_direct(fd: int) -> int | None:
-    """The same open file again, with O_DIRECT; None where that is refused or it is not the same file."""
-    flag = getattr(os, "O_DIRECT", 0)
-    if not flag:
-        return None
-    try:
-        dfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC | flag)
-    except OSError:
-        return None
-    a, b = os.fstat(fd), os.fstat(dfd)
-    if (a.st_dev, a.st_ino, a.st_rdev) != (b.st_dev, b.st_ino, b.st_rdev):
-        os.close(dfd)
-        return None
-    return dfd

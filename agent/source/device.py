@@ -181,12 +181,13 @@ def open_source(path: str, direct: bool = False) -> Source:
     return src
 
 
-def open_direct(path: str, st: os.stat_result) -> int | None:
-    """The same object opened with O_DIRECT, or None where that is refused (tmpfs before Linux 6.6,
-    some network and FUSE filesystems) or the path now names something else."""
-    flags = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECT", 0)
-    if flags == os.O_RDONLY | os.O_CLOEXEC:
+def open_direct(path: str, st: os.stat_result, write: bool = False) -> int | None:
+    """The same object opened with O_DIRECT (for reading, or with `write` for writing only), or None
+    where that is refused (tmpfs before Linux 6.6, some network and FUSE filesystems) or the path
+    now names something else."""
+    if not getattr(os, "O_DIRECT", 0):
         return None
+    flags = (os.O_WRONLY if write else os.O_RDONLY) | os.O_CLOEXEC | os.O_DIRECT
     for extra in (getattr(os, "O_NOATIME", 0), 0):
         try:
             fd = os.open(path, flags | extra)
