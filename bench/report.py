@@ -178,7 +178,7 @@ def targets(steps: list[dict], against: str = ANCHOR) -> list[tuple[str, str, st
         add(f"{step} wall (and sparse: {'yes' if sparse else 'no'})", r(step, "wall_s"), 0.45, sparse)
     add("repository after day3", r("backup day3", "repo_bytes"), 0.75)
     for step in STEPS:
-        add(f"peak RSS, {step}", r(step, "peak_rss_kib"), 1.0)
+        add(f"peak memory, {step}", r(step, "peak_rss_kib"), 1.0)
     return rows
 
 
@@ -250,9 +250,11 @@ def render(results: dict, old: str, chart: str, source: str = "bench/results/lat
         "  borg's files cache work as in real use (they cannot skip the file: it changed).",
         "- Steps are interleaved per step (all tools' day0, then all tools' day1, ...) and the tool order rotates",
         "  each round, so the tools meet the same machine conditions and none always goes first.",
-        "- Before every step: `sync` and `echo 3 > /proc/sys/vm/drop_caches`. User+sys CPU and peak RSS are the",
-        "  tool process's own wait4 rusage, taken through GNU `time` (a child spawned straight from Python would",
-        "  report the harness's own peak RSS as its floor). `cat` is the floor: reading the image once.",
+        "- Before every step: `sync` and `echo 3 > /proc/sys/vm/drop_caches`. User+sys CPU is the tool's own wait4",
+        "  rusage (its reaped child processes included), taken through GNU `time` (a child spawned straight from",
+        "  Python would report the harness's own peak RSS as its floor). Peak memory is the larger of that",
+        "  rusage's peak RSS (one process's) and the peak of the PSS summed over the tool's process tree, sampled",
+        "  every 50 ms (the agent's restore forks worker processes). `cat` is the floor: reading the image once.",
         "- Settings: agent defaults (zstd 2, 256 KiB average chunks, Argon2id key, 16 MiB packs, used blocks "
         "only: free space",
         "  is neither read nor stored, [backup.md](backup.md#used-blocks-only)); restic defaults (repository v2,",
@@ -288,7 +290,7 @@ def render(results: dict, old: str, chart: str, source: str = "bench/results/lat
         "",
         *_metric_table(steps, "cpu_s", 1, 1, True),
         "",
-        "## Peak RSS, MB",
+        "## Peak memory (RSS, or PSS of the process tree where larger), MB",
         "",
         *_metric_table(steps, "peak_rss_kib", 1e6 / 1024, 0, False),
         "",

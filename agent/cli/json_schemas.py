@@ -55,7 +55,7 @@ COMMANDS: dict[str, dict[str, Spec | list[Spec]]] = {
         "zero_bytes": "int", "fetched_bytes": "int?", "duration_s": "num", "damaged_ranges": [["int"]],
         "disk_size": "int", "format": "str", "gpt_moved": "bool", "grown_partition": "int?",
         "reused_bytes": "int", "resumed_bytes": "int", "verified_bytes": "int", "held_snapshot": "str?",
-        "shared_bytes": "int", "direct_bytes": "int"}},
+        "shared_bytes": "int", "direct_bytes": "int", "processes": "int"}},
     "ls": {"ls": [
         {"snapshot_id": "str", "partition": "int?", "filesystem": "str", "path": "str", "entries": [_ENTRY],
          "fetched_bytes": "int"},

@@ -126,7 +126,7 @@ def restore(
                        "seeded": [{"seed": path, "bytes": n} for path, n in res.seeded],
                        "verified_bytes": res.verified_bytes, "reads_in_flight": res.reads_in_flight,
                        "held_snapshot": res.held_snapshot, "shared_bytes": res.shared_bytes,
-                       "direct_bytes": res.direct_bytes})
+                       "direct_bytes": res.direct_bytes, "processes": res.processes})
     else:
         app.out.print(f"restored {units.size(res.size)} to {to if placed else res.target} in {res.duration_s:.1f} s "
                       f"({units.size(res.written_bytes)} written, {units.size(res.zero_bytes)} zeros as holes)")

@@ -4,6 +4,8 @@
              decompress, check each chunk's id (also what `agent verify` reads with)
     run      parallel fetches, pwrite at every offset a chunk appears; --ignore-errors writes zeros
              over damaged ranges and reports them
+    procs    from a local repository: worker processes (forked with the plan) open and write the
+             chunks of each range the restore process read, so the cores share no interpreter lock
     writer   the thread that writes fetched chunks in order (contiguous ones in one pwritev), so
              fetching workers never wait on the target's inode lock; tickets say what a journal may record
     direct   its writes: through the page cache while that is fast, then each run's whole blocks with

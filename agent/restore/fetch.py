@@ -169,21 +169,34 @@ def read_group(repo: Repository, pack_id: str, group: list[Blob],
     """One ranged read for the group, then each chunk authenticated, decompressed and checked
     against its id: (blob, its bytes, None), or with ignore_errors (blob, None, what is wrong) for
     a damaged one. Without ignore_errors a damaged chunk raises CorruptObject naming its range."""
+    data, unreadable = read_range(repo, pack_id, group, ignore_errors)
+    return open_chunks(repo, pack_id, group, data, unreadable, ignore_errors)
+
+
+def read_range(repo: Repository, pack_id: str, group: list[Blob], ignore_errors: bool) -> tuple[bytes | None, str]:
+    """The group's range of its pack: (its bytes, ""), or with ignore_errors (None, why it cannot
+    be read). Without ignore_errors a read that fails raises."""
     start = group[0].offset
     end = group[-1].offset + group[-1].length
-    data: memoryview | None
-    unreadable = ""
     try:
-        data = memoryview(repo.read_pack_range(pack_id, start, end - start))
+        return repo.read_pack_range(pack_id, start, end - start), ""
     except AgentError as exc:
         if not ignore_errors:
             raise
-        data, unreadable = None, f"pack {pack_id[:16]} unreadable ({exc})"
+        return None, f"pack {pack_id[:16]} unreadable ({exc})"
+
+
+def open_chunks(repo: Repository, pack_id: str, group: list[Blob], data: bytes | memoryview | None,
+                unreadable: str, ignore_errors: bool) -> Iterator[tuple[Blob, bytes | None, str | None]]:
+    """Each chunk of a group read by `read_range` (`data` from the group's first offset, or None
+    and why) authenticated, decompressed and checked against its id, as `read_group` yields them."""
+    start = group[0].offset
+    view = memoryview(data) if data is not None else None
     for b in group:
         try:
-            if data is None:
+            if view is None:
                 raise CorruptObject(unreadable)
-            raw = repo.open_blob(BlobType.DATA, b.cid, data[b.offset - start:b.offset - start + b.length], b.raw)
+            raw = repo.open_blob(BlobType.DATA, b.cid, view[b.offset - start:b.offset - start + b.length], b.raw)
         except CorruptObject as exc:
             if not ignore_errors:
                 raise CorruptObject(f"pack {pack_id[:16]}: {exc}; image bytes {b.targets[0]}.."

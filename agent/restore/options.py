@@ -32,6 +32,9 @@ class RestoreOptions:
     #: writes past the page cache (agent.restore.direct): "auto" once buffered writes turn slow,
     #: "always", or "never"
     direct: Literal["auto", "always", "never"] = "auto"
+    #: open and write chunks in worker processes (agent.restore.procs): "auto" from a local repository
+    #: on two cores or more, "always" wherever processes can be forked, or "never" (threads)
+    processes: Literal["auto", "always", "never"] = "auto"
 
 
 @dataclass
@@ -51,3 +54,4 @@ class RestoreResult:
     held_snapshot: str | None = None  # --delta: the snapshot the target held by its stamp (not read)
     shared_bytes: int = 0  # --seed: bytes sharing the seed's blocks (reflinks on XFS, btrfs), not written
     direct_bytes: int = 0  # written past the page cache (agent.restore.direct)
+    processes: int = 0  # worker processes that opened and wrote the chunks (agent.restore.procs); 0: threads

@@ -26,10 +26,11 @@ from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.restore.delta import copy_chunks
 from agent.restore.direct import DirectWriter
-from agent.restore.fetch import MAX_READ, REMOTE_READ, Blob, clip, plan_reads, ranges, read_group
+from agent.restore.fetch import MAX_READ, REMOTE_READ, Blob, clip, plan_reads, ranges, read_group, read_range
 from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
+from agent.restore.procs import WORKERS, Done, Workers, cores, usable
 from agent.restore.stamp import Stamp, clear_stamp, read_stamp, write_stamp
 from agent.restore.target import TargetFull, preallocate, punch, remove_partial, write_error, zero_device
 from agent.restore.window import LOCAL, QUEUED, Window, as_done
@@ -132,11 +133,22 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                     done.append((at, n))
         return sum(n for _, n in done), bad, done, writer.submit(writes) if writes else ticket
 
+    def read(job: int) -> tuple[int, bytes | None, str]:
+        """A group's range, for a worker process (agent.restore.procs)."""
+        pack_id, group = groups[job]
+        t0, c0 = time.monotonic(), time.thread_time()
+        try:
+            return (job, *read_range(repo, pack_id, group, opts.ignore_errors))
+        finally:
+            reads.observe(time.monotonic() - t0, time.thread_time() - c0)
+
     def copy(items: list) -> tuple[int, list[tuple[int, int]], list[bytes], int]:
         writes: list[tuple[memoryview, int]] = []
         done, stale, _ = copy_chunks(items, repo.chunk_id, lambda view, at: writes.append((view, at)), work.preloaded)
         return sum(n for _, n in done), done, stale, writer.submit(writes) if writes else writer.ticket()
 
+    groups: list[tuple[str, list[Blob]]] = []
+    worker_direct = processes = 0
     unsettled: deque[tuple[int, list[tuple[int, int]]]] = deque()  # (ticket, ranges) maybe still queued
 
     def record(done: list[tuple[int, int]], ticket: int) -> None:
@@ -170,13 +182,39 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                         b = work.copied.pop(cid)
                         by_pack[b.pack].append(b)
                 groups = [(p, g) for p, blist in by_pack.items() for g in ranges(blist, max_read)]
-                for fut in as_done(pool, fetch, groups, lambda: reads.size + ahead):
-                    n, bad, done_ranges, ticket = fut.result()
-                    written += n
-                    damaged.extend(bad)
-                    record(done_ranges, ticket)
-                    check_same(target, fd, kind)
-                    listener(Advanced(written))
+                if _in_processes(opts, remote, groups):
+                    def finished(done: Done) -> None:
+                        nonlocal written
+                        written += done.written
+                        damaged.extend(done.bad)
+                        record(done.done, 0)  # written already
+                        check_same(target, fd, kind)
+                        listener(Advanced(written))
+
+                    slot = max(g[-1].offset + g[-1].length - g[0].offset for _, g in groups)
+                    with Workers(repo, groups, fd, target, window, opts.ignore_errors, opts.direct, slot,
+                                 min(WORKERS, cores())) as workers:
+                        for fut in as_done(pool, read, [(j,) for j in range(len(groups))],
+                                           lambda: reads.size + ahead):
+                            job, data, why = fut.result()
+                            while workers.full:
+                                for done in workers.results():
+                                    finished(done)
+                            workers.submit(job, data, why)
+                            for done in workers.results(block=False):
+                                finished(done)
+                        while workers.pending:
+                            for done in workers.results():
+                                finished(done)
+                        worker_direct, processes = sum(workers.direct_bytes.values()), workers.count
+                else:
+                    for fut in as_done(pool, fetch, groups, lambda: reads.size + ahead):
+                        n, bad, done_ranges, ticket = fut.result()
+                        written += n
+                        damaged.extend(bad)
+                        record(done_ranges, ticket)
+                        check_same(target, fd, kind)
+                        listener(Advanced(written))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
             writer.drain()  # before zeroing, flushing and reading back
@@ -223,7 +261,16 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                          reused_bytes=work.reused_bytes, seeded=work.seeded, resumed_bytes=work.resumed_bytes,
                          verified_bytes=verified, reads_in_flight=reads.peak,
                          held_snapshot=stamp.snapshot if stamp is not None else None,
-                         shared_bytes=work.shared_bytes, direct_bytes=direct.direct_bytes)
+                         shared_bytes=work.shared_bytes, direct_bytes=direct.direct_bytes + worker_direct,
+                         processes=processes)
+
+
+def _in_processes(opts: RestoreOptions, remote: bool, groups: list[tuple[str, list[Blob]]]) -> bool:
+    """Whether to open and write chunks in worker processes (agent.restore.procs): from a local
+    repository, where the cores are the limit, with more groups than workers to share them."""
+    if opts.processes == "never" or not groups or not usable():
+        return False
+    return opts.processes == "always" or (not remote and len(groups) > WORKERS)
 
 
 def _held(repo: Repository, index: ChunkIndex | None, target: str,
