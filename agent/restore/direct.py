@@ -26,6 +26,7 @@ import errno
 import mmap
 import os
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 from agent.restore.target import pwritev_all, write_error
@@ -89,9 +90,14 @@ class DirectWriter:
     `Pace` says the page cache is slow, then whole blocks direct; "always" direct from the start;
     "never" buffered. One thread calls it at a time."""
 
-    def __init__(self, fd: int, path: str, mode: Mode = "auto", pace: Pace | None = None) -> None:
+    def __init__(self, fd: int, path: str, mode: Mode = "auto", pace: Pace | None = None,
+                 buffered_lock: AbstractContextManager[object] | None = None) -> None:
         self._fd = fd
         self._path = path
+        # held around each buffered write: writers in other processes (restore.procs) take turns
+        # there, while direct writes of whole blocks, which do not hold the inode lock for the copy,
+        # go to the disk side by side
+        self._lock = buffered_lock or nullcontext()
         # the same open file again (its /proc link), checked to be the same
         self._direct = open_direct(f"/proc/self/fd/{fd}", os.fstat(fd), write=True) if mode != "never" else None
         self._pace = pace or Pace()
@@ -108,9 +114,10 @@ class DirectWriter:
         n = sum(len(v) for v in views)
         lo, hi = aligned_part(at, n)
         if not self.direct or hi - lo < MIN_DIRECT:
-            c0 = time.thread_time()
-            pwritev_all(self._fd, views, at, self._path)
-            self._pace.observe(n, time.thread_time() - c0)
+            with self._lock:
+                c0 = time.thread_time()
+                pwritev_all(self._fd, views, at, self._path)
+                self._pace.observe(n, time.thread_time() - c0)
             return
         head, mid, tail = split(views, at, lo, hi)
         slab = self._buffer(hi - lo)
@@ -119,11 +126,14 @@ class DirectWriter:
             slab[pos:pos + len(v)] = v
             pos += len(v)
         if not self._write_direct(memoryview(slab)[:hi - lo], lo):
-            pwritev_all(self._fd, mid, lo, self._path)
-        if head:
-            pwritev_all(self._fd, head, at, self._path)
-        if tail:
-            pwritev_all(self._fd, tail, hi, self._path)
+            with self._lock:
+                pwritev_all(self._fd, mid, lo, self._path)
+        if head or tail:
+            with self._lock:
+                if head:
+                    pwritev_all(self._fd, head, at, self._path)
+                if tail:
+                    pwritev_all(self._fd, tail, hi, self._path)
 
     def close(self) -> None:
         if self._direct is not None:
@@ -152,7 +162,8 @@ class DirectWriter:
                 k = os.pwrite(self._direct, data[done:], at + done)
                 if k % ALIGN or k == 0:  # a short write that ends inside a block: the rest buffered
                     self.direct_bytes += k
-                    pwritev_all(self._fd, [data[done + k:]], at + done + k, self._path)
+                    with self._lock:
+                        pwritev_all(self._fd, [data[done + k:]], at + done + k, self._path)
                     return True
                 done += k
                 self.direct_bytes += k

@@ -83,9 +83,10 @@ class Workers:
         self._slot_of: dict[int, int] = {}  # job -> slot
         self.direct_bytes: dict[int, int] = {}
         parent = os.getpid()
-        # the write token: one byte in a pipe, taken by the worker that writes. A buffered write
-        # holds the file's inode lock, and a second writer spins on it in the kernel (burning the
-        # core the other worker needs); waiting for the token it sleeps
+        # the write token: one byte in a pipe, taken by a worker for each write through the page
+        # cache. A buffered write holds the file's inode lock, and a second writer spins on it in
+        # the kernel (burning the core the other worker needs); waiting for the token it sleeps.
+        # Direct writes of whole blocks go to the disk side by side (restore.direct)
         self._token = os.pipe()
         os.write(self._token[1], b"t")
         for i in range(workers):
@@ -205,14 +206,7 @@ def _serve(conn: Connection, repo: Repository, groups: list[tuple[str, list[Blob
     """A worker's loop: open and write each group it is handed, until the parent says stop (None)
     or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
-    writer = DirectWriter(fd, target, direct)
-
-    def write(views: list[memoryview], at: int) -> None:
-        os.read(token[0], 1)
-        try:
-            writer.write(views, at)
-        finally:
-            os.write(token[1], b"t")
+    writer = DirectWriter(fd, target, direct, buffered_lock=_Token(token))
 
     failed = False
     try:
@@ -231,7 +225,7 @@ def _serve(conn: Connection, repo: Repository, groups: list[tuple[str, list[Blob
             data = memoryview(slab)[at:at + n] if n >= 0 else None
             try:
                 written, bad, done = _write_group(repo, pack_id, group, data, unreadable, ignore_errors, window,
-                                                  write)
+                                                  writer.write)
             except BaseException as exc:  # noqa: BLE001 - the parent raises it
                 conn.send(_portable(exc))
                 failed = True
@@ -276,6 +270,19 @@ def _flush(writes: list[tuple[memoryview, int]], write: Callable[[list[memoryvie
     writes.sort(key=lambda w: w[1])
     for views, at in runs(writes):
         write(views, at)
+
+
+class _Token:
+    """The write token as a lock: one byte in a pipe, read to take it and written back to give it."""
+
+    def __init__(self, pipe: tuple[int, int]) -> None:
+        self._pipe = pipe
+
+    def __enter__(self) -> None:
+        os.read(self._pipe[0], 1)
+
+    def __exit__(self, *exc: object) -> None:
+        os.write(self._pipe[1], b"t")
 
 
 def _portable(exc: BaseException) -> BaseException:

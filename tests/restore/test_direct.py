@@ -203,3 +203,50 @@ def test_a_restore_to_a_disk_written_direct_is_byte_identical(repo, tmp_path, lo
     evict(dev)
     with open(dev, "rb") as f:
         assert f.read(len(img)) == img
+
+
+class _Counting:
+    """A lock that counts how often it is taken, and says whether it is held."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+        self.held = False
+
+    def __enter__(self) -> None:
+        assert not self.held
+        self.taken += 1
+        self.held = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.held = False
+
+
+def test_the_buffered_lock_guards_buffered_writes_only(tmp_path):
+    """Workers in other processes take turns for writes through the page cache (the inode lock),
+    while direct writes of whole blocks go side by side (agent.restore.procs)."""
+    path = tmp_path / "out.img"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        lock = _Counting()
+        w = DirectWriter(fd, str(path), "always", buffered_lock=lock)
+        if not w.direct:
+            pytest.skip("this filesystem refuses O_DIRECT")
+        data = os.urandom(4 * MiB)
+        w.write([memoryview(data)], ALIGN)  # whole blocks only: nothing buffered
+        assert lock.taken == 0 and w.direct_bytes == len(data)
+        w.write([memoryview(data)[:-100]], 8 * MiB + 10)  # ragged ends: one buffered write of both
+        assert lock.taken == 1
+        w.close()
+        buffered = DirectWriter(fd, str(path), "never", buffered_lock=lock)
+        buffered.write([memoryview(data)], 16 * MiB)
+        assert lock.taken == 2 and buffered.direct_bytes == 0
+        buffered.close()
+        with open(path, "rb") as f:
+            f.seek(ALIGN)
+            assert f.read(len(data)) == data
+            f.seek(8 * MiB + 10)
+            assert f.read(len(data) - 100) == data[:-100]
+            f.seek(16 * MiB)
+            assert f.read(len(data)) == data
+    finally:
+        os.close(fd)
