@@ -89,29 +89,37 @@ class Workers:
         # Direct writes of whole blocks go to the disk side by side (restore.direct)
         self._token = os.pipe()
         os.write(self._token[1], b"t")
-        for i in range(workers):
-            ours, theirs = Pipe(duplex=True)
-            with warnings.catch_warnings():
-                # Python 3.12 warns about forking with threads (the journal's flusher, a progress
-                # display): the child only opens chunks and writes them, and takes no lock of theirs
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-            if pid == 0:  # the worker: never returns into the parent's code
-                code = 1
-                try:
-                    ours.close()
-                    for c in self._conns:
-                        c.close()
-                    _die_with(parent)
-                    _serve(theirs, repo, groups, self._slab, slot_size, fd, target, window, ignore_errors, direct,
-                           self._token)
-                    code = 0
-                finally:
-                    os._exit(code)
-            theirs.close()
-            self._conns.append(ours)
-            self._pids.append(pid)
-            self._busy[i] = 0
+        try:
+            for i in range(workers):
+                self._fork(i, parent, repo, groups, fd, target, window, ignore_errors, direct)
+        except BaseException:  # no room for another process: stop the ones started
+            self.close(kill=True)
+            raise
+
+    def _fork(self, i: int, parent: int, repo: Repository, groups: list[tuple[str, list[Blob]]], fd: int,
+              target: str, window: tuple[int, int], ignore_errors: bool, direct: Mode) -> None:
+        ours, theirs = Pipe(duplex=True)
+        with warnings.catch_warnings():
+            # Python 3.12 warns about forking with threads (the journal's flusher, a progress
+            # display): the child only opens chunks and writes them, and takes no lock of theirs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the worker: never returns into the parent's code
+            code = 1
+            try:
+                ours.close()
+                for c in self._conns:
+                    c.close()
+                _die_with(parent)
+                _serve(theirs, repo, groups, self._slab, self._slot_size, fd, target, window, ignore_errors, direct,
+                       self._token)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        self._conns.append(ours)
+        self._pids.append(pid)
+        self._busy[i] = 0
 
     def __enter__(self) -> Workers:
         return self
