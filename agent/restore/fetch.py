@@ -76,6 +76,41 @@ def clip(offset: int, length: int, window: tuple[int, int]) -> tuple[int, int] |
     return (lo - start, hi - lo) if lo < hi else None
 
 
+@dataclass
+class Opened:
+    """A group's opened chunks, placed: views to write at target offsets (taken in batches), the
+    ranges they fill, and the ranges damaged chunks would have filled (with ignore_errors)."""
+
+    window: tuple[int, int]
+    writes: list[tuple[memoryview, int]] = field(default_factory=list)
+    done: list[tuple[int, int]] = field(default_factory=list)
+    bad: list[tuple[int, int]] = field(default_factory=list)
+    batched: int = 0  # bytes in `writes`
+
+    def add(self, b: Blob, raw: bytes | None) -> None:
+        """A chunk at each target offset it has in the window (one across the window's edge is
+        fetched whole and written in part); None: damaged."""
+        if raw is None:
+            self.bad.extend(r for t in b.targets if (r := clip(t, b.raw, self.window)) is not None)
+            return
+        for t in b.targets:
+            at, n = clip(t, len(raw), self.window) or (0, 0)
+            if n:
+                skip = at + self.window[0] - t
+                self.writes.append((memoryview(raw)[skip:skip + n], at))
+                self.batched += n
+                self.done.append((at, n))
+
+    def take(self) -> list[tuple[memoryview, int]]:
+        """The writes added since the last take."""
+        writes, self.writes, self.batched = self.writes, [], 0
+        return writes
+
+    @property
+    def written(self) -> int:
+        return sum(n for _, n in self.done)
+
+
 def plan_reads(repo: Repository, snap: Snapshot, ignore_errors: bool, window: tuple[int, int],
                listener: Listener) -> ReadPlan:
     """The index, then the plan. Chunks the index does not know may sit in packs no segment lists

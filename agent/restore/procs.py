@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection, Pipe, wait
 from agent.errors import AgentError
 from agent.repo.repository import Repository
 from agent.restore.direct import DirectWriter, Mode
-from agent.restore.fetch import Blob, clip, open_chunks
+from agent.restore.fetch import Blob, Opened, open_chunks
 from agent.restore.writer import runs
 
 WORKERS = 2  # one per core of the bench host; a third held 30 MB more and was no faster
@@ -252,26 +252,13 @@ def _write_group(repo: Repository, pack_id: str, group: list[Blob], data: memory
                                                                          list[tuple[int, int]]]:
     """Open a group's chunks and write each at every offset it has in `window`: (bytes written,
     damaged ranges, ranges written)."""
-    bad: list[tuple[int, int]] = []
-    done: list[tuple[int, int]] = []
-    writes: list[tuple[memoryview, int]] = []
-    batched = 0
+    opened = Opened(window)
     for b, raw, _ in open_chunks(repo, pack_id, group, data, unreadable, ignore_errors):
-        if raw is None:
-            bad.extend(r for t in b.targets if (r := clip(t, b.raw, window)) is not None)
-            continue
-        for t in b.targets:
-            at, n = clip(t, len(raw), window) or (0, 0)
-            if n:  # a chunk across the window's edge is fetched whole and written in part
-                skip = at + window[0] - t
-                writes.append((memoryview(raw)[skip:skip + n], at))
-                batched += n
-                done.append((at, n))
-        if batched >= FLUSH:
-            _flush(writes, write)
-            writes, batched = [], 0
-    _flush(writes, write)
-    return sum(n for _, n in done), bad, done
+        opened.add(b, raw)
+        if opened.batched >= FLUSH:
+            _flush(opened.take(), write)
+    _flush(opened.take(), write)
+    return opened.written, opened.bad, opened.done
 
 
 def _flush(writes: list[tuple[memoryview, int]], write: Callable[[list[memoryview], int], None]) -> None:

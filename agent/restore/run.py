@@ -26,7 +26,17 @@ from agent.repo.repository import Repository
 from agent.repo.snapshots import Snapshot
 from agent.restore.delta import copy_chunks
 from agent.restore.direct import DirectWriter
-from agent.restore.fetch import MAX_READ, REMOTE_READ, Blob, clip, plan_reads, ranges, read_group, read_range
+from agent.restore.fetch import (
+    MAX_READ,
+    REMOTE_READ,
+    Blob,
+    Opened,
+    clip,
+    plan_reads,
+    ranges,
+    read_group,
+    read_range,
+)
 from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
@@ -113,25 +123,13 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
             reads.observe(time.monotonic() - t0, time.thread_time() - c0)
 
     def _fetch(pack_id: str, group: list[Blob]) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]], int]:
-        bad: list[tuple[int, int]] = []
-        done: list[tuple[int, int]] = []
-        writes: list[tuple[memoryview, int]] = []
-        batched = 0  # bytes in `writes`
+        opened = Opened(window)
         ticket = writer.ticket()
         for b, raw, _ in read_group(repo, pack_id, group, opts.ignore_errors):
-            if batched >= BATCH:  # handed over as they come: a group's chunks are ~10 MiB
-                ticket, writes, batched = writer.submit(writes), [], 0
-            if raw is None:
-                bad.extend(r for t in b.targets if (r := clip(t, b.raw, window)) is not None)
-                continue
-            for t in b.targets:
-                at, n = clip(t, len(raw), window) or (0, 0)
-                if n:  # a chunk across the window's edge is fetched whole and written in part
-                    skip = at + window[0] - t
-                    writes.append((memoryview(raw)[skip:skip + n], at))
-                    batched += n
-                    done.append((at, n))
-        return sum(n for _, n in done), bad, done, writer.submit(writes) if writes else ticket
+            if opened.batched >= BATCH:  # handed over as they come: a group's chunks are ~10 MiB
+                ticket = writer.submit(opened.take())
+            opened.add(b, raw)
+        return opened.written, opened.bad, opened.done, writer.submit(opened.take()) if opened.writes else ticket
 
     def read(job: int) -> tuple[int, bytes | None, str]:
         """A group's range, for a worker process (agent.restore.procs)."""
