@@ -191,6 +191,20 @@ def main(argv: list[str] | None = None) -> None:
     args.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
 
 
+def _tree_wchar(pid: int) -> int:
+    """Bytes written by a process and its descendants (/proc/PID/io, `wchar`)."""
+    total = 0
+    try:
+        io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+        total += int(io["wchar"])
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                total += _tree_wchar(int(child))
+    except (OSError, ValueError, KeyError):
+        pass
+    return total
+
+
 def _resume(env: dict, work: Path, snap: str, image: Path, full: dict, limit: str, logs: Path) -> dict:
     """kill -9 at about half of a (bandwidth-limited) restore, then the same command again."""
     target = work / "resumed.img"
@@ -202,11 +216,9 @@ def _resume(env: dict, work: Path, snap: str, image: Path, full: dict, limit: st
     half = None
     while proc.poll() is None:  # the first run's wall time at this limit, from a trial, is not known: use bytes
         time.sleep(0.25)
-        try:  # bytes the process wrote (a new image's data ranges are allocated up front: st_blocks says nothing)
-            io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(io["wchar"]) >= full["written_bytes"] // 2:
+        # bytes the restore and its worker processes wrote (a new image's data ranges are allocated up
+        # front: st_blocks says nothing)
+        if _tree_wchar(proc.pid) >= full["written_bytes"] // 2:
             half = time.monotonic() - t0
             break
     proc.send_signal(signal.SIGKILL)
