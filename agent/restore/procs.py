@@ -5,7 +5,7 @@ BLAKE3, 0.5 s of buffered writes, 0.2 s of AES-GCM per 2.6 GB), and each chunk p
 three native calls that release the interpreter lock and must take it back. With threads, the
 workers of a day3 restore spent 2-2.4 s of their 5 s inside those calls waiting for the lock or
 for a core, and the cores stood idle a quarter of the time. Processes share no lock: the same
-work kept both cores busy (loop 2.5 -> 2.2 s).
+work kept both cores busy (the fetch loop took 2.2-2.4 s in a prototype against 2.5-2.65 s).
 
 Who does what. The parent keeps everything that has state: it reads each group's pack range
 through the storage stack as before (so accounting, bandwidth limits and retries see every read
