@@ -120,11 +120,12 @@ class TreeMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._peak = max(self._peak, sum(_pss(p) for p in _tree(self._pid)))
+            self._peak = max(self._peak, sum(_pss(p) for p in process_tree(self._pid)))
             self._stop.wait(SAMPLE_S)
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (those alive now), from /proc."""
     out = [pid]
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
@@ -136,7 +137,7 @@ def _tree(pid: int) -> list[int]:
         except OSError:
             continue
         for c in children:
-            out += _tree(int(c))
+            out += process_tree(int(c))
     return out
 
 

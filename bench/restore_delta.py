@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.measure import drop_caches, run_step
+from bench.measure import drop_caches, process_tree, run_step
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = [sys.executable, "-m", "agent"]
@@ -194,14 +194,12 @@ def main(argv: list[str] | None = None) -> None:
 def _tree_wchar(pid: int) -> int:
     """Bytes written by a process and its descendants (/proc/PID/io, `wchar`)."""
     total = 0
-    try:
-        io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-        total += int(io["wchar"])
-        for task in os.listdir(f"/proc/{pid}/task"):
-            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
-                total += _tree_wchar(int(child))
-    except (OSError, ValueError, KeyError):
-        pass
+    for p in process_tree(pid):
+        try:
+            io = dict(line.split(": ") for line in Path(f"/proc/{p}/io").read_text().splitlines())
+            total += int(io["wchar"])
+        except (OSError, ValueError, KeyError):
+            pass
     return total
 
 

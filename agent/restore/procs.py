@@ -29,7 +29,7 @@ import os
 import pickle
 import signal
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe, wait
 
@@ -156,6 +156,17 @@ class Workers:
         self._slot_of[job] = slot
         self._send(worker, (job, slot, n if data is not None else -1, unreadable))
 
+    def feed(self, read_ranges: Iterable[tuple[int, bytes | None, str]]) -> Iterator[Done]:
+        """Hand each (job, range, why unreadable) to a worker as the reads finish, waiting for a free
+        slot; yields what the workers finish, until every range handed over is written."""
+        for job, data, why in read_ranges:
+            while self.full:
+                yield from self.results()
+            self.submit(job, data, why)
+            yield from self.results(block=False)
+        while self.pending:
+            yield from self.results()
+
     def results(self, block: bool = True) -> Iterator[Done]:
         """What the workers have finished (waiting for at least one when `block`); raises what a worker raised."""
         ready = wait(self._conns, timeout=None if block else 0)
@@ -165,9 +176,7 @@ class Workers:
             try:
                 msg = conn.recv()
             except (EOFError, OSError):
-                raise AgentError(f"restore worker process {self._pids[worker]} ended unexpectedly",
-                                 hint="it may have been killed or run out of memory; run the same restore "
-                                      "again to resume") from None
+                raise self._ended(worker) from None
             if isinstance(msg, BaseException):
                 raise msg
             done: Done = msg
@@ -204,8 +213,11 @@ class Workers:
         try:
             self._conns[worker].send(msg)
         except OSError:
-            raise AgentError(f"restore worker process {self._pids[worker]} ended unexpectedly",
-                             hint="run the same restore again to resume") from None
+            raise self._ended(worker) from None
+
+    def _ended(self, worker: int) -> AgentError:
+        return AgentError(f"restore worker process {self._pids[worker]} ended unexpectedly",
+                          hint="it may have been killed or run out of memory; run the same restore again to resume")
 
 
 def _serve(conn: Connection, repo: Repository, groups: list[tuple[str, list[Blob]]], slab: mmap.mmap,

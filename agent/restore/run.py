@@ -40,7 +40,7 @@ from agent.restore.fetch import (
 from agent.restore.journal import Header, prepare
 from agent.restore.options import RestoreOptions, RestoreResult
 from agent.restore.plan import Work, check_same, narrow, read_back
-from agent.restore.procs import WORKERS, Done, Workers, cores, usable
+from agent.restore.procs import WORKERS, Workers, cores, usable
 from agent.restore.stamp import Stamp, clear_stamp, read_stamp, write_stamp
 from agent.restore.target import TargetFull, preallocate, punch, remove_partial, write_error, zero_device
 from agent.restore.window import LOCAL, QUEUED, Window, as_done
@@ -159,6 +159,15 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
             if journal is not None:
                 journal.written(ranges_done)
 
+    def progressed(n: int, bad: list[tuple[int, int]], done: list[tuple[int, int]], ticket: int) -> None:
+        """One group fetched: count it, journal it once written (`ticket`), report progress."""
+        nonlocal written
+        written += n
+        damaged.extend(bad)
+        record(done, ticket)
+        check_same(target, fd, kind)
+        listener(Advanced(written))
+
     try:
         try:
             if work.supplied:  # written by the seeds while they were scanned
@@ -181,38 +190,17 @@ def _restore(repo: Repository, snap: Snapshot, target: str, opts: RestoreOptions
                         by_pack[b.pack].append(b)
                 groups = [(p, g) for p, blist in by_pack.items() for g in ranges(blist, max_read)]
                 if _in_processes(opts, remote, groups):
-                    def finished(done: Done) -> None:
-                        nonlocal written
-                        written += done.written
-                        damaged.extend(done.bad)
-                        record(done.done, 0)  # written already
-                        check_same(target, fd, kind)
-                        listener(Advanced(written))
-
                     slot = max(g[-1].offset + g[-1].length - g[0].offset for _, g in groups)
                     with Workers(repo, groups, fd, target, window, opts.ignore_errors, opts.direct, slot,
                                  min(WORKERS, cores())) as workers:
-                        for fut in as_done(pool, read, [(j,) for j in range(len(groups))],
-                                           lambda: reads.size + ahead):
-                            job, data, why = fut.result()
-                            while workers.full:
-                                for done in workers.results():
-                                    finished(done)
-                            workers.submit(job, data, why)
-                            for done in workers.results(block=False):
-                                finished(done)
-                        while workers.pending:
-                            for done in workers.results():
-                                finished(done)
+                        read_ranges = (fut.result() for fut in as_done(pool, read, [(j,) for j in range(len(groups))],
+                                                                       lambda: reads.size + ahead))
+                        for done in workers.feed(read_ranges):
+                            progressed(done.written, done.bad, done.done, 0)  # written already
                         worker_direct, processes = sum(workers.direct_bytes.values()), workers.count
                 else:
                     for fut in as_done(pool, fetch, groups, lambda: reads.size + ahead):
-                        n, bad, done_ranges, ticket = fut.result()
-                        written += n
-                        damaged.extend(bad)
-                        record(done_ranges, ticket)
-                        check_same(target, fd, kind)
-                        listener(Advanced(written))
+                        progressed(*fut.result())
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
             writer.drain()  # before zeroing, flushing and reading back
